@@ -1,0 +1,238 @@
+"""sources.yaml + AGGREGATOR_* environment -> Settings. Nothing else reads YAML or the environment.
+
+Every mistake is reported with the file, the line and the field, and nothing starts
+half-configured: load_config either returns complete Settings or raises ConfigError.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from aggregator.errors import ConfigError
+from aggregator.model import Limits, Network, Settings, Source, SourceKind
+
+DEFAULT_CONFIG = "sources.yaml"
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///aggregator.db"
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+def _duration(value: Any) -> Any:
+    """'30m', '2h', '1d', '90s' or a number of seconds; pydantic handles ISO 8601 ('PT30M')."""
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+def _check_zone(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name like 'Europe/Copenhagen')")
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NetworkConfig(_Model):
+    name: str = Field(min_length=1)
+    description: str = ""
+    timezone: str = "Europe/Copenhagen"
+    languages: list[str] = Field(default_factory=lambda: ["da", "en"], min_length=1)
+    base_url: str = "http://127.0.0.1:8080"
+    refresh_interval: Duration = timedelta(minutes=30)
+
+    _zone = field_validator("timezone")(_check_zone)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class SourceConfig(_Model):
+    id: str
+    name: str = Field(min_length=1)
+    url: str = Field(min_length=1)
+    kind: SourceKind = SourceKind.AUTO
+    homepage: str | None = None
+    timezone: str | None = None
+    language: str | None = None
+    categories: list[str] = Field(default_factory=list)
+    refresh_interval: Duration | None = None
+
+    _zone = field_validator("timezone")(_check_zone)
+
+    @field_validator("id")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not _SLUG.match(value):
+            raise ValueError("must be a slug: lowercase letters, digits, '-' and '_'")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme and len(scheme) > 1 and scheme not in ("http", "https", "webcal", "file"):
+            raise ValueError(f"unsupported URL scheme {scheme!r} (use http, https, webcal or a file)")
+        return value
+
+
+class LimitsConfig(_Model):
+    past_days: int = Field(90, ge=0)
+    future_days: int = Field(730, ge=1)
+    max_occurrences: int = Field(5000, ge=1)
+    connect_timeout: float = Field(10.0, gt=0)
+    total_timeout: float = Field(60.0, gt=0)
+    max_bytes: int = Field(20 * 1024 * 1024, gt=0)
+    max_redirects: int = Field(5, ge=0, le=20)
+
+
+class FileConfig(_Model):
+    network: NetworkConfig
+    sources: list[SourceConfig] = Field(default_factory=list)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    database_url: str | None = None
+
+
+def load_config(path: str | os.PathLike[str] | None = None,
+                environ: Mapping[str, str] | None = None) -> Settings:
+    """Read sources.yaml (or AGGREGATOR_CONFIG) and the environment into Settings."""
+    env = os.environ if environ is None else environ
+    config_path = Path(path or env.get("AGGREGATOR_CONFIG") or DEFAULT_CONFIG)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{config_path}: cannot read the configuration: {e.strerror or e}") from e
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{config_path}:{mark.line + 1}" if mark else str(config_path)
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"{where}: not valid YAML: {problem}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{config_path}: expected a mapping with 'network' and 'sources'")
+    try:
+        parsed = FileConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, root, config_path)) from e
+    _check_unique_ids(parsed, root, config_path)
+
+    base_dir = config_path.resolve().parent
+    database_url = env.get("AGGREGATOR_DATABASE_URL") or parsed.database_url or DEFAULT_DATABASE_URL
+    net = parsed.network
+    return Settings(
+        network=Network(
+            name=net.name,
+            description=net.description,
+            timezone=net.timezone,
+            languages=tuple(net.languages),
+            base_url=net.base_url,
+            refresh_interval=net.refresh_interval,
+        ),
+        sources=tuple(_source(s, base_dir) for s in parsed.sources),
+        limits=Limits(**parsed.limits.model_dump()),
+        database_url=normalise_database_url(database_url),
+        config_path=config_path,
+    )
+
+
+def normalise_database_url(url: str) -> str:
+    """Plain 'sqlite:///x.db' and 'postgresql://' URLs get their async driver."""
+    if url.startswith("sqlite:"):
+        return "sqlite+aiosqlite:" + url[len("sqlite:"):]
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    return url
+
+
+def _source(cfg: SourceConfig, base_dir: Path) -> Source:
+    url = cfg.url
+    scheme = urlsplit(url).scheme
+    if scheme == "file":
+        url = urlsplit(url).path
+        scheme = ""
+    if not scheme or len(scheme) == 1:  # a path (a Windows drive letter is not a scheme)
+        url = str((base_dir / url).resolve())
+    return Source(
+        id=cfg.id,
+        name=cfg.name,
+        url=url,
+        kind=cfg.kind,
+        homepage=cfg.homepage,
+        timezone=cfg.timezone,
+        language=cfg.language,
+        categories=tuple(cfg.categories),
+        refresh_interval=cfg.refresh_interval,
+    )
+
+
+def _check_unique_ids(parsed: FileConfig, root: yaml.Node, path: Path) -> None:
+    seen: dict[str, int] = {}
+    for index, source in enumerate(parsed.sources):
+        if source.id in seen:
+            line = _line_of(root, ("sources", index, "id"))
+            raise ConfigError(
+                f"{path}:{line}: sources[{index}].id: {source.id!r} is already used by "
+                f"sources[{seen[source.id]}]; every source needs its own id"
+            )
+        seen[source.id] = index
+
+
+def _describe(error: ValidationError, root: yaml.Node, path: Path) -> str:
+    lines = []
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see the README for the keys)"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        lines.append(f"{path}:{_line_of(root, loc)}: {field or 'top level'}: {message}")
+    return "\n".join(lines)
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int:
+    """The 1-based line of the YAML node at loc, or of the nearest parent that exists."""
+    node = root
+    line = node.start_mark.line + 1 if node is not None else 1
+    for part in loc:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == part:
+                    # point at the key for a bad value: that is where people look
+                    child, line = value, key.start_mark.line + 1
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            child = node.value[part]
+            line = child.start_mark.line + 1
+        if child is None:
+            break
+        node = child
+    return line

@@ -1,0 +1,29 @@
+"""One exception root; every error carries where it happened."""
+
+from __future__ import annotations
+
+
+class AggregatorError(Exception):
+    """Root of the errors this service raises on purpose."""
+
+
+class ConfigError(AggregatorError):
+    """sources.yaml or the environment is wrong; the message names file, line and field."""
+
+
+class FetchError(AggregatorError):
+    """A source could not be fetched."""
+
+    def __init__(self, url: str, message: str) -> None:
+        super().__init__(f"{message} ({url})")
+        self.url = url
+        self.message = message
+
+
+class ParseError(AggregatorError):
+    """A fetched body could not be read as a feed at all."""
+
+    def __init__(self, url: str, message: str) -> None:
+        super().__init__(f"{message} ({url})")
+        self.url = url
+        self.message = message

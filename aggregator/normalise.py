@@ -1,0 +1,122 @@
+"""Time zones, text, keys and content fingerprints. Pure: no I/O, no clock.
+
+Rule 1 of DESIGN.md lives here: aware UTC inside, the original zone kept as a label,
+all-day events stay dates, floating times take the source's zone, else the network's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
+
+from aggregator.model import Occurrence
+
+_SPACE = re.compile(r"[ \t\u00a0]+")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def occurrence_key(source_id: str, uid: str, recurrence_id: str | None) -> str:
+    """The stable key of one occurrence: it never changes while the source keeps the UID."""
+    raw = "\x1f".join((source_id, uid, recurrence_id or ""))
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:24]
+
+
+def event_id(uid: str, recurrence_id: str | None) -> str:
+    """A network id for events matched by UID: the same whichever member publishes it."""
+    raw = "\x1f".join((uid.strip().lower(), recurrence_id or ""))
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:24]
+
+
+def clean_line(text: object) -> str:
+    """One line of text: no control characters, single spaces, trimmed."""
+    value = unicodedata.normalize("NFC", str(text or ""))
+    value = "".join(ch if ch.isprintable() else " " for ch in value)
+    return _SPACE.sub(" ", value).strip()
+
+
+def clean_text(text: object) -> str:
+    """Multi-line plain text: newlines kept, trailing spaces and runs of blank lines dropped."""
+    value = unicodedata.normalize("NFC", str(text or "")).replace("\r\n", "\n").replace("\r", "\n")
+    lines = [_SPACE.sub(" ", "".join(ch for ch in line if ch.isprintable())).rstrip()
+             for line in value.split("\n")]
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+
+
+@lru_cache(maxsize=512)
+def zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def _same_rules(a: ZoneInfo, b: ZoneInfo, year: int) -> bool:
+    probes = [datetime(year, month, 1, 12, tzinfo=UTC) for month in range(1, 13)]
+    return all(p.astimezone(a).utcoffset() == p.astimezone(b).utcoffset() for p in probes)
+
+
+def windows_zone(name: str, network_zone: str, year: int = 2026) -> str | None:
+    """Map a Windows zone name ('Romance Standard Time') to an IANA name.
+
+    icalendar's table gives one zone per Windows name (Europe/Paris for Romance); when the
+    network's own zone keeps the same clock, that is the one a member in the network meant.
+    """
+    mapped = WINDOWS_TO_OLSON.get(name.strip().strip('"'))
+    if mapped is None:
+        return None
+    home, there = zone(network_zone), zone(mapped)
+    if home is not None and there is not None and _same_rules(home, there, year):
+        return network_zone
+    return mapped
+
+
+def to_utc(value: datetime, floating_zone: str) -> datetime:
+    """An aware UTC datetime; a floating (naive) time is read in floating_zone."""
+    if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+        value = value.replace(tzinfo=zone(floating_zone) or UTC)
+    return value.astimezone(UTC)
+
+
+def as_date(value: date | datetime) -> date:
+    return value.date() if isinstance(value, datetime) else value
+
+
+def iso(value: date | datetime | None) -> str | None:
+    """ISO 8601 for storage and JSON; UTC datetimes end in 'Z'."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.isoformat()
+
+
+def from_iso(value: str) -> date | datetime:
+    if "T" in value:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    return date.fromisoformat(value)
+
+
+def all_day_end(start: date, end: date | None) -> date:
+    """RFC 5545 section 3.6.1: an all-day event without DTEND lasts one day."""
+    return end if end is not None and end > start else start + timedelta(days=1)
+
+
+def fingerprint(values: dict[str, object]) -> str:
+    """Hash of normalised content. Callers leave out what churns on every export (DTSTAMP)."""
+    raw = json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:32]
+
+
+def occurrence_fingerprint(occ: Occurrence) -> str:
+    return fingerprint({
+        "title": occ.title, "start": iso(occ.start), "end": iso(occ.end), "all_day": occ.all_day,
+        "tzid": occ.tzid, "description": occ.description, "url": occ.url,
+        "location": occ.location, "status": occ.status.value, "categories": list(occ.categories),
+    })

@@ -1,0 +1,58 @@
+"""Fetched bytes -> ParsedFeed. Library objects (icalendar, feedparser) never leave this package."""
+
+from __future__ import annotations
+
+import codecs
+from datetime import datetime
+
+from aggregator.errors import ParseError
+from aggregator.model import FetchResult, Limits, ParsedFeed, Source, SourceKind
+from aggregator.parse.ical import parse_calendar
+
+__all__ = ["decode_body", "parse_feed", "sniff_kind"]
+
+
+def decode_body(body: bytes, charset: str | None = None) -> tuple[str, list[str]]:
+    """Text from bytes: the header's charset, else a BOM, else UTF-8, else Windows-1252."""
+    warnings: list[str] = []
+    for bom, encoding in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
+                          (codecs.BOM_UTF16_BE, "utf-16-be")):
+        if body.startswith(bom):
+            return body[len(bom):].decode(encoding, errors="replace"), warnings
+    if charset:
+        try:
+            return body.decode(charset), warnings
+        except (LookupError, UnicodeDecodeError):
+            warnings.append(f"the server says the feed is {charset}, but it is not; read it another way")
+    try:
+        return body.decode("utf-8"), warnings
+    except UnicodeDecodeError:
+        warnings.append("the feed is not UTF-8; read it as Windows-1252 (send UTF-8 to be sure)")
+        return body.decode("cp1252", errors="replace"), warnings
+
+
+def sniff_kind(text: str) -> SourceKind | None:
+    head = text.lstrip()[:2048].lower()
+    if head.startswith("begin:vcalendar"):
+        return SourceKind.ICAL
+    if head.startswith("<") and any(tag in head for tag in ("<rss", "<feed", "<rdf:rdf")):
+        return SourceKind.RSS
+    return None
+
+
+def parse_feed(result: FetchResult, source: Source, *, network_zone: str, now: datetime,
+               limits: Limits) -> ParsedFeed:
+    """Read one fetched feed. Raises ParseError when the body is not a feed at all."""
+    text, warnings = decode_body(result.body, result.charset)
+    kind = source.kind
+    if kind is SourceKind.AUTO:
+        kind = sniff_kind(text) or SourceKind.ICAL
+    if kind is SourceKind.RSS:
+        raise ParseError(source.url, "RSS and Atom sources are not supported yet")
+    parsed = parse_calendar(
+        text, url=source.url, source_id=source.id, floating_zone=source.timezone or network_zone,
+        network_zone=network_zone, now=now, limits=limits,
+    )
+    if warnings:
+        parsed = ParsedFeed(parsed.occurrences, tuple(warnings) + parsed.warnings, parsed.series)
+    return parsed

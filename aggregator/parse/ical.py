@@ -1,0 +1,333 @@
+"""iCalendar text -> ParsedFeed, with icalendar, x-wr-timezone and recurring-ical-events.
+
+Series are expanded inside the horizon with a hard cap per source (rule 2). A broken
+component or series is skipped with a warning; the rest of the calendar is read.
+icalendar and recurring-ical-events objects never leave this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Iterator
+from datetime import date, datetime, timedelta
+
+import icalendar
+import recurring_ical_events
+import x_wr_timezone
+from recurring_ical_events.series.rrule import Series
+
+from aggregator.errors import ParseError
+from aggregator.model import Limits, Occurrence, ParsedFeed, Status
+from aggregator.normalise import (
+    all_day_end,
+    clean_line,
+    clean_text,
+    iso,
+    occurrence_fingerprint,
+    occurrence_key,
+    to_utc,
+    windows_zone,
+    zone,
+)
+
+MAX_DESCRIPTION = 10_000
+MAX_WARNINGS = 200
+_BLOCK = re.compile(r"^BEGIN:(VEVENT|VTIMEZONE)[ \t]*\r?\n.*?^END:\1[ \t]*\r?$",
+                    re.MULTILINE | re.DOTALL | re.IGNORECASE)
+_HEADER = re.compile(r"^BEGIN:VCALENDAR[ \t]*\r?\n(.*?)^BEGIN:", re.MULTILINE | re.DOTALL | re.IGNORECASE)
+
+
+class _Warnings:
+    """Warnings in the order found, each once, capped so one bad feed cannot flood a page."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, None] = {}
+        self.dropped = 0
+
+    def add(self, message: str) -> None:
+        if message in self.items:
+            return
+        if len(self.items) >= MAX_WARNINGS:
+            self.dropped += 1
+            return
+        self.items[message] = None
+
+    def result(self) -> tuple[str, ...]:
+        extra = (f"... and {self.dropped} more warnings",) if self.dropped else ()
+        return tuple(self.items) + extra
+
+
+def parse_calendar(text: str, *, url: str, source_id: str, floating_zone: str, network_zone: str,
+                   now: datetime, limits: Limits) -> ParsedFeed:
+    """Read every VEVENT occurrence inside the horizon around now.
+
+    Raises ParseError only when the text is not an iCalendar file at all.
+    """
+    text = _check_is_calendar(text, url)
+    warnings = _Warnings()
+    start = now - timedelta(days=limits.past_days)
+    stop = now + timedelta(days=limits.future_days)
+    reader = _Reader(source_id, floating_zone, network_zone, warnings)
+    occurrences: dict[str, Occurrence] = {}
+    series_count = 0
+    for calendar in _read_calendars(text, url, warnings):
+        for series, recurring in _series_of(calendar, network_zone, warnings):
+            series_count += recurring
+            for occurrence in reader.occurrences(series, recurring, start, stop, calendar):
+                if occurrence.key in occurrences:
+                    warnings.add(f"event '{occurrence.title}' (UID {occurrence.uid}) appears more "
+                                 "than once; kept the first")
+                    continue
+                occurrences[occurrence.key] = occurrence
+                if len(occurrences) >= limits.max_occurrences:
+                    warnings.add(f"more than {limits.max_occurrences:,} occurrences in the horizon; "
+                                 f"read only the first {limits.max_occurrences:,} (check the RRULEs)")
+                    return ParsedFeed(tuple(occurrences.values()), warnings.result(), series_count)
+    if not occurrences:
+        warnings.add("the calendar has no events in the next "
+                     f"{limits.future_days} days or the last {limits.past_days} days")
+    return ParsedFeed(tuple(occurrences.values()), warnings.result(), series_count)
+
+
+def _check_is_calendar(text: str, url: str) -> str:
+    """The text to read; bare VEVENTs without a VCALENDAR around them are wrapped."""
+    head = text.lstrip()[:512]
+    upper = text[:65536].upper()
+    if "BEGIN:VCALENDAR" in upper:
+        return text
+    if head.upper().startswith("BEGIN:VEVENT"):
+        return f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\n{text.strip()}\r\nEND:VCALENDAR\r\n"
+    if not head:
+        raise ParseError(url, "the feed is empty")
+    if head.lower().startswith(("<!doctype html", "<html")) or "<html" in head.lower():
+        raise ParseError(url, "got an HTML page, not a calendar; check the feed's address")
+    raise ParseError(url, f"not an iCalendar file (it starts with {head[:40]!r})")
+
+
+def _read_calendars(text: str, url: str, warnings: _Warnings) -> list[icalendar.Calendar]:
+    try:
+        calendars = icalendar.Calendar.from_ical(text, multiple=True)
+    except Exception as e:  # icalendar raises ValueError, KeyError, ... on a bad line
+        warnings.add(f"the calendar could not be read as a whole ({_words(e)}); "
+                     "read it event by event")
+        calendars = [_salvage(text, warnings)]
+    return [c for c in calendars if isinstance(c, icalendar.Calendar)]
+
+
+def _salvage(text: str, warnings: _Warnings) -> icalendar.Calendar:
+    """Parse components one by one, skipping those that cannot be read."""
+    calendar = icalendar.Calendar()
+    header = _HEADER.search(text)
+    if header:
+        try:
+            parsed = icalendar.Calendar.from_ical(f"BEGIN:VCALENDAR\r\n{header.group(1)}END:VCALENDAR\r\n")
+            for name, value in parsed.property_items(recursive=False):
+                if name not in ("BEGIN", "END"):
+                    calendar.add(name, value)
+        except Exception as e:
+            warnings.add(f"the calendar's own properties could not be read ({_words(e)})")
+    blocks = [(m.group(1).upper(), m.group(0)) for m in _BLOCK.finditer(text)]
+    zones: list[str] = []
+    for kind, block in blocks:
+        if kind != "VTIMEZONE":
+            continue
+        try:
+            for component in _wrap(block).walk("VTIMEZONE"):
+                calendar.add_component(component)
+            zones.append(block)
+        except Exception as e:
+            warnings.add(f"a time zone definition could not be read and was skipped ({_words(e)})")
+    for kind, block in blocks:
+        if kind != "VEVENT":
+            continue
+        try:
+            for component in _wrap("\r\n".join(zones + [block])).walk("VEVENT"):
+                calendar.add_component(component)
+        except Exception as e:
+            summary = re.search(r"^SUMMARY[^:]*:(.*)$", block, re.MULTILINE)
+            name = f"'{clean_line(summary.group(1))}'" if summary else "without a title"
+            warnings.add(f"event {name} could not be read and was skipped ({_words(e)})")
+    return calendar
+
+
+def _wrap(body: str) -> icalendar.Calendar:
+    return icalendar.Calendar.from_ical(f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\n{body}\r\nEND:VCALENDAR\r\n")
+
+
+def _series_of(calendar: icalendar.Calendar, network_zone: str,
+               warnings: _Warnings) -> Iterator[tuple[Series, bool]]:
+    """The calendar's series, each with whether it repeats; unreadable ones become warnings."""
+    xwr = str(calendar.get("X-WR-TIMEZONE", "")).strip()
+    if xwr and zone(xwr) is None:
+        mapped = windows_zone(xwr, network_zone)
+        if mapped:
+            warnings.add(f"uses the Windows zone name '{xwr}'; we read it as {mapped}")
+            calendar["X-WR-TIMEZONE"] = mapped
+        else:
+            warnings.add(f"X-WR-TIMEZONE '{xwr}' is not a time zone we know; ignored")
+            del calendar["X-WR-TIMEZONE"]
+    try:
+        calendar = x_wr_timezone.to_standard(calendar)
+    except Exception as e:
+        warnings.add(f"X-WR-TIMEZONE could not be applied ({_words(e)})")
+    _drop_unreadable_events(calendar, warnings)
+    try:
+        query = recurring_ical_events.of(calendar, skip_bad_series=True)
+    except Exception as e:
+        warnings.add(f"the calendar's events could not be read ({_words(e)})")
+        return
+    seen = set()
+    for series in query.series:
+        seen.add(str(series.uid))
+        recurring = bool(series.modifications) or not isinstance(series.recurrence, Series.NoRecurrence)
+        yield series, recurring
+    for event in calendar.walk("VEVENT"):
+        uid = str(event.get("UID", ""))
+        if uid and uid not in seen:
+            warnings.add(f"event '{clean_line(event.get('SUMMARY'))}' (UID {uid}) has a rule or "
+                         "date we cannot read; skipped")
+            seen.add(uid)
+
+
+def _drop_unreadable_events(calendar: icalendar.Calendar, warnings: _Warnings) -> None:
+    """Events without a readable DTSTART cannot be placed in time: skip them, say so."""
+    for component in list(calendar.subcomponents):
+        if component.name != "VEVENT":
+            continue
+        title = clean_line(component.get("SUMMARY")) or "without a title"
+        for name, error in getattr(component, "errors", []) or []:
+            line = f"the {name} line" if name else "a line"
+            warnings.add(f"event '{title}': {line} could not be read ({_words(Exception(error))})")
+        try:
+            readable = isinstance(component["DTSTART"].dt, date)
+        except Exception:  # missing, or icalendar's BrokenCalendarProperty
+            readable = False
+        if not readable:
+            warnings.add(f"event '{title}' has no readable start (DTSTART); skipped")
+            calendar.subcomponents.remove(component)
+
+
+class _Reader:
+    """Turns recurring-ical-events occurrences into our Occurrences."""
+
+    def __init__(self, source_id: str, floating_zone: str, network_zone: str, warnings: _Warnings):
+        self.source_id = source_id
+        self.floating_zone = floating_zone
+        self.network_zone = network_zone
+        self.warnings = warnings
+
+    def occurrences(self, series: Series, recurring: bool, start: datetime, stop: datetime,
+                    calendar: icalendar.Calendar) -> Iterator[Occurrence]:
+        cancel_all = str(calendar.get("METHOD", "")).upper() == "CANCEL"
+        try:
+            for occurrence in series.between(start, stop):
+                yield self._occurrence(occurrence, recurring, cancel_all)
+        except Exception as e:
+            self.warnings.add(f"the series with UID {series.uid} could not be fully read "
+                              f"({_words(e)}); kept what was read")
+
+    def _occurrence(self, occurrence, recurring: bool, cancel_all: bool) -> Occurrence:
+        component = occurrence.as_component(False)
+        title = clean_line(component.get("SUMMARY")) or "(untitled)"
+        raw_start, raw_end = occurrence.start, occurrence.end
+        all_day = not isinstance(raw_start, datetime)
+        if "DTEND" not in component and "DURATION" not in component and not all_day:
+            self.warnings.add(f"event '{title}' has no end time; shown as ending when it starts")
+        start: date | datetime
+        end: date | datetime
+        if all_day:
+            start = raw_start
+            end = all_day_end(raw_start, raw_end if not isinstance(raw_end, datetime) else raw_end.date())
+            tzid = None
+        else:
+            tzid = self._tzid(component.get("DTSTART"), raw_start, title)
+            start = to_utc(raw_start, self.floating_zone)
+            end_dt = raw_end if isinstance(raw_end, datetime) else raw_start
+            end = max(to_utc(end_dt, self.floating_zone), start)
+        uid = str(component.get("UID", "")).strip()
+        if not uid:
+            uid = "no-uid-" + hashlib.sha256(f"{title}\x1f{iso(start)}".encode()).hexdigest()[:16]
+            self.warnings.add(f"event '{title}' has no UID; identified by its title and start")
+        recurrence_id = None
+        if recurring:
+            rid = occurrence.id.recurrence_id or occurrence.id.start
+            recurrence_id = iso(to_utc(rid, self.floating_zone) if isinstance(rid, datetime) else rid)
+        draft = Occurrence(
+            key=occurrence_key(self.source_id, uid, recurrence_id),
+            source_id=self.source_id,
+            uid=uid,
+            recurrence_id=recurrence_id,
+            title=title,
+            start=start,
+            end=end,
+            all_day=all_day,
+            tzid=tzid,
+            description=clean_text(component.get("DESCRIPTION"))[:MAX_DESCRIPTION],
+            url=clean_line(component.get("URL")) or None,
+            location=clean_line(component.get("LOCATION")),
+            status=Status.CANCELLED if cancel_all else _status(component.get("STATUS")),
+            categories=tuple(_categories(component.get("CATEGORIES"))),
+            sequence=_int(component.get("SEQUENCE")),
+        )
+        return _with_fingerprint(draft)
+
+    def _tzid(self, prop, value: datetime, title: str) -> str | None:
+        """The IANA name of the zone the member wrote the time in, when we can tell."""
+        if value.tzinfo is None:
+            self.warnings.add(f"times without a time zone (floating) are read as {self.floating_zone}")
+            return self.floating_zone
+        key = getattr(value.tzinfo, "key", None)
+        raw = str(prop.params.get("TZID", "")).strip() if prop is not None else ""
+        if raw and zone(raw) is None:
+            mapped = windows_zone(raw, self.network_zone)
+            if mapped:
+                self.warnings.add(f"uses the Windows zone name '{raw}'; we read it as {mapped}")
+                return mapped
+            if key:
+                return key
+            self.warnings.add(f"uses its own time zone '{raw}'; times are kept as exact instants")
+            return None
+        if raw:
+            return raw
+        if key and key != "UTC":
+            return key
+        return None
+
+
+def _with_fingerprint(occurrence: Occurrence) -> Occurrence:
+    from dataclasses import replace
+
+    return replace(occurrence, fingerprint=occurrence_fingerprint(occurrence))
+
+
+def _status(value: object) -> Status:
+    status = str(value or "").strip().upper()
+    if status == "CANCELLED":
+        return Status.CANCELLED
+    if status == "TENTATIVE":
+        return Status.TENTATIVE
+    return Status.SCHEDULED
+
+
+def _categories(value: object) -> Iterable[str]:
+    values = value if isinstance(value, list) else [value] if value is not None else []
+    seen: dict[str, None] = {}
+    for item in values:
+        for category in getattr(item, "cats", None) or [item]:
+            name = clean_line(category)
+            if name:
+                seen.setdefault(name, None)
+    return seen
+
+
+def _int(value: object) -> int:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _words(error: Exception) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text if len(text) < 160 else text[:157] + "..."
