@@ -202,3 +202,20 @@ class NetworkEvent:
     last_modified: datetime
     #: the VEVENT, serialised once when the event changed
     ics: bytes
+
+
+class ChangeKind(enum.StrEnum):
+    ADDED = "added"
+    UPDATED = "updated"
+    REMOVED = "removed"
+
+
+@dataclass(frozen=True)
+class Change:
+    """What happened to one occurrence between two good snapshots of a source."""
+
+    kind: ChangeKind
+    key: str
+    title: str
+    before: Occurrence | None = None
+    after: Occurrence | None = None

@@ -1,0 +1,215 @@
+"""The command line: serve, refresh, check, export, migrate. Every command takes --config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aggregator import __version__
+from aggregator.errors import ConfigError, ParseError
+from aggregator.fetch import fetch_url, is_local, open_session
+from aggregator.model import FetchOutcome, Limits, Network, Settings, Source, SourceKind
+from aggregator.normalise import iso
+from aggregator.parse import parse_feed
+from aggregator.refresh import refresh_all
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.command == "serve" else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.handler(args)
+    except ConfigError as e:
+        print(f"configuration error:\n{e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aggregator", description=(
+        "One calendar for a network of member organisations."))
+    parser.add_argument("--version", action="version", version=f"aggregator {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, handler, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.add_argument("--config", help="sources.yaml to read (default: $AGGREGATOR_CONFIG "
+                                          "or ./sources.yaml)")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    serve = command("serve", cmd_serve, "serve the web outputs and refresh sources on schedule")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--no-scheduler", action="store_true",
+                       help="only serve what is stored (another process refreshes)")
+    command("refresh", cmd_refresh, "fetch every source once, publish, and exit")
+    export = command("export", cmd_export, "write calendar.ics, feed.atom and events.json to a folder")
+    export.add_argument("--out", required=True, type=Path, help="folder to write to")
+    check = command("check", cmd_check, "read one feed (URL or file) without storing it")
+    check.add_argument("target", help="a feed URL (http, https, webcal) or a file")
+    check.add_argument("--json", action="store_true", help="print the result as JSON")
+    check.add_argument("--kind", choices=[k.value for k in SourceKind], default="auto")
+    command("migrate", cmd_migrate, "create or upgrade the database schema, and exit")
+    return parser
+
+
+def _settings(args) -> Settings:
+    from aggregator.config import load_config
+
+    return load_config(args.config)
+
+
+def cmd_serve(args) -> int:
+    from aiohttp import web
+
+    from aggregator.web import make_app
+
+    settings = _settings(args)
+    web.run_app(make_app(settings, scheduler=not args.no_scheduler), host=args.host,
+                port=args.port, print=lambda _: print(
+                    f"Serving {settings.network.name} on http://{args.host}:{args.port}/",
+                    flush=True))
+    return 0
+
+
+def cmd_refresh(args) -> int:
+    settings = _settings(args)
+
+    async def run() -> int:
+        from aggregator.store import Store
+
+        store = await Store.open(settings.database_url)
+        total = len(settings.sources)
+        done = 0
+
+        def progress(report) -> None:
+            nonlocal done
+            done += 1
+            print(f"[{done}/{total}] {report.line()}", flush=True)
+
+        try:
+            async with open_session(settings.network, settings.limits) as session:
+                reports, changed = await refresh_all(store, session, settings, datetime.now(UTC),
+                                                     on_report=progress)
+            counts = await store.counts()
+        finally:
+            await store.close()
+        failed = sum(r.outcome == "failed" for r in reports)
+        print(f"{total - failed} of {total} sources read; {counts['events']} network events "
+              f"from {counts['occurrences']} occurrences; "
+              f"{'published changes' if changed else 'nothing changed'}")
+        return 1 if reports and failed == len(reports) else 0
+
+    return asyncio.run(run())
+
+
+def cmd_migrate(args) -> int:
+    settings = _settings(args)
+
+    async def run() -> None:
+        from aggregator.store import Store
+
+        store = await Store.open(settings.database_url)
+        await store.close()
+
+    asyncio.run(run())
+    print(f"database at {settings.database_url} is up to date")
+    return 0
+
+
+def cmd_export(args) -> int:
+    settings = _settings(args)
+
+    async def run() -> list[Path]:
+        from aggregator.render.atom import render_atom
+        from aggregator.render.ics import render_calendar
+        from aggregator.render.json import render_json
+        from aggregator.store import Store
+
+        store = await Store.open(settings.database_url)
+        try:
+            events = await store.published_events()
+        finally:
+            await store.close()
+        args.out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, data in (("calendar.ics", render_calendar(events, settings.network)),
+                           ("feed.atom", render_atom(events, settings.network)),
+                           ("events.json", render_json(events, settings.network))):
+            path = args.out / name
+            path.write_bytes(data)
+            written.append(path)
+        return written
+
+    for path in asyncio.run(run()):
+        print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+    return 0
+
+
+def cmd_check(args) -> int:
+    """A member organisation's report on its feed: what we found and what we skipped."""
+    try:
+        settings = _settings(args)
+        network, limits = settings.network, settings.limits
+    except ConfigError:
+        if args.config:
+            raise
+        network, limits = Network(name="check"), Limits()
+    target = args.target
+    if is_local(target):
+        target = str(Path(target).resolve())
+    source = Source(id="check", name="check", url=target, kind=SourceKind(args.kind))
+
+    async def run():
+        async with open_session(network, limits) as session:
+            return await fetch_url(session, target, limits)
+
+    result = asyncio.run(run())
+    now = datetime.now(UTC)
+    if result.outcome is not FetchOutcome.OK:
+        return _check_failed(args, f"could not fetch the feed: {result.error}")
+    try:
+        parsed = parse_feed(result, source, network_zone=network.timezone, now=now, limits=limits)
+    except ParseError as e:
+        return _check_failed(args, f"could not read the feed: {e.message}")
+    occurrences = sorted(parsed.occurrences, key=lambda o: (iso(o.start), o.key))
+    if args.json:
+        print(json.dumps({
+            "occurrences": [{
+                "uid": o.uid, "recurrence_id": o.recurrence_id, "title": o.title,
+                "start": iso(o.start), "end": iso(o.end), "all_day": o.all_day,
+                "status": o.status.value, "tzid": o.tzid,
+            } for o in occurrences],
+            "warnings": list(parsed.warnings),
+        }, ensure_ascii=False, indent=1))
+        return 0
+    print(f"{target}: {len(occurrences)} occurrences from "
+          f"{iso(now.date())} - {limits.past_days} days to + {limits.future_days} days "
+          f"({parsed.series} repeating series)")
+    for o in occurrences:
+        flag = "" if o.status.value == "scheduled" else f" [{o.status.value}]"
+        print(f"  {iso(o.start)}  {o.title}{flag}")
+    if parsed.warnings:
+        print(f"{len(parsed.warnings)} warnings:")
+        for warning in parsed.warnings:
+            print(f"  - {warning}")
+    else:
+        print("no warnings")
+    return 0
+
+
+def _check_failed(args, message: str) -> int:
+    if args.json:
+        print(json.dumps({"occurrences": [], "warnings": [], "error": message}, ensure_ascii=False))
+    else:
+        print(message, file=sys.stderr)
+    return 1

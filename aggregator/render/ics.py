@@ -1,0 +1,93 @@
+"""Network events -> iCalendar bytes, with icalendar (folding, escaping, VTIMEZONEs).
+
+Each event is serialised once, when it changes (render_event); the calendar is the stored
+bytes of its events between a header and the VTIMEZONEs they use (render_calendar).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from functools import lru_cache
+
+import icalendar
+
+from aggregator import __version__
+from aggregator.model import MergedEvent, Network, NetworkEvent, Status
+from aggregator.normalise import zone
+from aggregator.render import event_url, organised_by, uid_domain
+
+PRODID = f"-//Network event aggregator//aggregator {__version__}//EN"
+_STATUS = {Status.SCHEDULED: "CONFIRMED", Status.TENTATIVE: "TENTATIVE",
+           Status.CANCELLED: "CANCELLED", Status.POSTPONED: "CANCELLED"}
+
+
+def render_event(event: MergedEvent, sequence: int, created: datetime, last_modified: datetime,
+                 network: Network) -> bytes:
+    """One VEVENT. DTSTAMP is when we last saw a change, never 'now' (rule 8)."""
+    vevent = icalendar.Event()
+    vevent.add("UID", f"{event.id}@{uid_domain(network)}")
+    vevent.add("DTSTAMP", last_modified)
+    vevent.add("CREATED", created)
+    vevent.add("LAST-MODIFIED", last_modified)
+    vevent.add("SEQUENCE", sequence)
+    vevent.add("SUMMARY", event.title)
+    if event.all_day:
+        vevent.add("DTSTART", event.start)
+        vevent.add("DTEND", event.end)
+    else:
+        local = zone(event.tzid) if event.tzid else None
+        vevent.add("DTSTART", event.start.astimezone(local) if local else event.start)
+        vevent.add("DTEND", event.end.astimezone(local) if local else event.end)
+    description = "\n\n".join(p for p in (event.description,
+                                          organised_by(network, event.organisers)) if p)
+    vevent.add("DESCRIPTION", description)
+    if event.location:
+        vevent.add("LOCATION", event.location)
+    vevent.add("URL", event.url or event_url(network, event.id))
+    vevent.add("STATUS", _STATUS[event.status])
+    if event.categories:
+        vevent.add("CATEGORIES", list(event.categories))
+    vevent.add("TRANSP", "TRANSPARENT")
+    return vevent.to_ical()
+
+
+def calendar_header(network: Network) -> icalendar.Calendar:
+    calendar = icalendar.Calendar()
+    calendar.add("PRODID", PRODID)
+    calendar.add("VERSION", "2.0")
+    calendar.add("CALSCALE", "GREGORIAN")
+    calendar.add("METHOD", "PUBLISH")
+    # RFC 7986 properties, and the X-WR- forms that Apple, Google and Outlook read
+    calendar.add("NAME", network.name)
+    calendar.add("X-WR-CALNAME", network.name)
+    if network.description:
+        calendar.add("DESCRIPTION", network.description)
+        calendar.add("X-WR-CALDESC", network.description)
+    calendar.add("X-WR-TIMEZONE", network.timezone)
+    interval = max(network.refresh_interval, timedelta(minutes=15))
+    calendar.add("REFRESH-INTERVAL", interval, parameters={"VALUE": "DURATION"})
+    calendar.add("X-PUBLISHED-TTL", interval)
+    calendar.add("URL", f"{network.base_url}/calendar.ics")
+    return calendar
+
+
+def render_calendar(events: Sequence[NetworkEvent], network: Network) -> bytes:
+    """The calendar: header, one VTIMEZONE per TZID used, the events' stored bytes."""
+    head = calendar_header(network).to_ical()
+    end = b"END:VCALENDAR\r\n"
+    assert head.endswith(end)
+    tzids = sorted({e.event.tzid for e in events
+                    if not e.event.all_day and e.event.tzid and zone(e.event.tzid)})
+    parts = [head[: -len(end)]]
+    parts.extend(vtimezone(tzid) for tzid in tzids)
+    parts.extend(e.ics for e in events)
+    parts.append(end)
+    return b"".join(parts)
+
+
+@lru_cache(maxsize=64)
+def vtimezone(tzid: str) -> bytes:
+    """A VTIMEZONE from the tz database; slow to build, so kept (icalendar says: cache it)."""
+    return icalendar.Timezone.from_tzid(tzid, first_date=datetime(1970, 1, 1).date(),
+                                        last_date=datetime(2038, 1, 1).date()).to_ical()

@@ -1,0 +1,46 @@
+"""Network events -> JSON. Stable: the same events give the same bytes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from aggregator.model import NetworkEvent, Network, Status
+from aggregator.normalise import iso
+from aggregator.render import event_url
+
+_SCHEMA_STATUS = {Status.SCHEDULED: "EventScheduled", Status.TENTATIVE: "EventScheduled",
+                  Status.CANCELLED: "EventCancelled", Status.POSTPONED: "EventPostponed"}
+
+
+def event_json(item: NetworkEvent, network: Network) -> dict:
+    event = item.event
+    return {
+        "id": event.id,
+        "title": event.title,
+        "start": iso(event.start),
+        "end": iso(event.end),
+        "all_day": event.all_day,
+        "timezone": event.tzid,
+        "status": event.status.value,
+        "eventStatus": f"https://schema.org/{_SCHEMA_STATUS[event.status]}",
+        "location": event.location,
+        "description": event.description,
+        "url": event.url,
+        "page": event_url(network, event.id),
+        "categories": list(event.categories),
+        "organisers": list(event.organisers),
+        "sources": list(event.source_ids),
+        "sequence": item.sequence,
+        "created": iso(item.created),
+        "last_modified": iso(item.last_modified),
+    }
+
+
+def render_json(events: Sequence[NetworkEvent], network: Network) -> bytes:
+    body = {
+        "network": {"name": network.name, "description": network.description,
+                    "timezone": network.timezone, "url": network.base_url},
+        "events": [event_json(item, network) for item in events],
+    }
+    return json.dumps(body, ensure_ascii=False, indent=1, sort_keys=False).encode("utf-8") + b"\n"

@@ -1,0 +1,114 @@
+"""The tables. Migrations in migrations/versions/ create and change them; keep both in step."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes in, aware UTC datetimes out, whatever the database keeps."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+sources = Table(
+    "sources", metadata,
+    Column("id", String(100), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("etag", Text),
+    Column("last_modified", Text),
+    Column("content_hash", String(64)),
+    Column("last_fetch_at", UTCDateTime),
+    Column("last_success_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("failures_in_row", Integer, nullable=False, default=0),
+    Column("next_check_at", UTCDateTime),
+    Column("occurrence_count", Integer, nullable=False, default=0),
+    Column("warnings", JSON, nullable=False, default=list),
+)
+
+occurrences = Table(
+    "occurrences", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("source_id", String(100), ForeignKey("sources.id", ondelete="CASCADE"), nullable=False),
+    Column("uid", Text, nullable=False),
+    Column("recurrence_id", String(32)),
+    Column("title", Text, nullable=False),
+    Column("start", String(32), nullable=False),
+    Column("end", String(32), nullable=False),
+    Column("all_day", Boolean, nullable=False),
+    Column("tzid", String(100)),
+    Column("description", Text, nullable=False, default=""),
+    Column("url", Text),
+    Column("location", Text, nullable=False, default=""),
+    Column("status", String(16), nullable=False),
+    Column("categories", JSON, nullable=False, default=list),
+    Column("sequence", Integer, nullable=False, default=0),
+    Column("fingerprint", String(64), nullable=False),
+    Index("ix_occurrences_source_id", "source_id"),
+)
+
+events = Table(
+    "events", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("sequence", Integer, nullable=False),
+    Column("created", UTCDateTime, nullable=False),
+    Column("last_modified", UTCDateTime, nullable=False),
+    Column("start", String(32), nullable=False),
+    #: the merged event's fields, for JSON and Atom
+    Column("data", JSON, nullable=False),
+    #: the VEVENT bytes, serialised once when the event changed
+    Column("ics", LargeBinary, nullable=False),
+)
+
+fetches = Table(
+    "fetches", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source_id", String(100), ForeignKey("sources.id", ondelete="CASCADE"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("status", Integer),
+    Column("duration", Float, nullable=False, default=0.0),
+    Column("bytes", Integer, nullable=False, default=0),
+    Column("error", Text),
+    Index("ix_fetches_source_at", "source_id", "at"),
+)
+
+meta = Table(
+    "meta", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)

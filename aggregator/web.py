@@ -1,0 +1,277 @@
+"""make_app(): the aiohttp routes. Bodies are rendered once per change of the data and kept
+as bytes with a strong ETag; requests are answered from those bytes (304 when they match).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import html
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from aggregator import __version__
+from aggregator.fetch import open_session
+from aggregator.model import NetworkEvent, Settings
+from aggregator.normalise import iso
+from aggregator.refresh import publish
+from aggregator.render.atom import render_atom
+from aggregator.render.ics import render_calendar
+from aggregator.render.json import event_json, render_json
+from aggregator.render.text import when
+from aggregator.schedule import Scheduler
+from aggregator.store import Store
+
+Clock = Callable[[], datetime]
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)
+OUTPUTS = web.AppKey("outputs", "Outputs")
+CLOCK = web.AppKey("clock", Clock)
+
+ICS = "text/calendar"
+ATOM = "application/atom+xml"
+JSON = "application/json"
+HTML = "text/html"
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Body:
+    data: bytes
+    content_type: str
+    etag: str
+    #: gzip of data, made once (mtime 0, so the same data gives the same bytes)
+    gzipped: bytes
+
+    @classmethod
+    def of(cls, data: bytes, content_type: str) -> Body:
+        etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+        return cls(data, content_type, etag, gzip.compress(data, mtime=0))
+
+
+class Outputs:
+    """Rendered bodies, kept until the data changes."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self._bodies: dict[str, Body] = {}
+        self._events: list[NetworkEvent] | None = None
+        self._lock = asyncio.Lock()
+
+    def invalidate(self) -> None:
+        self._bodies.clear()
+        self._events = None
+
+    async def events(self) -> list[NetworkEvent]:
+        if self._events is None:
+            self._events = await self.store.published_events()
+        return self._events
+
+    async def body(self, name: str, render: Callable[[list[NetworkEvent]], Awaitable[Body] | Body]
+                   ) -> Body:
+        body = self._bodies.get(name)
+        if body is not None:
+            return body
+        async with self._lock:
+            body = self._bodies.get(name)
+            if body is None:
+                result = render(await self.events())
+                body = await result if asyncio.iscoroutine(result) else result
+                self._bodies[name] = body
+            return body
+
+
+def make_app(settings: Settings, *, store: Store | None = None, clock: Clock = system_clock,
+             scheduler: bool = True) -> web.Application:
+    """The web application; with scheduler=True it also refreshes sources on their schedule."""
+    app = web.Application()
+    app[SETTINGS] = settings
+    app[CLOCK] = clock
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        own_store = store is None
+        app[STORE] = store or await Store.open(settings.database_url)
+        await app[STORE].sync_sources(settings.sources)
+        # a changed configuration (base URL, languages) re-renders what is published
+        await publish(app[STORE], settings, clock())
+        app[OUTPUTS] = Outputs(app[STORE], settings)
+        session = open_session(settings.network, settings.limits)
+        jobs = None
+        if scheduler:
+            jobs = Scheduler(app[STORE], session, settings, clock, app[OUTPUTS].invalidate)
+            await jobs.start()
+        yield
+        if jobs is not None:
+            jobs.shutdown()
+        await session.close()
+        if own_store:
+            await app[STORE].close()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_get("/", index)
+    app.router.add_get("/calendar.ics", calendar)
+    app.router.add_get("/feed.atom", atom)
+    app.router.add_get("/events.json", events_json)
+    app.router.add_get("/events/{id}.ics", event_ics)
+    app.router.add_get("/events/{id}.json", event_detail)
+    app.router.add_get("/events/{id}", event_detail)
+    app.router.add_get("/sources", sources_json)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+def answer(request: web.Request, body: Body, *, cors: bool = True, max_age: int = 300
+           ) -> web.Response:
+    """Serve kept bytes: 304 when the ETag matches, gzip when the client takes it."""
+    gz = "gzip" in request.headers.get("Accept-Encoding", "")
+    # strong ETags differ per encoding (RFC 9110 section 8.8.3)
+    etag = body.etag[:-1] + '-gz"' if gz else body.etag
+    headers = {"ETag": etag, "Cache-Control": f"public, max-age={max_age}",
+               "Vary": "Accept-Encoding"}
+    if cors:
+        headers["Access-Control-Allow-Origin"] = "*"
+    match = {t.strip() for t in request.headers.get("If-None-Match", "").split(",")}
+    if etag in match or body.etag in match or "*" in match:
+        return web.Response(status=304, headers=headers)
+    content_type = f"{body.content_type}; charset=utf-8"
+    if gz:
+        headers["Content-Encoding"] = "gzip"
+        return web.Response(body=body.gzipped, headers={**headers, "Content-Type": content_type})
+    return web.Response(body=body.data, headers={**headers, "Content-Type": content_type})
+
+
+async def calendar(request: web.Request) -> web.Response:
+    network = request.app[SETTINGS].network
+    body = await request.app[OUTPUTS].body(
+        "calendar.ics", lambda events: Body.of(render_calendar(events, network), ICS))
+    response = answer(request, body)
+    response.headers["Content-Disposition"] = 'inline; filename="calendar.ics"'
+    return response
+
+
+async def atom(request: web.Request) -> web.Response:
+    network = request.app[SETTINGS].network
+    body = await request.app[OUTPUTS].body(
+        "feed.atom", lambda events: Body.of(render_atom(events, network), ATOM))
+    return answer(request, body)
+
+
+async def events_json(request: web.Request) -> web.Response:
+    network = request.app[SETTINGS].network
+    body = await request.app[OUTPUTS].body(
+        "events.json", lambda events: Body.of(render_json(events, network), JSON))
+    return answer(request, body)
+
+
+async def _find(request: web.Request) -> NetworkEvent:
+    wanted = request.match_info["id"]
+    for item in await request.app[OUTPUTS].events():
+        if item.event.id == wanted:
+            return item
+    raise web.HTTPNotFound(text=f"no event with id {wanted!r}\n")
+
+
+async def event_ics(request: web.Request) -> web.Response:
+    item = await _find(request)
+    network = request.app[SETTINGS].network
+    body = await request.app[OUTPUTS].body(
+        f"events/{item.event.id}.ics", lambda _: Body.of(render_calendar([item], network), ICS))
+    response = answer(request, body)
+    response.headers["Content-Disposition"] = f'attachment; filename="{item.event.id}.ics"'
+    return response
+
+
+async def event_detail(request: web.Request) -> web.Response:
+    item = await _find(request)
+    network = request.app[SETTINGS].network
+    body = await request.app[OUTPUTS].body(
+        f"events/{item.event.id}.json",
+        lambda _: Body.of(_dumps(event_json(item, network)), JSON))
+    return answer(request, body)
+
+
+async def sources_json(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    states = await request.app[STORE].source_states()
+    rows = []
+    for source in settings.sources:
+        state = states.get(source.id)
+        rows.append({
+            "id": source.id, "name": source.name, "url": source.url, "kind": source.kind.value,
+            "homepage": source.homepage,
+            "state": "never fetched" if state is None or state.last_fetch_at is None
+            else "failing" if state.failures_in_row else "ok",
+            "last_fetch_at": iso(state.last_fetch_at) if state else None,
+            "last_success_at": iso(state.last_success_at) if state else None,
+            "last_error": state.last_error if state else None,
+            "failures_in_row": state.failures_in_row if state else 0,
+            "next_check_at": iso(state.next_check_at) if state else None,
+            "occurrences": state.occurrence_count if state else 0,
+            "warnings": list(state.warnings) if state else [],
+        })
+    return web.Response(body=_dumps({"sources": rows}), content_type=JSON, charset="utf-8",
+                        headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "no-cache"})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    counts = await request.app[STORE].counts()
+    return web.Response(body=_dumps({"status": "ok", "version": __version__, **counts}),
+                        content_type=JSON, charset="utf-8", headers={"Cache-Control": "no-store"})
+
+
+async def index(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    body = await request.app[OUTPUTS].body(
+        "index.html", lambda events: Body.of(_index_html(events, settings, request.app[CLOCK]()),
+                                             HTML))
+    return answer(request, body, cors=False, max_age=60)
+
+
+def _index_html(events: list[NetworkEvent], settings: Settings, now: datetime) -> bytes:
+    """A plain list of upcoming events; the full bilingual page comes with the Jinja2 templates."""
+    network = settings.network
+    esc = html.escape
+    rows = []
+    for item in events:
+        event = item.event
+        end = event.end if not event.all_day else datetime.combine(event.end, datetime.min.time(),
+                                                                   UTC)
+        if end < now:
+            continue
+        style = ' style="text-decoration: line-through"' if event.status.value in (
+            "cancelled", "postponed") else ""
+        rows.append(f'<li{style}><a href="/events/{esc(event.id)}">{esc(event.title)}</a> '
+                    f'— {esc(when(event, network.timezone))}'
+                    f'{" — " + esc(event.location) if event.location else ""}'
+                    f' <small>({esc(", ".join(event.organisers))})</small></li>')
+    webcal = "webcal://" + network.base_url.split("://", 1)[1] + "/calendar.ics"
+    page = f"""<!doctype html>
+<html lang="{esc(network.languages[0])}"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{esc(network.name)}</title>
+<link rel="alternate" type="application/atom+xml" href="/feed.atom" title="{esc(network.name)}">
+</head><body>
+<h1>{esc(network.name)}</h1>
+<p>{esc(network.description)}</p>
+<p><a href="{esc(webcal)}">Abonnér / Subscribe</a> · <a href="/calendar.ics">calendar.ics</a> ·
+<a href="/feed.atom">Atom</a> · <a href="/events.json">JSON</a> · <a href="/sources">Sources</a></p>
+<ul>
+{chr(10).join(rows)}
+</ul>
+</body></html>
+"""
+    return page.encode("utf-8")
+
+
+def _dumps(value: object) -> bytes:
+    return json.dumps(value, ensure_ascii=False, indent=1).encode("utf-8") + b"\n"
