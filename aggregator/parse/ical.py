@@ -232,7 +232,9 @@ class _Reader:
         title = clean_line(component.get("SUMMARY")) or "(untitled)"
         raw_start, raw_end = occurrence.start, occurrence.end
         all_day = not isinstance(raw_start, datetime)
-        if "DTEND" not in component and "DURATION" not in component and not all_day:
+        # as_component() fills DTEND in; the warning is about what the member wrote
+        written = getattr(getattr(occurrence, "_adapter", None), "_component", component)
+        if "DTEND" not in written and "DURATION" not in written and not all_day:
             self.warnings.add(f"event '{title}' has no end time; shown as ending when it starts")
         start: date | datetime
         end: date | datetime
@@ -251,7 +253,9 @@ class _Reader:
             self.warnings.add(f"event '{title}' has no UID; identified by its title and start")
         recurrence_id = None
         if recurring:
-            rid = occurrence.id.recurrence_id or occurrence.id.start
+            # the RECURRENCE-ID as written (recurring-ical-events keeps its own in naive UTC)
+            written = component.get("RECURRENCE-ID")
+            rid = written.dt if written is not None else raw_start
             recurrence_id = iso(to_utc(rid, self.floating_zone) if isinstance(rid, datetime) else rid)
         draft = Occurrence(
             key=occurrence_key(self.source_id, uid, recurrence_id),

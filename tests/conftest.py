@@ -1,0 +1,124 @@
+"""Shared fixtures: a fixed clock, a real local feed server, real SQLite stores."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from aggregator.model import Limits, Network, Settings, Source, SourceKind
+from aggregator.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).parent / "data"
+FEEDS = ROOT / "examples" / "feeds"
+CORPUS = ROOT.parent / "shared" / "corpus"
+#: the demo feeds are written for this day; every test uses this clock unless it says otherwise
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def now() -> datetime:
+    return NOW
+
+
+@dataclass
+class Route:
+    body: bytes = b""
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    #: when set, the handler waits on it forever (a server that hangs)
+    hang: bool = False
+
+
+class FeedServer:
+    """A real aiohttp server on 127.0.0.1 whose answers the test sets per path."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        self.requests: list[web.Request] = []
+        self.server: TestServer | None = None
+
+    def url(self, path: str) -> str:
+        assert self.server is not None
+        return str(self.server.make_url(path))
+
+    def serve(self, path: str, body: bytes | str = b"", **kwargs) -> str:
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        kwargs.setdefault("headers", {"Content-Type": "text/calendar; charset=utf-8"})
+        self.routes[path] = Route(body=body, **kwargs)
+        return self.url(path)
+
+    def serve_file(self, path: str, file: Path, **kwargs) -> str:
+        return self.serve(path, file.read_bytes(), **kwargs)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append(request)
+        route = self.routes.get(request.path)
+        if route is None:
+            return web.Response(status=404, text="not found")
+        if route.hang:
+            await __import__("asyncio").Event().wait()
+        etag = route.headers.get("ETag")
+        if etag and request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers={"ETag": etag})
+        return web.Response(body=route.body, status=route.status, headers=route.headers)
+
+
+@pytest.fixture
+async def feed_server() -> FeedServer:
+    feeds = FeedServer()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", feeds.handle)
+    feeds.server = TestServer(app, host="127.0.0.1")
+    await feeds.server.start_server()
+    yield feeds
+    await feeds.server.close()
+
+
+def make_settings(tmp_path: Path, sources: list[Source], **limits) -> Settings:
+    return Settings(
+        network=Network(name="Testnetværket", description="Test network",
+                        timezone="Europe/Copenhagen", base_url="http://events.test"),
+        sources=tuple(sources),
+        limits=replace(Limits(total_timeout=2.0, connect_timeout=1.0), **limits),
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'test.db'}",
+    )
+
+
+def source(id: str, url: str, name: str | None = None, **kwargs) -> Source:
+    kwargs.setdefault("kind", SourceKind.ICAL)
+    return Source(id=id, name=name or id.title(), url=url, **kwargs)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> Store:
+    opened = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'test.db'}")
+    yield opened
+    await opened.close()
+
+
+def demo_sources() -> list[Source]:
+    """The bundled demo network, from the shipped sources.yaml."""
+    from aggregator.config import load_config
+
+    return list(load_config(ROOT / "sources.yaml", environ={}).sources)
+
+
+def ical_js(path: Path) -> dict:
+    """Parse an .ics file with ical.js (Thunderbird's parser) under node."""
+    node = shutil.which("node")
+    assert node, "node is needed for the ical.js client tests"
+    script = Path(__file__).parent / "js" / "parse.mjs"
+    done = subprocess.run([node, str(script), str(path)], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
