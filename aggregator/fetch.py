@@ -24,12 +24,15 @@ def user_agent(network: Network) -> str:
     return f"aggregator/{__version__} (+{network.base_url}; {network.name})"
 
 
+def timeouts(limits: Limits) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=limits.total_timeout, sock_connect=limits.connect_timeout,
+                                 sock_read=limits.total_timeout)
+
+
 def open_session(network: Network, limits: Limits) -> aiohttp.ClientSession:
     """One session per process (aiohttp: "Don't create a session per request")."""
-    timeout = aiohttp.ClientTimeout(total=limits.total_timeout, sock_connect=limits.connect_timeout,
-                                    sock_read=limits.total_timeout)
     return aiohttp.ClientSession(
-        timeout=timeout,
+        timeout=timeouts(limits),
         headers={"User-Agent": user_agent(network), "Accept": ACCEPT},
         # a member's server may send cookies; we never want them to change what we read
         cookie_jar=aiohttp.DummyCookieJar(),
@@ -73,18 +76,24 @@ async def fetch_url(session: aiohttp.ClientSession | None, url: str, limits: Lim
                            duration=time.monotonic() - started)
 
     try:
-        async with session.get(target, headers=headers, allow_redirects=True,
-                               max_redirects=limits.max_redirects) as response:
+        # aiohttp gives up on its n-th redirect; we follow up to n (0: follow none)
+        async with session.get(target, headers=headers,
+                               allow_redirects=limits.max_redirects > 0,
+                               max_redirects=limits.max_redirects + 1,
+                               timeout=timeouts(limits)) as response:
             final_url = str(response.url)
             if response.status == 304:
                 return FetchResult(FetchOutcome.NOT_MODIFIED, url, final_url=final_url, status=304,
                                    validators=validators, duration=time.monotonic() - started)
+            if 300 <= response.status < 400:
+                return failed(f"the server redirected (HTTP {response.status}) and we follow "
+                              f"at most {limits.max_redirects} redirects", response.status, final_url)
             if response.status >= 400:
                 return failed(f"the server answered HTTP {response.status} {response.reason or ''}".strip(),
                               response.status, final_url)
             if response.content_length is not None and response.content_length > limits.max_bytes:
                 return failed(f"the feed is {response.content_length:,} bytes, more than the limit "
-                              f"of {limits.max_bytes:,}", response.status, final_url)
+                              f"of {limits.max_bytes:,} bytes", response.status, final_url)
             body = bytearray()
             async for chunk in response.content.iter_chunked(_CHUNK):
                 body.extend(chunk)
@@ -117,7 +126,7 @@ def _read_file(url: str, limits: Limits, started: float) -> FetchResult:
     try:
         size = path.stat().st_size
         if size > limits.max_bytes:
-            error = f"the file is {size:,} bytes, more than the limit of {limits.max_bytes:,}"
+            error = f"the file is {size:,} bytes, more than the limit of {limits.max_bytes:,} bytes"
             return FetchResult(FetchOutcome.FAILED, url, error=error)
         body = path.read_bytes()
     except OSError as e:

@@ -57,31 +57,38 @@ def content_hash(body: bytes, now: datetime) -> str:
 
 async def refresh_source(store: Store, session: aiohttp.ClientSession | None, source: Source,
                          settings: Settings, now: datetime) -> SourceReport:
+    """Fetch, read and store one source; every attempt is recorded, whatever its outcome."""
     state = await store.source_state(source.id)
     validators = state.validators if state.url == source.url else Validators()
     result = await fetch_source(session, source, settings.limits, validators)
-    await store.record_fetch(source.id, result, now)
     next_check = now + (source.refresh_interval or settings.network.refresh_interval)
     count = state.occurrence_count
-    if result.outcome is FetchOutcome.FAILED:
-        await store.record_failure(source.id, result.error or "failed", now, next_check)
-        return SourceReport(source.id, "failed", count, error=result.error, duration=result.duration)
-    if result.outcome is FetchOutcome.NOT_MODIFIED:
+
+    async def failed(error: str) -> SourceReport:
+        await store.record_fetch(source.id, result, now, error=error)
+        await store.record_failure(source.id, error, now, next_check)
+        return SourceReport(source.id, "failed", count, error=error, duration=result.duration)
+
+    async def unchanged(outcome: str) -> SourceReport:
+        await store.record_fetch(source.id, result, now)
         await store.record_unchanged(source.id, result.validators, now, next_check)
-        return SourceReport(source.id, "not modified", count, warnings=state.warnings,
+        return SourceReport(source.id, outcome, count, warnings=state.warnings,
                             duration=result.duration)
+
+    if result.outcome is FetchOutcome.FAILED:
+        return await failed(result.error or "the fetch failed")
+    if result.outcome is FetchOutcome.NOT_MODIFIED:
+        return await unchanged("not modified")
     digest = content_hash(result.body, now)
     if digest == state.content_hash:
-        await store.record_unchanged(source.id, result.validators, now, next_check)
-        return SourceReport(source.id, "unchanged", count, warnings=state.warnings,
-                            duration=result.duration)
+        return await unchanged("unchanged")
     read = partial(parse_feed, result, source, network_zone=settings.network.timezone, now=now,
                    limits=settings.limits)
     try:
         parsed = await asyncio.to_thread(read)
     except ParseError as e:
-        await store.record_failure(source.id, f"could not read the feed: {e.message}", now, next_check)
-        return SourceReport(source.id, "failed", count, error=e.message, duration=result.duration)
+        return await failed(f"could not read the feed: {e.message}")
+    await store.record_fetch(source.id, result, now)
     changes = reconcile(await store.load_occurrences(source.id), parsed.occurrences)
     await store.replace_snapshot(source.id, parsed.occurrences, validators=result.validators,
                                  content_hash=digest, warnings=parsed.warnings, now=now,

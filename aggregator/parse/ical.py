@@ -109,9 +109,13 @@ def _read_calendars(text: str, url: str, warnings: _Warnings) -> list[icalendar.
     try:
         calendars = icalendar.Calendar.from_ical(text, multiple=True)
     except Exception as e:  # icalendar raises ValueError, KeyError, ... on a bad line
+        salvaged = _salvage(text, warnings)
+        if not salvaged.walk("VEVENT"):
+            # nothing readable: a broken feed, not an empty calendar (rule 6)
+            raise ParseError(url, f"the calendar could not be read ({_words(e)})") from e
         warnings.add(f"the calendar could not be read as a whole ({_words(e)}); "
                      "read it event by event")
-        calendars = [_salvage(text, warnings)]
+        calendars = [salvaged]
     return [c for c in calendars if isinstance(c, icalendar.Calendar)]
 
 

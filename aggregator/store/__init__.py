@@ -90,12 +90,17 @@ class Store:
             row = (await conn.execute(select(sources).where(sources.c.id == source_id))).one()
             return _source_state(row)
 
-    async def record_fetch(self, source_id: str, result: FetchResult, now: datetime) -> None:
-        """Record one fetch attempt, whatever its outcome; history older than 30 days goes."""
+    async def record_fetch(self, source_id: str, result: FetchResult, now: datetime,
+                           error: str | None = None) -> None:
+        """Record one attempt, whatever its outcome; history older than 30 days goes.
+
+        `error` overrides a good fetch's outcome when what came could not be read.
+        """
+        outcome = "failed" if error else result.outcome.value
         async with self.engine.begin() as conn:
             await conn.execute(insert(fetches).values(
-                source_id=source_id, at=now, outcome=result.outcome.value, status=result.status,
-                duration=result.duration, bytes=len(result.body), error=result.error))
+                source_id=source_id, at=now, outcome=outcome, status=result.status,
+                duration=result.duration, bytes=len(result.body), error=error or result.error))
             await conn.execute(delete(fetches).where(fetches.c.source_id == source_id,
                                                      fetches.c.at < now - FETCH_HISTORY))
 
