@@ -7,7 +7,7 @@ bytes of its events between a header and the VTIMEZONEs they use (render_calenda
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 
 import icalendar
@@ -67,7 +67,8 @@ def calendar_header(network: Network) -> icalendar.Calendar:
     calendar.add("X-WR-TIMEZONE", network.timezone)
     interval = max(network.refresh_interval, timedelta(minutes=15))
     calendar.add("REFRESH-INTERVAL", interval, parameters={"VALUE": "DURATION"})
-    calendar.add("X-PUBLISHED-TTL", interval)
+    # an X- property has no type icalendar knows: say it is a DURATION ("PT30M")
+    calendar.add("X-PUBLISHED-TTL", icalendar.vDuration(interval))
     calendar.add("URL", f"{network.base_url}/calendar.ics")
     return calendar
 
@@ -88,6 +89,20 @@ def render_calendar(events: Sequence[NetworkEvent], network: Network) -> bytes:
 
 @lru_cache(maxsize=64)
 def vtimezone(tzid: str) -> bytes:
-    """A VTIMEZONE from the tz database; slow to build, so kept (icalendar says: cache it)."""
-    return icalendar.Timezone.from_tzid(tzid, first_date=datetime(1970, 1, 1).date(),
-                                        last_date=datetime(2038, 1, 1).date()).to_ical()
+    """A VTIMEZONE from the tz database, one RDATE per line; slow to build, so kept.
+
+    icalendar writes all transitions of a rule into one RDATE line, but ical.js (and so
+    Thunderbird) reads only the first value of each RDATE property
+    (lib/ical/timezone.js: `rdate.getFirstValue()`) and shows later times an hour off.
+    One value per RDATE line is read right by every client.
+    """
+    timezone = icalendar.Timezone.from_tzid(tzid, first_date=date(2000, 1, 1),
+                                            last_date=date(2038, 1, 1))
+    for observance in timezone.subcomponents:
+        rdates = observance.pop("RDATE", None)
+        if rdates is None:
+            continue
+        for rdate in rdates if isinstance(rdates, list) else [rdates]:
+            for value in rdate.dts:
+                observance.add("RDATE", value.dt)
+    return timezone.to_ical()

@@ -1,0 +1,100 @@
+"""merge.py: the same UID in several sources is one event (rule 9, first step)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aggregator.merge import merge
+from aggregator.model import Occurrence, Source, Status
+from aggregator.normalise import occurrence_fingerprint, occurrence_key
+
+SOURCES = [Source(id=s, name=s.title(), url=f"/{s}.ics", categories=(s,))
+           for s in ("alpha", "beta", "gamma")]
+START = datetime(2027, 2, 4, 12, tzinfo=UTC)
+
+
+def occ(source_id: str, uid: str, title: str = "Workshop", start: datetime = START,
+        status: Status = Status.SCHEDULED, recurrence_id: str | None = None) -> Occurrence:
+    draft = Occurrence(key=occurrence_key(source_id, uid, recurrence_id), source_id=source_id,
+                       uid=uid, recurrence_id=recurrence_id, title=title, start=start,
+                       end=start + timedelta(hours=2), all_day=False, tzid="Europe/Copenhagen",
+                       status=status)
+    return replace(draft, fingerprint=occurrence_fingerprint(draft))
+
+
+def test_the_same_uid_in_two_sources_is_one_event_with_both_organisers():
+    events = merge([occ("alpha", "csrd@x", "CSRD workshop"),
+                    occ("beta", "csrd@x", "Workshop: Vi skal have CSRD tilpasset")], SOURCES)
+    (event,) = events
+    assert event.organisers == ("Alpha", "Beta")
+    assert event.source_ids == ("alpha", "beta")
+    assert event.title == "CSRD workshop"  # the first configured source's version
+    assert set(event.categories) == {"alpha", "beta"}
+
+
+def test_uid_matching_ignores_case_and_surrounding_space():
+    assert len(merge([occ("alpha", "Event-1@X"), occ("beta", "event-1@x ")], SOURCES)) == 1
+
+
+def test_different_occurrences_of_one_series_stay_apart():
+    events = merge([occ("alpha", "s@x", recurrence_id="2027-02-04T12:00:00Z"),
+                    occ("alpha", "s@x", start=START + timedelta(days=7),
+                        recurrence_id="2027-02-11T12:00:00Z")], SOURCES)
+    assert len(events) == 2
+
+
+def test_the_id_does_not_depend_on_who_publishes_first():
+    both = merge([occ("alpha", "u@x"), occ("beta", "u@x")], SOURCES)
+    only_beta = merge([occ("beta", "u@x")], SOURCES)
+    assert both[0].id == only_beta[0].id
+
+
+def test_one_cohost_cancelling_does_not_cancel_the_event():
+    events = merge([occ("alpha", "u@x", status=Status.CANCELLED), occ("beta", "u@x")], SOURCES)
+    assert events[0].status is Status.SCHEDULED
+
+
+def test_cancelled_by_every_member_is_cancelled():
+    events = merge([occ("alpha", "u@x", status=Status.CANCELLED),
+                    occ("beta", "u@x", status=Status.CANCELLED)], SOURCES)
+    assert events[0].status is Status.CANCELLED
+
+
+def test_a_source_no_longer_configured_is_not_published():
+    assert merge([occ("removed", "u@x")], SOURCES) == []
+
+
+occurrences = st.lists(
+    st.builds(occ, source_id=st.sampled_from(["alpha", "beta", "gamma"]),
+              uid=st.sampled_from(["a@x", "b@x", "c@x", "d@x"]),
+              title=st.sampled_from(["Workshop", "Møde", "Koncert"]),
+              start=st.sampled_from([START, START + timedelta(days=1)]),
+              status=st.sampled_from(list(Status))),
+    max_size=12, unique_by=lambda o: o.key)
+
+
+@settings(max_examples=150, deadline=None)
+@given(occurrences, st.randoms())
+def test_merge_does_not_depend_on_input_order(items, random):
+    shuffled = list(items)
+    random.shuffle(shuffled)
+    assert merge(items, SOURCES) == merge(shuffled, SOURCES)
+
+
+@settings(max_examples=100, deadline=None)
+@given(occurrences)
+def test_every_occurrence_belongs_to_exactly_one_event(items):
+    members = [key for event in merge(items, SOURCES) for key in event.members]
+    assert sorted(members) == sorted(o.key for o in items)
+
+
+@settings(max_examples=100, deadline=None)
+@given(occurrences)
+def test_adding_an_unrelated_event_changes_no_existing_id(items):
+    before = {e.id for e in merge(items, SOURCES)}
+    after = {e.id for e in merge(items + [occ("gamma", "unrelated@x")], SOURCES)}
+    assert before <= after

@@ -1,0 +1,166 @@
+"""web.py end to end on the demo network: real SQLite, real HTTP, two independent clients."""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import replace
+
+import feedparser
+import icalendar
+import pytest
+
+from aggregator.refresh import refresh_all
+from aggregator.store import Store
+from aggregator.web import make_app
+from tests.conftest import NOW, demo_sources, ical_js, make_settings
+
+DEMO_OCCURRENCES = 34 + 9 + 10 + 3
+#: the CSRD workshop is published by two members and merged into one event
+DEMO_EVENTS = DEMO_OCCURRENCES - 1
+
+
+@pytest.fixture
+async def demo(tmp_path):
+    settings = make_settings(tmp_path, demo_sources())
+    store = await Store.open(settings.database_url)
+    reports, _ = await refresh_all(store, None, settings, NOW)
+    assert [r.outcome for r in reports] == ["updated"] * 4
+    await store.close()
+    return settings
+
+
+async def client_for(aiohttp_client, settings):
+    return await aiohttp_client(make_app(settings, clock=lambda: NOW, scheduler=False))
+
+
+async def test_calendar_has_every_demo_event_for_icalendar_and_ical_js(aiohttp_client, demo,
+                                                                        tmp_path):
+    client = await client_for(aiohttp_client, demo)
+    response = await client.get("/calendar.ics")
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "text/calendar; charset=utf-8"
+    body = await response.read()
+    ours = icalendar.Calendar.from_ical(body).walk("VEVENT")
+    assert len(ours) == DEMO_EVENTS
+    path = tmp_path / "calendar.ics"
+    path.write_bytes(body)
+    theirs = ical_js(path)
+    assert theirs["name"] == "Testnetværket"
+    assert theirs["timezones"] == ["Europe/Copenhagen"]
+    assert len(theirs["events"]) == DEMO_EVENTS
+    # both clients read the same instants for the same events
+    ical_starts = {str(e["UID"]): e["DTSTART"].dt for e in ours}
+    for event in theirs["events"]:
+        start = ical_starts[event["uid"]]
+        if event["all_day"]:
+            assert event["start"].startswith(start.isoformat())
+        else:
+            assert event["start"] == start.astimezone(NOW.tzinfo).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+async def test_the_copublished_event_appears_once_with_both_organisers(aiohttp_client, demo):
+    client = await client_for(aiohttp_client, demo)
+    calendar = icalendar.Calendar.from_ical(await (await client.get("/calendar.ics")).read())
+    csrd = [e for e in calendar.walk("VEVENT") if "CSRD" in str(e["SUMMARY"])]
+    assert len(csrd) == 1
+    assert "Kulturhuset Nørrebro, Grøn Omstilling" in str(csrd[0]["DESCRIPTION"])
+
+
+async def test_a_matching_etag_gets_304(aiohttp_client, demo):
+    client = await client_for(aiohttp_client, demo)
+    for path in ("/calendar.ics", "/feed.atom", "/events.json", "/"):
+        first = await client.get(path)
+        etag = first.headers["ETag"]
+        assert etag.startswith('"') and not etag.startswith("W/")
+        again = await client.get(path, headers={"If-None-Match": etag})
+        assert again.status == 304, path
+        assert await again.read() == b""
+
+
+async def test_gzip_when_the_client_accepts_it(aiohttp_client, demo):
+    client = await client_for(aiohttp_client, demo)
+    plain = await (await client.get("/calendar.ics", headers={"Accept-Encoding": "identity"})).read()
+    response = await client.get("/calendar.ics", headers={"Accept-Encoding": "gzip"},
+                                auto_decompress=False)
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(await response.read()) == plain
+    assert response.headers["Vary"] == "Accept-Encoding"
+
+
+async def test_after_a_restart_the_calendar_is_byte_identical(aiohttp_client, demo):
+    first = await client_for(aiohttp_client, demo)
+    before = await (await first.get("/calendar.ics")).read()
+    etag = (await first.get("/calendar.ics")).headers["ETag"]
+    await first.close()
+    second = await client_for(aiohttp_client, demo)
+    response = await second.get("/calendar.ics")
+    assert await response.read() == before
+    assert response.headers["ETag"] == etag
+
+
+async def test_a_second_refresh_with_nothing_new_keeps_the_bytes(aiohttp_client, demo):
+    client = await client_for(aiohttp_client, demo)
+    before = await (await client.get("/calendar.ics")).read()
+    store = await Store.open(demo.database_url)
+    await refresh_all(store, None, demo, NOW.replace(hour=18))
+    await store.close()
+    again = await client_for(aiohttp_client, demo)
+    assert await (await again.get("/calendar.ics")).read() == before
+
+
+async def test_feeds_and_json_allow_cross_origin_reads(aiohttp_client, demo):
+    client = await client_for(aiohttp_client, demo)
+    for path in ("/calendar.ics", "/feed.atom", "/events.json"):
+        response = await client.get(path)
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
+        assert "max-age" in response.headers["Cache-Control"]
+
+
+async def test_atom_feed_is_valid_with_newest_first(aiohttp_client, demo):
+    client = await client_for(aiohttp_client, demo)
+    response = await client.get("/feed.atom")
+    assert response.headers["Content-Type"] == "application/atom+xml; charset=utf-8"
+    parsed = feedparser.parse(await response.read())
+    assert not parsed.bozo and parsed.version == "atom10"
+    assert len(parsed.entries) == DEMO_EVENTS
+    updated = [e.updated_parsed for e in parsed.entries]
+    assert updated == sorted(updated, reverse=True)
+
+
+async def test_events_json_and_single_event_endpoints(aiohttp_client, demo):
+    client = await client_for(aiohttp_client, demo)
+    data = await (await client.get("/events.json")).json()
+    assert len(data["events"]) == DEMO_EVENTS
+    concert = next(e for e in data["events"] if "Brass" in e["title"])
+    assert concert["status"] == "cancelled"
+    assert concert["eventStatus"] == "https://schema.org/EventCancelled"
+    one = await (await client.get(f"/events/{concert['id']}.json")).json()
+    assert one["title"] == concert["title"]
+    ics = await client.get(f"/events/{concert['id']}.ics")
+    (vevent,) = icalendar.Calendar.from_ical(await ics.read()).walk("VEVENT")
+    assert vevent["STATUS"] == "CANCELLED"
+    assert (await client.get("/events/nope.ics")).status == 404
+
+
+async def test_healthz_and_sources(aiohttp_client, demo):
+    client = await client_for(aiohttp_client, demo)
+    health = await (await client.get("/healthz")).json()
+    assert health["status"] == "ok" and health["events"] == DEMO_EVENTS
+    sources = (await (await client.get("/sources")).json())["sources"]
+    assert [s["state"] for s in sources] == ["ok"] * 4
+    outlook = next(s for s in sources if s["id"] == "frivilligcentret")
+    assert any("Romance Standard Time" in w for w in outlook["warnings"])
+
+
+async def test_a_changed_base_url_is_published_on_start(aiohttp_client, demo):
+    moved = replace(demo, network=replace(demo.network, base_url="https://kalender.example"))
+    client = await client_for(aiohttp_client, moved)
+    body = await (await client.get("/calendar.ics")).read()
+    assert b"@kalender.example" in body and b"@events.test" not in body
+
+
+async def test_the_index_page_lists_events_and_escapes_them(aiohttp_client, demo):
+    client = await client_for(aiohttp_client, demo)
+    page = await (await client.get("/")).text()
+    assert "Julemarked" in page and "webcal://" in page
+    assert "line-through" in page  # the cancelled concert
