@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from aggregator.errors import ConfigError
 from aggregator.model import Limits, Network, Settings, Source, SourceKind
@@ -36,7 +36,13 @@ def _duration(value: Any) -> Any:
     return value
 
 
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than zero (like 15m, 1h or PT30M)")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration), AfterValidator(_positive)]
 
 
 def _check_zone(value: str | None) -> str | None:
@@ -44,7 +50,7 @@ def _check_zone(value: str | None) -> str | None:
         return None
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # 'Europe' is a folder: OSError
         raise ValueError(f"unknown time zone {value!r} (use an IANA name like 'Europe/Copenhagen')")
     return value
 
@@ -126,6 +132,9 @@ def load_config(path: str | os.PathLike[str] | None = None,
         text = config_path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{config_path}: cannot read the configuration: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{config_path}: the file is not UTF-8 text (byte {e.start}); "
+                          "save it as UTF-8") from e
     try:
         root = yaml.compose(text)
         data = yaml.safe_load(text)
@@ -133,7 +142,11 @@ def load_config(path: str | os.PathLike[str] | None = None,
         mark = getattr(e, "problem_mark", None)
         where = f"{config_path}:{mark.line + 1}" if mark else str(config_path)
         problem = getattr(e, "problem", None) or str(e)
+        context = getattr(e, "context_mark", None)
+        if context is not None and getattr(e, "context", None):
+            problem += f" ({e.context} on line {context.line + 1})"
         raise ConfigError(f"{where}: not valid YAML: {problem}") from e
+    _check_duplicate_keys(root, config_path)
     if not isinstance(data, dict):
         raise ConfigError(f"{config_path}: expected a mapping with 'network' and 'sources'")
     try:
@@ -189,6 +202,21 @@ def _source(cfg: SourceConfig, base_dir: Path) -> Source:
         categories=tuple(cfg.categories),
         refresh_interval=cfg.refresh_interval,
     )
+
+
+def _check_duplicate_keys(node: yaml.Node | None, path: Path) -> None:
+    """PyYAML keeps the last of two equal keys; a copy-pasted source would read the wrong feed."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            if key.value in seen:
+                raise ConfigError(f"{path}:{key.start_mark.line + 1}: the key {key.value!r} is "
+                                  "written twice in the same block; keep one")
+            seen.add(key.value)
+            _check_duplicate_keys(value, path)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _check_duplicate_keys(item, path)
 
 
 def _check_unique_ids(parsed: FileConfig, root: yaml.Node, path: Path) -> None:

@@ -53,7 +53,7 @@ def clean_text(text: object) -> str:
 def zone(name: str) -> ZoneInfo | None:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a region folder like 'Europe'
         return None
 
 

@@ -59,26 +59,46 @@ class Body:
 
 
 class Outputs:
-    """Rendered bodies, kept until the data changes."""
+    """Rendered bodies, kept until the data changes.
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    The in-process scheduler says so at once (invalidate); a change made by another process
+    (`aggregator refresh` from cron, a second web process) is seen through the store's data
+    version, looked at no more than once a second.
+    """
+
+    def __init__(self, store: Store, settings: Settings, poll_every: float = 1.0) -> None:
         self.store = store
         self.settings = settings
+        self.poll_every = poll_every
         self._bodies: dict[str, Body] = {}
         self._events: list[NetworkEvent] | None = None
+        self._version: int | None = None
+        self._polled = float("-inf")
         self._lock = asyncio.Lock()
 
     def invalidate(self) -> None:
         self._bodies.clear()
         self._events = None
 
+    async def _poll(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._polled < self.poll_every:
+            return
+        self._polled = now
+        version = await self.store.data_version()
+        if version != self._version:
+            self.invalidate()
+            self._version = version
+
     async def events(self) -> list[NetworkEvent]:
+        await self._poll()
         if self._events is None:
             self._events = await self.store.published_events()
         return self._events
 
     async def body(self, name: str, render: Callable[[list[NetworkEvent]], Awaitable[Body] | Body]
                    ) -> Body:
+        await self._poll()
         body = self._bodies.get(name)
         if body is not None:
             return body
@@ -130,10 +150,27 @@ def make_app(settings: Settings, *, store: Store | None = None, clock: Clock = s
     return app
 
 
+def accepts_gzip(header: str) -> bool:
+    """Whether Accept-Encoding takes gzip (RFC 9110 section 12.5.3: 'gzip;q=0' refuses it)."""
+    for part in header.split(","):
+        token, *params = (p.strip() for p in part.split(";"))
+        if token.lower() != "gzip":
+            continue
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    return float(value) > 0
+                except ValueError:
+                    return False
+        return True
+    return False
+
+
 def answer(request: web.Request, body: Body, *, cors: bool = True, max_age: int = 300
            ) -> web.Response:
     """Serve kept bytes: 304 when the ETag matches, gzip when the client takes it."""
-    gz = "gzip" in request.headers.get("Accept-Encoding", "")
+    gz = accepts_gzip(request.headers.get("Accept-Encoding", ""))
     # strong ETags differ per encoding (RFC 9110 section 8.8.3)
     etag = body.etag[:-1] + '-gz"' if gz else body.etag
     headers = {"ETag": etag, "Cache-Control": f"public, max-age={max_age}",

@@ -227,3 +227,18 @@ def test_a_calendar_that_fails_as_a_whole_is_read_event_by_event():
 def test_a_body_that_is_not_a_calendar_is_a_parse_error(body, words):
     with pytest.raises(ParseError, match=words):
         parse(body)
+
+
+def test_a_moved_single_event_keeps_its_key():
+    text = (DATA / "method_cancel.ics").read_text().replace("METHOD:CANCEL\n", "")
+    (before,) = parse(text).occurrences
+    moved = text.replace("20270110T100000Z", "20270117T100000Z")
+    (after,) = parse(moved).occurrences
+    assert before.recurrence_id is None
+    assert after.key == before.key and after.start != before.start
+
+
+def test_single_events_are_not_counted_as_series():
+    parsed = parse_file(FEEDS / "floating.ics")
+    assert parsed.series == 0
+    assert all(o.recurrence_id is None for o in parsed.occurrences)

@@ -11,7 +11,8 @@ import pytest
 
 from aggregator.refresh import refresh_all
 from aggregator.store import Store
-from aggregator.web import make_app
+from aggregator.web import OUTPUTS, make_app
+from tests.conftest import FEEDS as FEEDS_DIR
 from tests.conftest import NOW, demo_sources, ical_js, make_settings
 
 DEMO_OCCURRENCES = 34 + 9 + 10 + 3
@@ -164,3 +165,31 @@ async def test_the_index_page_lists_events_and_escapes_them(aiohttp_client, demo
     page = await (await client.get("/")).text()
     assert "Julemarked" in page and "webcal://" in page
     assert "line-through" in page  # the cancelled concert
+
+
+async def test_gzip_refused_with_q_zero_is_not_sent(aiohttp_client, demo):
+    client = await client_for(aiohttp_client, demo)
+    response = await client.get("/calendar.ics", headers={"Accept-Encoding": "gzip;q=0, br"},
+                                auto_decompress=False)
+    assert "Content-Encoding" not in response.headers
+    assert (await response.read()).startswith(b"BEGIN:VCALENDAR")
+
+
+async def test_a_refresh_by_another_process_reaches_a_serving_app(aiohttp_client, feed_server,
+                                                                  tmp_path):
+    from aggregator.fetch import open_session
+    from tests.conftest import source
+
+    url = feed_server.serve_file("/f.ics", FEEDS_DIR / "floating.ics")
+    settings = make_settings(tmp_path, [source("f", url)])
+    app = make_app(settings, clock=lambda: NOW, scheduler=False)
+    client = await aiohttp_client(app)
+    app[OUTPUTS].poll_every = 0.0  # look at the data version on every request
+    assert icalendar.Calendar.from_ical(await (await client.get("/calendar.ics")).read()) \
+        .walk("VEVENT") == []
+    store = await Store.open(settings.database_url)
+    async with open_session(settings.network, settings.limits) as session:
+        await refresh_all(store, session, settings, NOW)
+    await store.close()
+    body = await (await client.get("/calendar.ics")).read()
+    assert len(icalendar.Calendar.from_ical(body).walk("VEVENT")) == 3

@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 import icalendar
 import recurring_ical_events
 import x_wr_timezone
-from recurring_ical_events.series.rrule import Series
+from recurring_ical_events.series.rrule import Series  # noqa: F401 (typing)
 
 from aggregator.errors import ParseError
 from aggregator.model import Limits, Occurrence, ParsedFeed, Status
@@ -181,11 +181,13 @@ def _series_of(calendar: icalendar.Calendar, network_zone: str,
     except Exception as e:
         warnings.add(f"the calendar's events could not be read ({_words(e)})")
         return
+    # A single event's key must not contain its start, or moving it would make a new event.
+    repeating = {str(e.get("UID", "")) for e in calendar.walk("VEVENT")
+                 if "RRULE" in e or "RDATE" in e or "RECURRENCE-ID" in e}
     seen = set()
     for series in query.series:
         seen.add(str(series.uid))
-        recurring = bool(series.modifications) or not isinstance(series.recurrence, Series.NoRecurrence)
-        yield series, recurring
+        yield series, str(series.uid) in repeating
     for event in calendar.walk("VEVENT"):
         uid = str(event.get("UID", ""))
         if uid and uid not in seen:
