@@ -22,8 +22,10 @@ from aggregator.refresh import refresh_all
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.command == "serve" else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.command == "serve" else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         return args.handler(args)
     except ConfigError as e:
@@ -34,25 +36,32 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aggregator", description=(
-        "One calendar for a network of member organisations."))
+    parser = argparse.ArgumentParser(
+        prog="aggregator", description=("One calendar for a network of member organisations.")
+    )
     parser.add_argument("--version", action="version", version=f"aggregator {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, handler, help: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
-        sub.add_argument("--config", help="sources.yaml to read (default: $AGGREGATOR_CONFIG "
-                                          "or ./sources.yaml)")
+        sub.add_argument(
+            "--config", help="sources.yaml to read (default: $AGGREGATOR_CONFIG or ./sources.yaml)"
+        )
         sub.set_defaults(handler=handler)
         return sub
 
     serve = command("serve", cmd_serve, "serve the web outputs and refresh sources on schedule")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--no-scheduler", action="store_true",
-                       help="only serve what is stored (another process refreshes)")
+    serve.add_argument(
+        "--no-scheduler",
+        action="store_true",
+        help="only serve what is stored (another process refreshes)",
+    )
     command("refresh", cmd_refresh, "fetch every source once, publish, and exit")
-    export = command("export", cmd_export, "write calendar.ics, feed.atom and events.json to a folder")
+    export = command(
+        "export", cmd_export, "write calendar.ics, feed.atom and events.json to a folder"
+    )
     export.add_argument("--out", required=True, type=Path, help="folder to write to")
     check = command("check", cmd_check, "read one feed (URL or file) without storing it")
     check.add_argument("target", help="a feed URL (http, https, webcal) or a file")
@@ -74,10 +83,14 @@ def cmd_serve(args) -> int:
     from aggregator.web import make_app
 
     settings = _settings(args)
-    web.run_app(make_app(settings, scheduler=not args.no_scheduler), host=args.host,
-                port=args.port, print=lambda _: print(
-                    f"Serving {settings.network.name} on http://{args.host}:{args.port}/",
-                    flush=True))
+    web.run_app(
+        make_app(settings, scheduler=not args.no_scheduler),
+        host=args.host,
+        port=args.port,
+        print=lambda _: print(
+            f"Serving {settings.network.name} on http://{args.host}:{args.port}/", flush=True
+        ),
+    )
     return 0
 
 
@@ -98,15 +111,18 @@ def cmd_refresh(args) -> int:
 
         try:
             async with open_session(settings.network, settings.limits) as session:
-                reports, changed = await refresh_all(store, session, settings, datetime.now(UTC),
-                                                     on_report=progress)
+                reports, changed = await refresh_all(
+                    store, session, settings, datetime.now(UTC), on_report=progress
+                )
             counts = await store.counts()
         finally:
             await store.close()
         failed = sum(r.outcome == "failed" for r in reports)
-        print(f"{total - failed} of {total} sources read; {counts['events']} network events "
-              f"from {counts['occurrences']} occurrences; "
-              f"{'published changes' if changed else 'nothing changed'}")
+        print(
+            f"{total - failed} of {total} sources read; {counts['events']} network events "
+            f"from {counts['occurrences']} occurrences; "
+            f"{'published changes' if changed else 'nothing changed'}"
+        )
         return 1 if reports and failed == len(reports) else 0
 
     return asyncio.run(run())
@@ -142,9 +158,11 @@ def cmd_export(args) -> int:
             await store.close()
         args.out.mkdir(parents=True, exist_ok=True)
         written = []
-        for name, data in (("calendar.ics", render_calendar(events, settings.network)),
-                           ("feed.atom", render_atom(events, settings.network)),
-                           ("events.json", render_json(events, settings.network))):
+        for name, data in (
+            ("calendar.ics", render_calendar(events, settings.network)),
+            ("feed.atom", render_atom(events, settings.network)),
+            ("events.json", render_json(events, settings.network)),
+        ):
             path = args.out / name
             path.write_bytes(data)
             written.append(path)
@@ -183,18 +201,34 @@ def cmd_check(args) -> int:
         return _check_failed(args, f"could not read the feed: {e.message}")
     occurrences = sorted(parsed.occurrences, key=lambda o: (iso(o.start), o.key))
     if args.json:
-        print(json.dumps({
-            "occurrences": [{
-                "uid": o.uid, "recurrence_id": o.recurrence_id, "title": o.title,
-                "start": iso(o.start), "end": iso(o.end), "all_day": o.all_day,
-                "status": o.status.value, "tzid": o.tzid,
-            } for o in occurrences],
-            "warnings": list(parsed.warnings),
-        }, ensure_ascii=False, indent=1))
+        print(
+            json.dumps(
+                {
+                    "occurrences": [
+                        {
+                            "uid": o.uid,
+                            "recurrence_id": o.recurrence_id,
+                            "title": o.title,
+                            "start": iso(o.start),
+                            "end": iso(o.end),
+                            "all_day": o.all_day,
+                            "status": o.status.value,
+                            "tzid": o.tzid,
+                        }
+                        for o in occurrences
+                    ],
+                    "warnings": list(parsed.warnings),
+                },
+                ensure_ascii=False,
+                indent=1,
+            )
+        )
         return 0
-    print(f"{target}: {len(occurrences)} occurrences from "
-          f"{iso(now.date())} - {limits.past_days} days to + {limits.future_days} days "
-          f"({parsed.series} repeating series)")
+    print(
+        f"{target}: {len(occurrences)} occurrences from "
+        f"{iso(now.date())} - {limits.past_days} days to + {limits.future_days} days "
+        f"({parsed.series} repeating series)"
+    )
     for o in occurrences:
         flag = "" if o.status.value == "scheduled" else f" [{o.status.value}]"
         print(f"  {iso(o.start)}  {o.title}{flag}")

@@ -16,7 +16,15 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from aggregator.errors import ConfigError
 from aggregator.model import Limits, Network, Settings, Source, SourceKind
@@ -50,8 +58,10 @@ def _check_zone(value: str | None) -> str | None:
         return None
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError, OSError):  # 'Europe' is a folder: OSError
-        raise ValueError(f"unknown time zone {value!r} (use an IANA name like 'Europe/Copenhagen')")
+    except (ZoneInfoNotFoundError, ValueError, OSError) as e:  # 'Europe' is a folder: OSError
+        raise ValueError(
+            f"unknown time zone {value!r} (use an IANA name like 'Europe/Copenhagen')"
+        ) from e
     return value
 
 
@@ -102,7 +112,9 @@ class SourceConfig(_Model):
     def _url(cls, value: str) -> str:
         scheme = urlsplit(value).scheme
         if scheme and len(scheme) > 1 and scheme not in ("http", "https", "webcal", "file"):
-            raise ValueError(f"unsupported URL scheme {scheme!r} (use http, https, webcal or a file)")
+            raise ValueError(
+                f"unsupported URL scheme {scheme!r} (use http, https, webcal or a file)"
+            )
         return value
 
 
@@ -123,8 +135,9 @@ class FileConfig(_Model):
     database_url: str | None = None
 
 
-def load_config(path: str | os.PathLike[str] | None = None,
-                environ: Mapping[str, str] | None = None) -> Settings:
+def load_config(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
     """Read sources.yaml (or AGGREGATOR_CONFIG) and the environment into Settings."""
     env = os.environ if environ is None else environ
     config_path = Path(path or env.get("AGGREGATOR_CONFIG") or DEFAULT_CONFIG)
@@ -133,8 +146,9 @@ def load_config(path: str | os.PathLike[str] | None = None,
     except OSError as e:
         raise ConfigError(f"{config_path}: cannot read the configuration: {e.strerror or e}") from e
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{config_path}: the file is not UTF-8 text (byte {e.start}); "
-                          "save it as UTF-8") from e
+        raise ConfigError(
+            f"{config_path}: the file is not UTF-8 text (byte {e.start}); save it as UTF-8"
+        ) from e
     try:
         root = yaml.compose(text)
         data = yaml.safe_load(text)
@@ -177,7 +191,7 @@ def load_config(path: str | os.PathLike[str] | None = None,
 def normalise_database_url(url: str) -> str:
     """Plain 'sqlite:///x.db' and 'postgresql://' URLs get their async driver."""
     if url.startswith("sqlite:"):
-        return "sqlite+aiosqlite:" + url[len("sqlite:"):]
+        return "sqlite+aiosqlite:" + url[len("sqlite:") :]
     if url.startswith(("postgresql://", "postgres://")):
         return "postgresql+asyncpg://" + url.split("://", 1)[1]
     return url
@@ -210,8 +224,10 @@ def _check_duplicate_keys(node: yaml.Node | None, path: Path) -> None:
         seen: set[str] = set()
         for key, value in node.value:
             if key.value in seen:
-                raise ConfigError(f"{path}:{key.start_mark.line + 1}: the key {key.value!r} is "
-                                  "written twice in the same block; keep one")
+                raise ConfigError(
+                    f"{path}:{key.start_mark.line + 1}: the key {key.value!r} is "
+                    "written twice in the same block; keep one"
+                )
             seen.add(key.value)
             _check_duplicate_keys(value, path)
     elif isinstance(node, yaml.SequenceNode):
@@ -257,7 +273,9 @@ def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int:
                     # point at the key for a bad value: that is where people look
                     child, line = value, key.start_mark.line + 1
                     break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
             child = node.value[part]
             line = child.start_mark.line + 1
         if child is None:

@@ -30,8 +30,9 @@ def merge(occurrences: Iterable[Occurrence], sources: Sequence[Source]) -> list[
     return merged
 
 
-def _merge_group(eid: str, members: list[Occurrence], rank: dict[str, int],
-                 by_id: dict[str, Source]) -> MergedEvent:
+def _merge_group(
+    eid: str, members: list[Occurrence], rank: dict[str, int], by_id: dict[str, Source]
+) -> MergedEvent:
     members.sort(key=lambda o: (rank[o.source_id], o.key))
     first = members[0]
     source_ids = tuple(dict.fromkeys(o.source_id for o in members))
@@ -42,15 +43,23 @@ def _merge_group(eid: str, members: list[Occurrence], rank: dict[str, int],
     # A merge never makes an event read as cancelled while a member still lists it.
     live = [o for o in members if o.status not in (Status.CANCELLED, Status.POSTPONED)]
     status = first.status if not live or first in live else live[0].status
-    values = dict(
-        id=eid, uid=first.uid, title=first.title, start=first.start, end=first.end,
-        all_day=first.all_day, tzid=first.tzid, description=first.description,
-        url=first.url or next((o.url for o in members if o.url), None),
-        location=first.location or next((o.location for o in members if o.location), ""),
-        status=status, categories=tuple(categories.values()),
-        organisers=tuple(by_id[s].name for s in source_ids), source_ids=source_ids,
-        members=tuple(o.key for o in members),
-    )
+    values = {
+        "id": eid,
+        "uid": first.uid,
+        "title": first.title,
+        "start": first.start,
+        "end": first.end,
+        "all_day": first.all_day,
+        "tzid": first.tzid,
+        "description": first.description,
+        "url": first.url or next((o.url for o in members if o.url), None),
+        "location": first.location or next((o.location for o in members if o.location), ""),
+        "status": status,
+        "categories": tuple(categories.values()),
+        "organisers": tuple(by_id[s].name for s in source_ids),
+        "source_ids": source_ids,
+        "members": tuple(o.key for o in members),
+    }
     content = {k: iso(v) if k in ("start", "end") else v for k, v in values.items()}
     content["status"] = status.value
     return MergedEvent(**values, fingerprint=fingerprint(content))

@@ -44,8 +44,10 @@ def clean_line(text: object) -> str:
 def clean_text(text: object) -> str:
     """Multi-line plain text: newlines kept, trailing spaces and runs of blank lines dropped."""
     value = unicodedata.normalize("NFC", str(text or "")).replace("\r\n", "\n").replace("\r", "\n")
-    lines = [_SPACE.sub(" ", "".join(ch for ch in line if ch.isprintable())).rstrip()
-             for line in value.split("\n")]
+    lines = [
+        _SPACE.sub(" ", "".join(ch for ch in line if ch.isprintable())).rstrip()
+        for line in value.split("\n")
+    ]
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 
 
@@ -99,7 +101,7 @@ def iso(value: date | datetime | None) -> str | None:
 
 def from_iso(value: str) -> date | datetime:
     if "T" in value:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+        return datetime.fromisoformat(value).astimezone(UTC)
     return date.fromisoformat(value)
 
 
@@ -115,8 +117,17 @@ def fingerprint(values: dict[str, object]) -> str:
 
 
 def occurrence_fingerprint(occ: Occurrence) -> str:
-    return fingerprint({
-        "title": occ.title, "start": iso(occ.start), "end": iso(occ.end), "all_day": occ.all_day,
-        "tzid": occ.tzid, "description": occ.description, "url": occ.url,
-        "location": occ.location, "status": occ.status.value, "categories": list(occ.categories),
-    })
+    return fingerprint(
+        {
+            "title": occ.title,
+            "start": iso(occ.start),
+            "end": iso(occ.end),
+            "all_day": occ.all_day,
+            "tzid": occ.tzid,
+            "description": occ.description,
+            "url": occ.url,
+            "location": occ.location,
+            "status": occ.status.value,
+            "categories": list(occ.categories),
+        }
+    )

@@ -55,8 +55,13 @@ def content_hash(body: bytes, now: datetime) -> str:
     return hashlib.sha256(body + now.date().isoformat().encode()).hexdigest()
 
 
-async def refresh_source(store: Store, session: aiohttp.ClientSession | None, source: Source,
-                         settings: Settings, now: datetime) -> SourceReport:
+async def refresh_source(
+    store: Store,
+    session: aiohttp.ClientSession | None,
+    source: Source,
+    settings: Settings,
+    now: datetime,
+) -> SourceReport:
     """Fetch, read and store one source; every attempt is recorded, whatever its outcome."""
     state = await store.source_state(source.id)
     validators = state.validators if state.url == source.url else Validators()
@@ -72,8 +77,9 @@ async def refresh_source(store: Store, session: aiohttp.ClientSession | None, so
     async def unchanged(outcome: str) -> SourceReport:
         await store.record_fetch(source.id, result, now)
         await store.record_unchanged(source.id, result.validators, now, next_check)
-        return SourceReport(source.id, outcome, count, warnings=state.warnings,
-                            duration=result.duration)
+        return SourceReport(
+            source.id, outcome, count, warnings=state.warnings, duration=result.duration
+        )
 
     if result.outcome is FetchOutcome.FAILED:
         return await failed(result.error or "the fetch failed")
@@ -82,20 +88,37 @@ async def refresh_source(store: Store, session: aiohttp.ClientSession | None, so
     digest = content_hash(result.body, now)
     if digest == state.content_hash:
         return await unchanged("unchanged")
-    read = partial(parse_feed, result, source, network_zone=settings.network.timezone, now=now,
-                   limits=settings.limits)
+    read = partial(
+        parse_feed,
+        result,
+        source,
+        network_zone=settings.network.timezone,
+        now=now,
+        limits=settings.limits,
+    )
     try:
         parsed = await asyncio.to_thread(read)
     except ParseError as e:
         return await failed(f"could not read the feed: {e.message}")
     await store.record_fetch(source.id, result, now)
     changes = reconcile(await store.load_occurrences(source.id), parsed.occurrences)
-    await store.replace_snapshot(source.id, parsed.occurrences, validators=result.validators,
-                                 content_hash=digest, warnings=parsed.warnings, now=now,
-                                 next_check_at=next_check)
-    return SourceReport(source.id, "updated" if changes else "unchanged", len(parsed.occurrences),
-                        changes=dict(Counter(c.kind.value for c in changes)),
-                        warnings=parsed.warnings, duration=result.duration)
+    await store.replace_snapshot(
+        source.id,
+        parsed.occurrences,
+        validators=result.validators,
+        content_hash=digest,
+        warnings=parsed.warnings,
+        now=now,
+        next_check_at=next_check,
+    )
+    return SourceReport(
+        source.id,
+        "updated" if changes else "unchanged",
+        len(parsed.occurrences),
+        changes=dict(Counter(c.kind.value for c in changes)),
+        warnings=parsed.warnings,
+        duration=result.duration,
+    )
 
 
 async def publish(store: Store, settings: Settings, now: datetime) -> bool:
@@ -109,10 +132,15 @@ def _render_event(event, sequence, created, last_modified, *, network):
     return render_event(event, sequence, created, last_modified, network)
 
 
-async def refresh_all(store: Store, session: aiohttp.ClientSession | None, settings: Settings,
-                      now: datetime, sources: Sequence[Source] | None = None,
-                      on_report: Callable[[SourceReport], None] | None = None,
-                      concurrency: int = 8) -> tuple[list[SourceReport], bool]:
+async def refresh_all(
+    store: Store,
+    session: aiohttp.ClientSession | None,
+    settings: Settings,
+    now: datetime,
+    sources: Sequence[Source] | None = None,
+    on_report: Callable[[SourceReport], None] | None = None,
+    concurrency: int = 8,
+) -> tuple[list[SourceReport], bool]:
     """One full cycle: every source (at most `concurrency` at once), then publish once."""
     await store.sync_sources(settings.sources)
     limit = asyncio.Semaphore(concurrency)

@@ -31,8 +31,14 @@ def jitter_of(interval: timedelta) -> int:
 
 
 class Scheduler:
-    def __init__(self, store: Store, session: aiohttp.ClientSession, settings: Settings,
-                 clock: Callable[[], datetime], on_published: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        session: aiohttp.ClientSession,
+        settings: Settings,
+        clock: Callable[[], datetime],
+        on_published: Callable[[], None],
+    ) -> None:
         self.store = store
         self.session = session
         self.settings = settings
@@ -52,10 +58,15 @@ class Scheduler:
             # stagger the first round so a restart does not fetch everything at once
             first = max(due, now) if due else now + timedelta(seconds=index * 0.5)
             self._scheduler.add_job(
-                self.run_source, IntervalTrigger(seconds=interval.total_seconds(),
-                                                 jitter=jitter_of(interval)),
-                args=[source.id], id=source.id, name=source.name, max_instances=1,
-                coalesce=True, next_run_time=first, misfire_grace_time=None,
+                self.run_source,
+                IntervalTrigger(seconds=interval.total_seconds(), jitter=jitter_of(interval)),
+                args=[source.id],
+                id=source.id,
+                name=source.name,
+                max_instances=1,
+                coalesce=True,
+                next_run_time=first,
+                misfire_grace_time=None,
             )
         self._scheduler.start()
 
@@ -68,8 +79,9 @@ class Scheduler:
         source = self.settings.source(source_id)
         async with self._locks[source_id]:
             try:
-                report = await refresh_source(self.store, self.session, source, self.settings,
-                                              self.clock())
+                report = await refresh_source(
+                    self.store, self.session, source, self.settings, self.clock()
+                )
             except Exception:
                 log.exception("refreshing %s failed unexpectedly", source_id)
                 return

@@ -96,8 +96,9 @@ class Outputs:
             self._events = await self.store.published_events()
         return self._events
 
-    async def body(self, name: str, render: Callable[[list[NetworkEvent]], Awaitable[Body] | Body]
-                   ) -> Body:
+    async def body(
+        self, name: str, render: Callable[[list[NetworkEvent]], Awaitable[Body] | Body]
+    ) -> Body:
         await self._poll()
         body = self._bodies.get(name)
         if body is not None:
@@ -111,8 +112,13 @@ class Outputs:
             return body
 
 
-def make_app(settings: Settings, *, store: Store | None = None, clock: Clock = system_clock,
-             scheduler: bool = True) -> web.Application:
+def make_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    clock: Clock = system_clock,
+    scheduler: bool = True,
+) -> web.Application:
     """The web application; with scheduler=True it also refreshes sources on their schedule."""
     app = web.Application()
     app[SETTINGS] = settings
@@ -167,14 +173,18 @@ def accepts_gzip(header: str) -> bool:
     return False
 
 
-def answer(request: web.Request, body: Body, *, cors: bool = True, max_age: int = 300
-           ) -> web.Response:
+def answer(
+    request: web.Request, body: Body, *, cors: bool = True, max_age: int = 300
+) -> web.Response:
     """Serve kept bytes: 304 when the ETag matches, gzip when the client takes it."""
     gz = accepts_gzip(request.headers.get("Accept-Encoding", ""))
     # strong ETags differ per encoding (RFC 9110 section 8.8.3)
     etag = body.etag[:-1] + '-gz"' if gz else body.etag
-    headers = {"ETag": etag, "Cache-Control": f"public, max-age={max_age}",
-               "Vary": "Accept-Encoding"}
+    headers = {
+        "ETag": etag,
+        "Cache-Control": f"public, max-age={max_age}",
+        "Vary": "Accept-Encoding",
+    }
     if cors:
         headers["Access-Control-Allow-Origin"] = "*"
     match = {t.strip() for t in request.headers.get("If-None-Match", "").split(",")}
@@ -190,7 +200,8 @@ def answer(request: web.Request, body: Body, *, cors: bool = True, max_age: int 
 async def calendar(request: web.Request) -> web.Response:
     network = request.app[SETTINGS].network
     body = await request.app[OUTPUTS].body(
-        "calendar.ics", lambda events: Body.of(render_calendar(events, network), ICS))
+        "calendar.ics", lambda events: Body.of(render_calendar(events, network), ICS)
+    )
     response = answer(request, body)
     response.headers["Content-Disposition"] = 'inline; filename="calendar.ics"'
     return response
@@ -199,14 +210,16 @@ async def calendar(request: web.Request) -> web.Response:
 async def atom(request: web.Request) -> web.Response:
     network = request.app[SETTINGS].network
     body = await request.app[OUTPUTS].body(
-        "feed.atom", lambda events: Body.of(render_atom(events, network), ATOM))
+        "feed.atom", lambda events: Body.of(render_atom(events, network), ATOM)
+    )
     return answer(request, body)
 
 
 async def events_json(request: web.Request) -> web.Response:
     network = request.app[SETTINGS].network
     body = await request.app[OUTPUTS].body(
-        "events.json", lambda events: Body.of(render_json(events, network), JSON))
+        "events.json", lambda events: Body.of(render_json(events, network), JSON)
+    )
     return answer(request, body)
 
 
@@ -222,7 +235,8 @@ async def event_ics(request: web.Request) -> web.Response:
     item = await _find(request)
     network = request.app[SETTINGS].network
     body = await request.app[OUTPUTS].body(
-        f"events/{item.event.id}.ics", lambda _: Body.of(render_calendar([item], network), ICS))
+        f"events/{item.event.id}.ics", lambda _: Body.of(render_calendar([item], network), ICS)
+    )
     response = answer(request, body)
     response.headers["Content-Disposition"] = f'attachment; filename="{item.event.id}.ics"'
     return response
@@ -232,8 +246,8 @@ async def event_detail(request: web.Request) -> web.Response:
     item = await _find(request)
     network = request.app[SETTINGS].network
     body = await request.app[OUTPUTS].body(
-        f"events/{item.event.id}.json",
-        lambda _: Body.of(_dumps(event_json(item, network)), JSON))
+        f"events/{item.event.id}.json", lambda _: Body.of(_dumps(event_json(item, network)), JSON)
+    )
     return answer(request, body)
 
 
@@ -243,34 +257,51 @@ async def sources_json(request: web.Request) -> web.Response:
     rows = []
     for source in settings.sources:
         state = states.get(source.id)
-        rows.append({
-            "id": source.id, "name": source.name, "url": source.url, "kind": source.kind.value,
-            "homepage": source.homepage,
-            "state": "never fetched" if state is None or state.last_fetch_at is None
-            else "failing" if state.failures_in_row else "ok",
-            "last_fetch_at": iso(state.last_fetch_at) if state else None,
-            "last_success_at": iso(state.last_success_at) if state else None,
-            "last_error": state.last_error if state else None,
-            "failures_in_row": state.failures_in_row if state else 0,
-            "next_check_at": iso(state.next_check_at) if state else None,
-            "occurrences": state.occurrence_count if state else 0,
-            "warnings": list(state.warnings) if state else [],
-        })
-    return web.Response(body=_dumps({"sources": rows}), content_type=JSON, charset="utf-8",
-                        headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "no-cache"})
+        rows.append(
+            {
+                "id": source.id,
+                "name": source.name,
+                "url": source.url,
+                "kind": source.kind.value,
+                "homepage": source.homepage,
+                "state": "never fetched"
+                if state is None or state.last_fetch_at is None
+                else "failing"
+                if state.failures_in_row
+                else "ok",
+                "last_fetch_at": iso(state.last_fetch_at) if state else None,
+                "last_success_at": iso(state.last_success_at) if state else None,
+                "last_error": state.last_error if state else None,
+                "failures_in_row": state.failures_in_row if state else 0,
+                "next_check_at": iso(state.next_check_at) if state else None,
+                "occurrences": state.occurrence_count if state else 0,
+                "warnings": list(state.warnings) if state else [],
+            }
+        )
+    return web.Response(
+        body=_dumps({"sources": rows}),
+        content_type=JSON,
+        charset="utf-8",
+        headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "no-cache"},
+    )
 
 
 async def healthz(request: web.Request) -> web.Response:
     counts = await request.app[STORE].counts()
-    return web.Response(body=_dumps({"status": "ok", "version": __version__, **counts}),
-                        content_type=JSON, charset="utf-8", headers={"Cache-Control": "no-store"})
+    return web.Response(
+        body=_dumps({"status": "ok", "version": __version__, **counts}),
+        content_type=JSON,
+        charset="utf-8",
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 async def index(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     body = await request.app[OUTPUTS].body(
-        "index.html", lambda events: Body.of(_index_html(events, settings, request.app[CLOCK]()),
-                                             HTML))
+        "index.html",
+        lambda events: Body.of(_index_html(events, settings, request.app[CLOCK]()), HTML),
+    )
     return answer(request, body, cors=False, max_age=60)
 
 
@@ -281,16 +312,24 @@ def _index_html(events: list[NetworkEvent], settings: Settings, now: datetime) -
     rows = []
     for item in events:
         event = item.event
-        end = event.end if not event.all_day else datetime.combine(event.end, datetime.min.time(),
-                                                                   UTC)
+        end = (
+            event.end
+            if not event.all_day
+            else datetime.combine(event.end, datetime.min.time(), UTC)
+        )
         if end < now:
             continue
-        style = ' style="text-decoration: line-through"' if event.status.value in (
-            "cancelled", "postponed") else ""
-        rows.append(f'<li{style}><a href="/events/{esc(event.id)}">{esc(event.title)}</a> '
-                    f'— {esc(when(event, network.timezone))}'
-                    f'{" — " + esc(event.location) if event.location else ""}'
-                    f' <small>({esc(", ".join(event.organisers))})</small></li>')
+        style = (
+            ' style="text-decoration: line-through"'
+            if event.status.value in ("cancelled", "postponed")
+            else ""
+        )
+        rows.append(
+            f'<li{style}><a href="/events/{esc(event.id)}">{esc(event.title)}</a> '
+            f"— {esc(when(event, network.timezone))}"
+            f"{' — ' + esc(event.location) if event.location else ''}"
+            f" <small>({esc(', '.join(event.organisers))})</small></li>"
+        )
     webcal = "webcal://" + network.base_url.split("://", 1)[1] + "/calendar.ics"
     page = f"""<!doctype html>
 <html lang="{esc(network.languages[0])}"><head><meta charset="utf-8">

@@ -86,8 +86,12 @@ async def feed_server() -> FeedServer:
 
 def make_settings(tmp_path: Path, sources: list[Source], **limits) -> Settings:
     return Settings(
-        network=Network(name="Testnetværket", description="Test network",
-                        timezone="Europe/Copenhagen", base_url="http://events.test"),
+        network=Network(
+            name="Testnetværket",
+            description="Test network",
+            timezone="Europe/Copenhagen",
+            base_url="http://events.test",
+        ),
         sources=tuple(sources),
         limits=replace(Limits(total_timeout=2.0, connect_timeout=1.0), **limits),
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'test.db'}",
@@ -118,7 +122,8 @@ def ical_js(path: Path) -> dict:
     node = shutil.which("node")
     assert node, "node is needed for the ical.js client tests"
     script = Path(__file__).parent / "js" / "parse.mjs"
-    done = subprocess.run([node, str(script), str(path)], capture_output=True, text=True,
-                          timeout=60, check=False)
+    done = subprocess.run(
+        [node, str(script), str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)

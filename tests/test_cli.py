@@ -16,14 +16,17 @@ CORPUS_FILES = sorted((CORPUS / "ics").glob("*.ics"))
 
 def write_config(tmp_path: Path, sources: str) -> Path:
     path = tmp_path / "sources.yaml"
-    path.write_text(f"""
+    path.write_text(
+        f"""
 network:
   name: CLI-netværket
   timezone: Europe/Copenhagen
   base_url: http://cli.test
 sources:
 {sources}
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -51,8 +54,16 @@ def test_check_json_lists_occurrences_with_iso_times(capsys):
     assert main(["check", str(DATA / "series_overrides.ics"), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     first = result["occurrences"][0]
-    assert set(first) == {"uid", "recurrence_id", "title", "start", "end", "all_day", "status",
-                          "tzid"}
+    assert set(first) == {
+        "uid",
+        "recurrence_id",
+        "title",
+        "start",
+        "end",
+        "all_day",
+        "status",
+        "tzid",
+    }
     assert first["start"] == "2027-01-05T16:00:00Z" and first["tzid"] == "Europe/Copenhagen"
     assert [o["status"] for o in result["occurrences"]].count("cancelled") == 1
 
@@ -65,14 +76,17 @@ def test_check_reports_malformed_files_as_warnings(capsys):
 
 
 def test_refresh_prints_a_line_per_source_and_exports(tmp_path, database, capsys):
-    config = write_config(tmp_path, f"""
+    config = write_config(
+        tmp_path,
+        f"""
   - id: demo
     name: Demo
-    url: {ROOT / 'examples/feeds/kulturhuset.ics'}
+    url: {ROOT / "examples/feeds/kulturhuset.ics"}
   - id: missing
     name: Missing
-    url: {tmp_path / 'missing.ics'}
-""")
+    url: {tmp_path / "missing.ics"}
+""",
+    )
     assert main(["refresh", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "demo: updated" in out
@@ -87,11 +101,14 @@ def test_refresh_prints_a_line_per_source_and_exports(tmp_path, database, capsys
 
 
 def test_refresh_exits_non_zero_when_every_source_failed(tmp_path, database, capsys):
-    config = write_config(tmp_path, f"""
+    config = write_config(
+        tmp_path,
+        f"""
   - id: missing
     name: Missing
-    url: {tmp_path / 'missing.ics'}
-""")
+    url: {tmp_path / "missing.ics"}
+""",
+    )
     assert main(["refresh", "--config", str(config)]) == 1
     assert "0 of 1 sources read" in capsys.readouterr().out
 
@@ -107,6 +124,7 @@ def test_python_dash_m_runs_the_cli():
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "aggregator", "--help"], capture_output=True,
-                          text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "aggregator", "--help"], capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0 and "refresh" in done.stdout

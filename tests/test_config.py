@@ -1,4 +1,5 @@
-"""config.load_config: sources.yaml + AGGREGATOR_* -> Settings, or a ConfigError naming file and line.
+"""config.load_config: sources.yaml + AGGREGATOR_* -> Settings, or a ConfigError naming
+file and line.
 
 Every file is written to tmp_path; every call passes `environ`, so the tests do not depend on
 the environment they run in. Line numbers in the assertions count from the first line of the
@@ -48,7 +49,11 @@ def test_the_demo_sources_yaml_loads() -> None:
     assert settings.network.timezone == "Europe/Copenhagen"
     assert settings.network.languages == ("da", "en")
     assert [s.id for s in settings.sources] == [
-        "kulturhuset", "groen-omstilling", "frivilligcentret", "ungdomsraadet"]
+        "kulturhuset",
+        "groen-omstilling",
+        "frivilligcentret",
+        "ungdomsraadet",
+    ]
 
 
 def test_the_demos_relative_file_urls_become_absolute_paths_that_exist() -> None:
@@ -75,16 +80,20 @@ def test_the_demo_uses_the_default_database_without_the_environment() -> None:
 # -- values ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("written, meant", [
-    ("90s", timedelta(seconds=90)),
-    ("15m", timedelta(minutes=15)),
-    ("2h", timedelta(hours=2)),
-    ("1d", timedelta(days=1)),
-    ("900", timedelta(seconds=900)),
-    ("PT45M", timedelta(minutes=45)),
-])
-def test_durations_are_read_in_every_documented_form(tmp_path: Path, written: str,
-                                                     meant: timedelta) -> None:
+@pytest.mark.parametrize(
+    "written, meant",
+    [
+        ("90s", timedelta(seconds=90)),
+        ("15m", timedelta(minutes=15)),
+        ("2h", timedelta(hours=2)),
+        ("1d", timedelta(days=1)),
+        ("900", timedelta(seconds=900)),
+        ("PT45M", timedelta(minutes=45)),
+    ],
+)
+def test_durations_are_read_in_every_documented_form(
+    tmp_path: Path, written: str, meant: timedelta
+) -> None:
     path = write(tmp_path, NETWORK + f"  refresh_interval: {written}\n")
     assert load_config(path, environ={}).network.refresh_interval == meant
 
@@ -100,10 +109,14 @@ def test_a_minimal_file_gets_the_documented_defaults(tmp_path: Path) -> None:
 
 
 def test_relative_paths_resolve_against_the_configs_folder_not_the_working_folder(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder = tmp_path / "conf"
     folder.mkdir()
-    path = write(folder, NETWORK + """\
+    path = write(
+        folder,
+        NETWORK
+        + """\
 sources:
   - id: a
     name: A
@@ -115,7 +128,8 @@ sources:
     name: C
     url: webcal://c.example/events.ics
     kind: ical
-""")
+""",
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
@@ -136,23 +150,29 @@ def test_the_base_url_loses_its_trailing_slash(tmp_path: Path) -> None:
 
 
 def test_a_yaml_syntax_error_names_the_file_and_the_line(tmp_path: Path) -> None:
-    path = write(tmp_path, """\
+    path = write(
+        tmp_path,
+        """\
 network:
   name: Test
 \tdescription: indented with a tab
 sources: []
-""")
+""",
+    )
     message = config_error(path)
     assert message.startswith(f"{path}:3: not valid YAML")
 
 
 def test_an_unclosed_quote_names_the_line_where_the_quote_opens(tmp_path: Path) -> None:
-    path = write(tmp_path, """\
+    path = write(
+        tmp_path,
+        """\
 network:
   name: Test
   description: "Alle arrangementer
 sources: []
-""")
+""",
+    )
     message = config_error(path)
     assert message.startswith(str(path))
     # the file has 4 lines; PyYAML only notices at the end of the stream, after line 4
@@ -160,7 +180,10 @@ sources: []
 
 
 def test_an_unknown_key_names_the_file_the_line_and_the_field(tmp_path: Path) -> None:
-    path = write(tmp_path, NETWORK + """\
+    path = write(
+        tmp_path,
+        NETWORK
+        + """\
 sources:
   - id: a
     name: A
@@ -169,21 +192,29 @@ sources:
     name: B
     url: b.ics
     refresh_intervall: 15m
-""")
+""",
+    )
     message = config_error(path)
     assert message.startswith(f"{path}:10: sources[1].refresh_intervall: unknown key")
 
 
 def test_an_unknown_top_level_key_names_its_line(tmp_path: Path) -> None:
-    path = write(tmp_path, NETWORK + """\
+    path = write(
+        tmp_path,
+        NETWORK
+        + """\
 source:
   - id: a
-""")
+""",
+    )
     assert config_error(path).startswith(f"{path}:3: source: unknown key")
 
 
 def test_a_source_without_url_names_the_line_of_that_source(tmp_path: Path) -> None:
-    path = write(tmp_path, NETWORK + """\
+    path = write(
+        tmp_path,
+        NETWORK
+        + """\
 sources:
   - id: a
     name: A
@@ -191,16 +222,20 @@ sources:
   - id: b
     name: B
     kind: ical
-""")
+""",
+    )
     message = config_error(path)
     assert message.startswith(f"{path}:7: sources[1].url: required key is missing")
 
 
 def test_a_file_without_network_name_is_refused(tmp_path: Path) -> None:
-    path = write(tmp_path, """\
+    path = write(
+        tmp_path,
+        """\
 network:
   description: no name
-""")
+""",
+    )
     assert config_error(path).startswith(f"{path}:1: network.name: required key is missing")
 
 
@@ -212,13 +247,17 @@ def test_an_unknown_network_time_zone_names_its_line(tmp_path: Path) -> None:
 
 
 def test_an_unknown_source_time_zone_names_its_line(tmp_path: Path) -> None:
-    path = write(tmp_path, NETWORK + """\
+    path = write(
+        tmp_path,
+        NETWORK
+        + """\
 sources:
   - id: a
     name: A
     url: a.ics
     timezone: Mars/Olympus
-""")
+""",
+    )
     message = config_error(path)
     assert message.startswith(f"{path}:7: sources[0].timezone:")
     assert "unknown time zone 'Mars/Olympus'" in message
@@ -226,7 +265,8 @@ sources:
 
 @pytest.mark.parametrize("zone", ["Europe", "America"])
 def test_a_time_zone_region_without_a_city_is_refused_like_any_unknown_zone(
-        tmp_path: Path, zone: str) -> None:
+    tmp_path: Path, zone: str
+) -> None:
     # tzdata keeps regions as folders: ZoneInfo('Europe') raises IsADirectoryError, not
     # ZoneInfoNotFoundError, and that must still come out as a ConfigError with the line
     path = write(tmp_path, NETWORK + f"  timezone: {zone}\n")
@@ -236,7 +276,10 @@ def test_a_time_zone_region_without_a_city_is_refused_like_any_unknown_zone(
 
 
 def test_a_duplicate_source_id_names_the_line_of_the_second_one(tmp_path: Path) -> None:
-    path = write(tmp_path, NETWORK + """\
+    path = write(
+        tmp_path,
+        NETWORK
+        + """\
 sources:
   - id: kulturhuset
     name: Kulturhuset
@@ -244,20 +287,27 @@ sources:
   - id: kulturhuset
     name: Kulturhuset igen
     url: b.ics
-""")
+""",
+    )
     message = config_error(path)
-    assert message.startswith(f"{path}:7: sources[1].id: 'kulturhuset' is already used by sources[0]")
+    assert message.startswith(
+        f"{path}:7: sources[1].id: 'kulturhuset' is already used by sources[0]"
+    )
 
 
 def test_a_key_written_twice_in_one_mapping_is_refused(tmp_path: Path) -> None:
     # PyYAML keeps the last value silently; a copy-pasted source would read the wrong feed
-    path = write(tmp_path, NETWORK + """\
+    path = write(
+        tmp_path,
+        NETWORK
+        + """\
 sources:
   - id: a
     name: A
     url: a.ics
     url: b.ics
-""")
+""",
+    )
     message = config_error(path)
     assert message.startswith(f"{path}:7:"), message
     assert "url" in message
@@ -265,12 +315,16 @@ sources:
 
 @pytest.mark.parametrize("url", ["ftp://files.example/a.ics", "mailto:events@example.org"])
 def test_an_unsupported_url_scheme_is_refused(tmp_path: Path, url: str) -> None:
-    path = write(tmp_path, NETWORK + f"""\
+    path = write(
+        tmp_path,
+        NETWORK
+        + f"""\
 sources:
   - id: a
     name: A
     url: "{url}"
-""")
+""",
+    )
     message = config_error(path)
     assert message.startswith(f"{path}:6: sources[0].url:")
     assert "unsupported URL scheme" in message
@@ -282,73 +336,97 @@ def test_a_base_url_that_is_not_http_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_source_id_that_is_not_a_slug_is_refused(tmp_path: Path) -> None:
-    path = write(tmp_path, NETWORK + """\
+    path = write(
+        tmp_path,
+        NETWORK
+        + """\
 sources:
   - id: Kulturhuset Nørrebro
     name: Kulturhuset
     url: a.ics
-""")
+""",
+    )
     assert config_error(path).startswith(f"{path}:4: sources[0].id: ")
 
 
 def test_an_unknown_kind_names_its_line(tmp_path: Path) -> None:
-    path = write(tmp_path, NETWORK + """\
+    path = write(
+        tmp_path,
+        NETWORK
+        + """\
 sources:
   - id: a
     name: A
     url: a.ics
     kind: ics
-""")
+""",
+    )
     assert config_error(path).startswith(f"{path}:7: sources[0].kind: ")
 
 
 def test_a_limit_out_of_range_names_its_line(tmp_path: Path) -> None:
-    path = write(tmp_path, NETWORK + """\
+    path = write(
+        tmp_path,
+        NETWORK
+        + """\
 limits:
   max_redirects: 50
-""")
+""",
+    )
     assert config_error(path).startswith(f"{path}:4: limits.max_redirects: ")
 
 
 @pytest.mark.parametrize("interval", ["0m", "0", "-300", "-PT5M"])
-def test_a_refresh_interval_that_is_not_positive_is_refused(tmp_path: Path,
-                                                            interval: str) -> None:
+def test_a_refresh_interval_that_is_not_positive_is_refused(tmp_path: Path, interval: str) -> None:
     # a zero interval makes APScheduler fetch every second; a negative one never waits
-    path = write(tmp_path, NETWORK + f"""\
+    path = write(
+        tmp_path,
+        NETWORK
+        + f"""\
   refresh_interval: {interval}
 sources:
   - id: a
     name: A
     url: a.ics
     refresh_interval: 15m
-""")
+""",
+    )
     assert config_error(path).startswith(f"{path}:3: network.refresh_interval: ")
 
 
 def test_a_source_refresh_interval_of_zero_is_refused(tmp_path: Path) -> None:
-    path = write(tmp_path, NETWORK + """\
+    path = write(
+        tmp_path,
+        NETWORK
+        + """\
 sources:
   - id: a
     name: A
     url: a.ics
     refresh_interval: 0m
-""")
+""",
+    )
     assert config_error(path).startswith(f"{path}:7: sources[0].refresh_interval: ")
 
 
 def test_every_mistake_in_a_file_is_reported_at_once(tmp_path: Path) -> None:
-    path = write(tmp_path, NETWORK + """\
+    path = write(
+        tmp_path,
+        NETWORK
+        + """\
   timezone: Nowhere/Town
 sources:
   - id: a
     nme: A
     url: a.ics
-""")
+""",
+    )
     lines = config_error(path).splitlines()
     assert f"{path}:3: network.timezone: " in "\n".join(lines)
     assert any(line.startswith(f"{path}:6: sources[0].nme: unknown key") for line in lines)
-    assert any(line.startswith(f"{path}:5: sources[0].name: required key is missing")
-               for line in lines)
+    assert any(
+        line.startswith(f"{path}:5: sources[0].name: required key is missing") for line in lines
+    )
 
 
 def test_a_missing_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
@@ -387,7 +465,8 @@ def test_a_path_given_wins_over_aggregator_config(tmp_path: Path) -> None:
 
 
 def test_without_path_or_aggregator_config_sources_yaml_in_the_working_folder_is_read(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write(tmp_path, NETWORK)
     monkeypatch.chdir(tmp_path)
     assert load_config(None, environ={}).network.name == "Testnetværket"
@@ -404,14 +483,17 @@ def test_the_files_database_url_is_used_and_given_its_driver(tmp_path: Path) -> 
     assert load_config(path, environ={}).database_url == "sqlite+aiosqlite:///from-file.db"
 
 
-@pytest.mark.parametrize("given, used", [
-    ("sqlite:///x.db", "sqlite+aiosqlite:///x.db"),
-    ("sqlite:////data/aggregator.db", "sqlite+aiosqlite:////data/aggregator.db"),
-    ("sqlite+aiosqlite:///x.db", "sqlite+aiosqlite:///x.db"),
-    ("postgresql://u@db/events", "postgresql+asyncpg://u@db/events"),
-    ("postgres://u@db/events", "postgresql+asyncpg://u@db/events"),
-    ("postgresql+asyncpg://u@db/events", "postgresql+asyncpg://u@db/events"),
-])
+@pytest.mark.parametrize(
+    "given, used",
+    [
+        ("sqlite:///x.db", "sqlite+aiosqlite:///x.db"),
+        ("sqlite:////data/aggregator.db", "sqlite+aiosqlite:////data/aggregator.db"),
+        ("sqlite+aiosqlite:///x.db", "sqlite+aiosqlite:///x.db"),
+        ("postgresql://u@db/events", "postgresql+asyncpg://u@db/events"),
+        ("postgres://u@db/events", "postgresql+asyncpg://u@db/events"),
+        ("postgresql+asyncpg://u@db/events", "postgresql+asyncpg://u@db/events"),
+    ],
+)
 def test_plain_database_urls_get_their_async_driver(given: str, used: str) -> None:
     assert normalise_database_url(given) == used
 
@@ -420,9 +502,12 @@ def test_plain_database_urls_get_their_async_driver(given: str, used: str) -> No
 
 
 def test_refresh_with_a_bad_config_exits_2_names_the_line_and_creates_no_database(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    bad = write(tmp_path, NETWORK + """\
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = write(
+        tmp_path,
+        NETWORK
+        + """\
 sources:
   - id: a
     name: A
@@ -431,7 +516,8 @@ sources:
     name: B
     url: b.ics
     refresh_intervall: 15m
-""")
+""",
+    )
     database = tmp_path / "aggregator.db"
     monkeypatch.setenv("AGGREGATOR_DATABASE_URL", f"sqlite:///{database}")
     monkeypatch.delenv("AGGREGATOR_CONFIG", raising=False)

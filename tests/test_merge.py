@@ -12,23 +12,44 @@ from aggregator.merge import merge
 from aggregator.model import Occurrence, Source, Status
 from aggregator.normalise import occurrence_fingerprint, occurrence_key
 
-SOURCES = [Source(id=s, name=s.title(), url=f"/{s}.ics", categories=(s,))
-           for s in ("alpha", "beta", "gamma")]
+SOURCES = [
+    Source(id=s, name=s.title(), url=f"/{s}.ics", categories=(s,))
+    for s in ("alpha", "beta", "gamma")
+]
 START = datetime(2027, 2, 4, 12, tzinfo=UTC)
 
 
-def occ(source_id: str, uid: str, title: str = "Workshop", start: datetime = START,
-        status: Status = Status.SCHEDULED, recurrence_id: str | None = None) -> Occurrence:
-    draft = Occurrence(key=occurrence_key(source_id, uid, recurrence_id), source_id=source_id,
-                       uid=uid, recurrence_id=recurrence_id, title=title, start=start,
-                       end=start + timedelta(hours=2), all_day=False, tzid="Europe/Copenhagen",
-                       status=status)
+def occ(
+    source_id: str,
+    uid: str,
+    title: str = "Workshop",
+    start: datetime = START,
+    status: Status = Status.SCHEDULED,
+    recurrence_id: str | None = None,
+) -> Occurrence:
+    draft = Occurrence(
+        key=occurrence_key(source_id, uid, recurrence_id),
+        source_id=source_id,
+        uid=uid,
+        recurrence_id=recurrence_id,
+        title=title,
+        start=start,
+        end=start + timedelta(hours=2),
+        all_day=False,
+        tzid="Europe/Copenhagen",
+        status=status,
+    )
     return replace(draft, fingerprint=occurrence_fingerprint(draft))
 
 
 def test_the_same_uid_in_two_sources_is_one_event_with_both_organisers():
-    events = merge([occ("alpha", "csrd@x", "CSRD workshop"),
-                    occ("beta", "csrd@x", "Workshop: Vi skal have CSRD tilpasset")], SOURCES)
+    events = merge(
+        [
+            occ("alpha", "csrd@x", "CSRD workshop"),
+            occ("beta", "csrd@x", "Workshop: Vi skal have CSRD tilpasset"),
+        ],
+        SOURCES,
+    )
     (event,) = events
     assert event.organisers == ("Alpha", "Beta")
     assert event.source_ids == ("alpha", "beta")
@@ -41,9 +62,18 @@ def test_uid_matching_ignores_case_and_surrounding_space():
 
 
 def test_different_occurrences_of_one_series_stay_apart():
-    events = merge([occ("alpha", "s@x", recurrence_id="2027-02-04T12:00:00Z"),
-                    occ("alpha", "s@x", start=START + timedelta(days=7),
-                        recurrence_id="2027-02-11T12:00:00Z")], SOURCES)
+    events = merge(
+        [
+            occ("alpha", "s@x", recurrence_id="2027-02-04T12:00:00Z"),
+            occ(
+                "alpha",
+                "s@x",
+                start=START + timedelta(days=7),
+                recurrence_id="2027-02-11T12:00:00Z",
+            ),
+        ],
+        SOURCES,
+    )
     assert len(events) == 2
 
 
@@ -59,8 +89,10 @@ def test_one_cohost_cancelling_does_not_cancel_the_event():
 
 
 def test_cancelled_by_every_member_is_cancelled():
-    events = merge([occ("alpha", "u@x", status=Status.CANCELLED),
-                    occ("beta", "u@x", status=Status.CANCELLED)], SOURCES)
+    events = merge(
+        [occ("alpha", "u@x", status=Status.CANCELLED), occ("beta", "u@x", status=Status.CANCELLED)],
+        SOURCES,
+    )
     assert events[0].status is Status.CANCELLED
 
 
@@ -69,12 +101,17 @@ def test_a_source_no_longer_configured_is_not_published():
 
 
 occurrences = st.lists(
-    st.builds(occ, source_id=st.sampled_from(["alpha", "beta", "gamma"]),
-              uid=st.sampled_from(["a@x", "b@x", "c@x", "d@x"]),
-              title=st.sampled_from(["Workshop", "Møde", "Koncert"]),
-              start=st.sampled_from([START, START + timedelta(days=1)]),
-              status=st.sampled_from(list(Status))),
-    max_size=12, unique_by=lambda o: o.key)
+    st.builds(
+        occ,
+        source_id=st.sampled_from(["alpha", "beta", "gamma"]),
+        uid=st.sampled_from(["a@x", "b@x", "c@x", "d@x"]),
+        title=st.sampled_from(["Workshop", "Møde", "Koncert"]),
+        start=st.sampled_from([START, START + timedelta(days=1)]),
+        status=st.sampled_from(list(Status)),
+    ),
+    max_size=12,
+    unique_by=lambda o: o.key,
+)
 
 
 @settings(max_examples=150, deadline=None)

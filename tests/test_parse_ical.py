@@ -21,8 +21,15 @@ WIDE = Limits(past_days=365 * 40, future_days=365 * 12, max_occurrences=100_000)
 
 
 def parse(text: str, *, floating_zone="Europe/Copenhagen", limits=WIDE, now=NOW):
-    return parse_calendar(text, url="test.ics", source_id="src", floating_zone=floating_zone,
-                          network_zone="Europe/Copenhagen", now=now, limits=limits)
+    return parse_calendar(
+        text,
+        url="test.ics",
+        source_id="src",
+        floating_zone=floating_zone,
+        network_zone="Europe/Copenhagen",
+        now=now,
+        limits=limits,
+    )
 
 
 def parse_file(path, **kwargs):
@@ -72,7 +79,7 @@ def test_expansion_matches_recurring_ical_events_on_corpus_series(name):
 def test_exdate_rdate_and_overrides_are_honoured():
     parsed = parse_file(DATA / "series_overrides.ics")
     starts = sorted((o.start, o.title, o.status) for o in parsed.occurrences)
-    cph = lambda *a: to_utc(datetime(*a), "Europe/Copenhagen")  # noqa: E731
+    cph = lambda *a: to_utc(datetime(*a), "Europe/Copenhagen")
     assert starts == [
         (cph(2027, 1, 5, 17), "Weekly", Status.SCHEDULED),
         (cph(2027, 1, 12, 17), "Weekly", Status.SCHEDULED),
@@ -105,15 +112,17 @@ def test_runaway_rule_stops_at_the_cap_with_a_warning():
 
 
 def test_expansion_stays_inside_the_horizon():
-    parsed = parse_file(DATA / "runaway_rrule.ics",
-                        limits=Limits(past_days=0, future_days=7, max_occurrences=100_000))
+    parsed = parse_file(
+        DATA / "runaway_rrule.ics",
+        limits=Limits(past_days=0, future_days=7, max_occurrences=100_000),
+    )
     assert parsed.occurrences
     assert all(NOW <= o.start < NOW + timedelta(days=7) for o in parsed.occurrences)
 
 
 def test_reversed_component_order_reads_the_same_occurrences():
     text = (FEEDS / "kulturhuset.ics").read_text(encoding="utf-8")
-    blocks = re.findall(r"BEGIN:VEVENT.*?END:VEVENT\r?\n", text, re.S)
+    blocks = re.findall(r"BEGIN:VEVENT.*?END:VEVENT\r?\n", text, re.DOTALL)
     head = text[: text.index(blocks[0])]
     reversed_text = head + "".join(reversed(blocks)) + "END:VCALENDAR\r\n"
     forward = {(o.key, o.fingerprint) for o in parse(text).occurrences}
@@ -219,11 +228,14 @@ def test_a_calendar_that_fails_as_a_whole_is_read_event_by_event():
     assert any("event by event" in w for w in parsed.warnings)
 
 
-@pytest.mark.parametrize("body, words", [
-    ("", "empty"),
-    ("<!DOCTYPE html><html><body>Login</body></html>", "HTML page"),
-    ("hello world", "not an iCalendar file"),
-])
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ("", "empty"),
+        ("<!DOCTYPE html><html><body>Login</body></html>", "HTML page"),
+        ("hello world", "not an iCalendar file"),
+    ],
+)
 def test_a_body_that_is_not_a_calendar_is_a_parse_error(body, words):
     with pytest.raises(ParseError, match=words):
         parse(body)

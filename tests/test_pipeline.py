@@ -15,18 +15,26 @@ from tests.conftest import FEEDS, NOW
 
 
 def demo_over_http(feed_server, tmp_path):
-    names = {"kulturhuset": "kulturhuset.ics", "groen-omstilling": "groen-omstilling.ics",
-             "frivilligcentret": "outlook-member.ics", "ungdomsraadet": "floating.ics"}
+    names = {
+        "kulturhuset": "kulturhuset.ics",
+        "groen-omstilling": "groen-omstilling.ics",
+        "frivilligcentret": "outlook-member.ics",
+        "ungdomsraadet": "floating.ics",
+    }
     entries = []
     for source_id, file in names.items():
         url = feed_server.serve_file(f"/{file}", FEEDS / file)
-        entries.append(f"  - id: {source_id}\n    name: {source_id.title()}\n    url: {url}\n"
-                       f"    kind: auto\n")
+        entries.append(
+            f"  - id: {source_id}\n    name: {source_id.title()}\n    url: {url}\n    kind: auto\n"
+        )
     path = tmp_path / "sources.yaml"
-    path.write_text("network:\n  name: Pipeline\n  timezone: Europe/Copenhagen\n"
-                    "sources:\n" + "".join(entries), encoding="utf-8")
-    return load_config(path, environ={"AGGREGATOR_DATABASE_URL":
-                                      f"sqlite:///{tmp_path / 'pipeline.db'}"})
+    path.write_text(
+        "network:\n  name: Pipeline\n  timezone: Europe/Copenhagen\nsources:\n" + "".join(entries),
+        encoding="utf-8",
+    )
+    return load_config(
+        path, environ={"AGGREGATOR_DATABASE_URL": f"sqlite:///{tmp_path / 'pipeline.db'}"}
+    )
 
 
 async def cycle(settings, when):
@@ -45,8 +53,7 @@ async def calendar_bytes(aiohttp_client, settings) -> bytes:
     return body
 
 
-async def test_demo_network_over_http_and_a_feed_that_breaks(aiohttp_client, feed_server,
-                                                             tmp_path):
+async def test_demo_network_over_http_and_a_feed_that_breaks(aiohttp_client, feed_server, tmp_path):
     settings = demo_over_http(feed_server, tmp_path)
     reports, changed = await cycle(settings, NOW)
     assert changed and all(r.outcome == "updated" for r in reports)
@@ -55,8 +62,11 @@ async def test_demo_network_over_http_and_a_feed_that_breaks(aiohttp_client, fee
 
     # one member's CMS goes down, another serves an HTML maintenance page
     feed_server.serve("/kulturhuset.ics", b"Internal Server Error", status=500)
-    feed_server.serve("/floating.ics", b"<html><body>Down for maintenance</body></html>",
-                      headers={"Content-Type": "text/html"})
+    feed_server.serve(
+        "/floating.ics",
+        b"<html><body>Down for maintenance</body></html>",
+        headers={"Content-Type": "text/html"},
+    )
     reports, changed = await cycle(settings, NOW + timedelta(hours=1))
     outcomes = {r.source_id: r.outcome for r in reports}
     assert outcomes["kulturhuset"] == outcomes["ungdomsraadet"] == "failed"

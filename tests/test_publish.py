@@ -22,8 +22,9 @@ async def stored(store, tmp_path, now, *occurrences):
     await store.sync_sources(settings.sources)
     for source_id in ("alpha", "beta"):
         mine = [o for o in occurrences if o.source_id == source_id]
-        await store.replace_snapshot(source_id, mine, validators=Validators(), content_hash="x",
-                                     warnings=(), now=now)
+        await store.replace_snapshot(
+            source_id, mine, validators=Validators(), content_hash="x", warnings=(), now=now
+        )
     return settings
 
 
@@ -48,12 +49,18 @@ async def test_nothing_changed_gives_identical_bytes_and_no_new_version(store, t
 
 
 async def test_a_change_bumps_sequence_and_last_modified(store, tmp_path, now):
-    settings = await stored(store, tmp_path, now, occ("alpha", "u@x", "Workshop"),
-                            occ("beta", "v@x", "Talk"))
+    settings = await stored(
+        store, tmp_path, now, occ("alpha", "u@x", "Workshop"), occ("beta", "v@x", "Talk")
+    )
     await publish(store, settings, now)
     later = now + timedelta(hours=3)
-    await stored(store, tmp_path, later, occ("alpha", "u@x", "Workshop (new room)"),
-                 occ("beta", "v@x", "Talk"))
+    await stored(
+        store,
+        tmp_path,
+        later,
+        occ("alpha", "u@x", "Workshop (new room)"),
+        occ("beta", "v@x", "Talk"),
+    )
     assert await publish(store, settings, later)
     events = vevents(render_calendar(await store.published_events(), settings.network))
     changed, untouched = events["Workshop (new room)"], events["Talk"]
@@ -77,7 +84,8 @@ async def test_the_calendar_names_itself_and_its_refresh_interval(store, tmp_pat
     settings = await stored(store, tmp_path, now, occ("alpha", "u@x"))
     await publish(store, settings, now)
     calendar = icalendar.Calendar.from_ical(
-        render_calendar(await store.published_events(), settings.network))
+        render_calendar(await store.published_events(), settings.network)
+    )
     assert calendar["NAME"] == calendar["X-WR-CALNAME"] == "Testnetværket"
     assert calendar["DESCRIPTION"] == calendar["X-WR-CALDESC"] == "Test network"
     assert calendar["REFRESH-INTERVAL"].dt == timedelta(minutes=30)
@@ -87,14 +95,21 @@ async def test_the_calendar_names_itself_and_its_refresh_interval(store, tmp_pat
 
 async def test_one_vtimezone_per_tzid_used(store, tmp_path, now):
     new_york = replace(occ("beta", "ny@x", "New York"), tzid="America/New_York")
-    all_day = replace(occ("alpha", "day@x", "Day"), all_day=True, start=date(2027, 3, 1),
-                      end=date(2027, 3, 2), tzid=None)
+    all_day = replace(
+        occ("alpha", "day@x", "Day"),
+        all_day=True,
+        start=date(2027, 3, 1),
+        end=date(2027, 3, 2),
+        tzid=None,
+    )
     settings = await stored(store, tmp_path, now, occ("alpha", "u@x"), new_york, all_day)
     await publish(store, settings, now)
     data = render_calendar(await store.published_events(), settings.network)
     calendar = icalendar.Calendar.from_ical(data)
     assert sorted(str(tz["TZID"]) for tz in calendar.walk("VTIMEZONE")) == [
-        "America/New_York", "Europe/Copenhagen"]
+        "America/New_York",
+        "Europe/Copenhagen",
+    ]
     events = vevents(data)
     assert events["New York"]["DTSTART"].params["TZID"] == "America/New_York"
     assert events["New York"]["DTSTART"].dt == occ("beta", "ny@x").start
@@ -105,8 +120,13 @@ async def test_one_vtimezone_per_tzid_used(store, tmp_path, now):
 async def test_atom_and_json_are_valid_and_stable(store, tmp_path, now):
     settings = await stored(store, tmp_path, now, occ("alpha", "u@x", "Older"))
     await publish(store, settings, now)
-    await stored(store, tmp_path, now, occ("alpha", "u@x", "Older"),
-                 occ("beta", "v@x", "Newer", start=occ("beta", "v").start + timedelta(days=2)))
+    await stored(
+        store,
+        tmp_path,
+        now,
+        occ("alpha", "u@x", "Older"),
+        occ("beta", "v@x", "Newer", start=occ("beta", "v").start + timedelta(days=2)),
+    )
     await publish(store, settings, now + timedelta(hours=1))
     events = await store.published_events()
     atom = render_atom(events, settings.network)

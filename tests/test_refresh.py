@@ -9,13 +9,12 @@ import pytest
 from aggregator.fetch import http_url, open_session
 from aggregator.model import FetchOutcome
 from aggregator.refresh import publish, refresh_all, refresh_source
-from tests.conftest import FEEDS, DATA, make_settings, source
+from tests.conftest import DATA, FEEDS, make_settings, source
 
 
 @pytest.fixture
 async def refreshed(store, feed_server, tmp_path, now):
     """A source whose first fetch was good: 34 occurrences stored, published."""
-    import aiohttp
 
     url = feed_server.serve_file("/kultur.ics", FEEDS / "kulturhuset.ics")
     settings = make_settings(tmp_path, [source("kultur", url)])
@@ -23,7 +22,7 @@ async def refreshed(store, feed_server, tmp_path, now):
         reports, changed = await refresh_all(store, session, settings, now)
         assert reports[0].outcome == "updated" and changed
         yield settings, session
-    
+
 
 async def snapshot(store):
     return sorted((o.key, o.fingerprint) for o in await store.load_occurrences("kultur"))
@@ -38,18 +37,21 @@ async def test_first_refresh_stores_and_publishes_every_occurrence(refreshed, st
 
 
 BAD_ANSWERS = {
-    "http 500": dict(body=b"oops", status=500),
-    "malformed body": dict(body=b"BEGIN:VCALENDAR\r\nthis is not\r\n"),
-    "html error page": dict(body=b"<!doctype html><html><body>Maintenance</body></html>",
-                            headers={"Content-Type": "text/html"}),
-    "empty body": dict(body=b""),
-    "hangs": dict(hang=True),
+    "http 500": {"body": b"oops", "status": 500},
+    "malformed body": {"body": b"BEGIN:VCALENDAR\r\nthis is not\r\n"},
+    "html error page": {
+        "body": b"<!doctype html><html><body>Maintenance</body></html>",
+        "headers": {"Content-Type": "text/html"},
+    },
+    "empty body": {"body": b""},
+    "hangs": {"hang": True},
 }
 
 
 @pytest.mark.parametrize("answer", BAD_ANSWERS, ids=list(BAD_ANSWERS))
-async def test_a_bad_fetch_keeps_the_last_good_events_and_says_why(refreshed, store, feed_server,
-                                                                    now, answer):
+async def test_a_bad_fetch_keeps_the_last_good_events_and_says_why(
+    refreshed, store, feed_server, now, answer
+):
     settings, session = refreshed
     before = await snapshot(store)
     published_before = [e.ics for e in await store.published_events()]
@@ -68,15 +70,19 @@ async def test_a_bad_fetch_keeps_the_last_good_events_and_says_why(refreshed, st
     assert history[0]["outcome"] == FetchOutcome.FAILED.value and history[0]["error"]
 
 
-@pytest.mark.parametrize("answer, words", [
-    ("http 500", "HTTP 500"),
-    ("malformed body", "could not read the feed"),
-    ("html error page", "HTML page"),
-    ("empty body", "empty"),
-    ("hangs", "timed out"),
-])
-async def test_the_error_says_what_happened_in_words(refreshed, store, feed_server, now, answer,
-                                                     words):
+@pytest.mark.parametrize(
+    "answer, words",
+    [
+        ("http 500", "HTTP 500"),
+        ("malformed body", "could not read the feed"),
+        ("html error page", "HTML page"),
+        ("empty body", "empty"),
+        ("hangs", "timed out"),
+    ],
+)
+async def test_the_error_says_what_happened_in_words(
+    refreshed, store, feed_server, now, answer, words
+):
     settings, session = refreshed
     feed_server.serve("/kultur.ics", **BAD_ANSWERS[answer])
     await refresh_source(store, session, settings.sources[0], settings, now)
@@ -97,14 +103,17 @@ async def test_a_success_after_failures_resets_the_error(refreshed, store, feed_
     assert state.occurrence_count == 6
 
 
-async def test_not_modified_and_identical_bodies_are_not_parsed_again(store, feed_server,
-                                                                      tmp_path, now):
-    import aiohttp
+async def test_not_modified_and_identical_bodies_are_not_parsed_again(
+    store, feed_server, tmp_path, now
+):
 
     from aggregator import parse
 
-    etag_url = feed_server.serve_file("/etag.ics", FEEDS / "kulturhuset.ics",
-                                      headers={"ETag": '"v1"', "Content-Type": "text/calendar"})
+    etag_url = feed_server.serve_file(
+        "/etag.ics",
+        FEEDS / "kulturhuset.ics",
+        headers={"ETag": '"v1"', "Content-Type": "text/calendar"},
+    )
     plain_url = feed_server.serve_file("/plain.ics", FEEDS / "floating.ics")
     settings = make_settings(tmp_path, [source("etag", etag_url), source("plain", plain_url)])
     calls = []
@@ -123,8 +132,10 @@ async def test_not_modified_and_identical_bodies_are_not_parsed_again(store, fee
     finally:
         parse.parse_calendar = original
     assert sorted(calls) == ["etag", "plain"]  # no new parse
-    assert {r.source_id: r.outcome for r in reports} == {"etag": "not modified",
-                                                         "plain": "unchanged"}
+    assert {r.source_id: r.outcome for r in reports} == {
+        "etag": "not modified",
+        "plain": "unchanged",
+    }
     assert not changed
     conditional = [r for r in feed_server.requests if r.path == "/etag.ics"][-1]
     assert conditional.headers["If-None-Match"] == '"v1"'
@@ -136,11 +147,9 @@ async def test_the_fetch_names_the_service_in_its_user_agent(refreshed, feed_ser
 
 
 async def test_more_than_five_redirects_is_a_failure(store, feed_server, tmp_path, now):
-    import aiohttp
 
     for hop in range(6):
-        feed_server.serve(f"/hop{hop}", b"", status=302,
-                          headers={"Location": f"/hop{hop + 1}"})
+        feed_server.serve(f"/hop{hop}", b"", status=302, headers={"Location": f"/hop{hop + 1}"})
     feed_server.serve_file("/hop6", FEEDS / "floating.ics")
     settings = make_settings(tmp_path, [source("hops", feed_server.url("/hop0"))])
     async with open_session(settings.network, settings.limits) as session:
@@ -150,7 +159,6 @@ async def test_more_than_five_redirects_is_a_failure(store, feed_server, tmp_pat
 
 
 async def test_five_redirects_are_followed(store, feed_server, tmp_path, now):
-    import aiohttp
 
     for hop in range(5):
         feed_server.serve(f"/hop{hop}", b"", status=302, headers={"Location": f"/hop{hop + 1}"})
@@ -162,11 +170,9 @@ async def test_five_redirects_are_followed(store, feed_server, tmp_path, now):
 
 
 async def test_a_body_over_the_size_cap_is_refused(store, feed_server, tmp_path, now):
-    import aiohttp
 
     feed_server.serve_file("/big.ics", FEEDS / "kulturhuset.ics")
-    settings = make_settings(tmp_path, [source("big", feed_server.url("/big.ics"))],
-                             max_bytes=1000)
+    settings = make_settings(tmp_path, [source("big", feed_server.url("/big.ics"))], max_bytes=1000)
     async with open_session(settings.network, settings.limits) as session:
         reports, _ = await refresh_all(store, session, settings, now)
     assert reports[0].outcome == "failed" and "limit of 1,000 bytes" in reports[0].error

@@ -11,9 +11,13 @@ from tests.conftest import FEEDS, make_settings, source
 
 
 async def test_each_source_gets_a_job_at_its_interval(store, tmp_path, now):
-    settings = make_settings(tmp_path, [
-        source("fast", "/fast.ics", refresh_interval=timedelta(minutes=15)),
-        source("default", "/default.ics")])
+    settings = make_settings(
+        tmp_path,
+        [
+            source("fast", "/fast.ics", refresh_interval=timedelta(minutes=15)),
+            source("default", "/default.ics"),
+        ],
+    )
     async with open_session(settings.network, settings.limits) as session:
         scheduler = Scheduler(store, session, settings, lambda: now, lambda: None)
         await scheduler.start()

@@ -29,8 +29,14 @@ async def test_reopening_keeps_everything(tmp_path, now):
     settings = make_settings(tmp_path, [source("alpha", "/a.ics")])
     first = await Store.open(settings.database_url)
     await first.sync_sources(settings.sources)
-    await first.replace_snapshot("alpha", [occ("alpha", "u@x")], validators=Validators(etag='"1"'),
-                                 content_hash="h", warnings=("careful",), now=now)
+    await first.replace_snapshot(
+        "alpha",
+        [occ("alpha", "u@x")],
+        validators=Validators(etag='"1"'),
+        content_hash="h",
+        warnings=("careful",),
+        now=now,
+    )
     await first.close()
     again = await Store.open(settings.database_url)
     state = await again.source_state("alpha")

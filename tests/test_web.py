@@ -34,8 +34,9 @@ async def client_for(aiohttp_client, settings):
     return await aiohttp_client(make_app(settings, clock=lambda: NOW, scheduler=False))
 
 
-async def test_calendar_has_every_demo_event_for_icalendar_and_ical_js(aiohttp_client, demo,
-                                                                        tmp_path):
+async def test_calendar_has_every_demo_event_for_icalendar_and_ical_js(
+    aiohttp_client, demo, tmp_path
+):
     client = await client_for(aiohttp_client, demo)
     response = await client.get("/calendar.ics")
     assert response.status == 200
@@ -80,9 +81,12 @@ async def test_a_matching_etag_gets_304(aiohttp_client, demo):
 
 async def test_gzip_when_the_client_accepts_it(aiohttp_client, demo):
     client = await client_for(aiohttp_client, demo)
-    plain = await (await client.get("/calendar.ics", headers={"Accept-Encoding": "identity"})).read()
-    response = await client.get("/calendar.ics", headers={"Accept-Encoding": "gzip"},
-                                auto_decompress=False)
+    plain = await (
+        await client.get("/calendar.ics", headers={"Accept-Encoding": "identity"})
+    ).read()
+    response = await client.get(
+        "/calendar.ics", headers={"Accept-Encoding": "gzip"}, auto_decompress=False
+    )
     assert response.headers["Content-Encoding"] == "gzip"
     assert gzip.decompress(await response.read()) == plain
     assert response.headers["Vary"] == "Accept-Encoding"
@@ -169,14 +173,16 @@ async def test_the_index_page_lists_events_and_escapes_them(aiohttp_client, demo
 
 async def test_gzip_refused_with_q_zero_is_not_sent(aiohttp_client, demo):
     client = await client_for(aiohttp_client, demo)
-    response = await client.get("/calendar.ics", headers={"Accept-Encoding": "gzip;q=0, br"},
-                                auto_decompress=False)
+    response = await client.get(
+        "/calendar.ics", headers={"Accept-Encoding": "gzip;q=0, br"}, auto_decompress=False
+    )
     assert "Content-Encoding" not in response.headers
     assert (await response.read()).startswith(b"BEGIN:VCALENDAR")
 
 
-async def test_a_refresh_by_another_process_reaches_a_serving_app(aiohttp_client, feed_server,
-                                                                  tmp_path):
+async def test_a_refresh_by_another_process_reaches_a_serving_app(
+    aiohttp_client, feed_server, tmp_path
+):
     from aggregator.fetch import open_session
     from tests.conftest import source
 
@@ -185,8 +191,12 @@ async def test_a_refresh_by_another_process_reaches_a_serving_app(aiohttp_client
     app = make_app(settings, clock=lambda: NOW, scheduler=False)
     client = await aiohttp_client(app)
     app[OUTPUTS].poll_every = 0.0  # look at the data version on every request
-    assert icalendar.Calendar.from_ical(await (await client.get("/calendar.ics")).read()) \
-        .walk("VEVENT") == []
+    assert (
+        icalendar.Calendar.from_ical(await (await client.get("/calendar.ics")).read()).walk(
+            "VEVENT"
+        )
+        == []
+    )
     store = await Store.open(settings.database_url)
     async with open_session(settings.network, settings.limits) as session:
         await refresh_all(store, session, settings, NOW)

@@ -15,15 +15,20 @@ __all__ = ["decode_body", "parse_feed", "sniff_kind"]
 def decode_body(body: bytes, charset: str | None = None) -> tuple[str, list[str]]:
     """Text from bytes: the header's charset, else a BOM, else UTF-8, else Windows-1252."""
     warnings: list[str] = []
-    for bom, encoding in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
-                          (codecs.BOM_UTF16_BE, "utf-16-be")):
+    for bom, encoding in (
+        (codecs.BOM_UTF8, "utf-8"),
+        (codecs.BOM_UTF16_LE, "utf-16-le"),
+        (codecs.BOM_UTF16_BE, "utf-16-be"),
+    ):
         if body.startswith(bom):
-            return body[len(bom):].decode(encoding, errors="replace"), warnings
+            return body[len(bom) :].decode(encoding, errors="replace"), warnings
     if charset:
         try:
             return body.decode(charset), warnings
         except (LookupError, UnicodeDecodeError):
-            warnings.append(f"the server says the feed is {charset}, but it is not; read it another way")
+            warnings.append(
+                f"the server says the feed is {charset}, but it is not; read it another way"
+            )
     try:
         return body.decode("utf-8"), warnings
     except UnicodeDecodeError:
@@ -40,8 +45,9 @@ def sniff_kind(text: str) -> SourceKind | None:
     return None
 
 
-def parse_feed(result: FetchResult, source: Source, *, network_zone: str, now: datetime,
-               limits: Limits) -> ParsedFeed:
+def parse_feed(
+    result: FetchResult, source: Source, *, network_zone: str, now: datetime, limits: Limits
+) -> ParsedFeed:
     """Read one fetched feed. Raises ParseError when the body is not a feed at all."""
     text, warnings = decode_body(result.body, result.charset)
     kind = source.kind
@@ -50,8 +56,13 @@ def parse_feed(result: FetchResult, source: Source, *, network_zone: str, now: d
     if kind is SourceKind.RSS:
         raise ParseError(source.url, "RSS and Atom sources are not supported yet")
     parsed = parse_calendar(
-        text, url=source.url, source_id=source.id, floating_zone=source.timezone or network_zone,
-        network_zone=network_zone, now=now, limits=limits,
+        text,
+        url=source.url,
+        source_id=source.id,
+        floating_zone=source.timezone or network_zone,
+        network_zone=network_zone,
+        now=now,
+        limits=limits,
     )
     if warnings:
         parsed = ParsedFeed(parsed.occurrences, tuple(warnings) + parsed.warnings, parsed.series)

@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 import icalendar
 import recurring_ical_events
 import x_wr_timezone
-from recurring_ical_events.series.rrule import Series  # noqa: F401 (typing)
+from recurring_ical_events.series.rrule import Series
 
 from aggregator.errors import ParseError
 from aggregator.model import Limits, Occurrence, ParsedFeed, Status
@@ -33,9 +33,13 @@ from aggregator.normalise import (
 
 MAX_DESCRIPTION = 10_000
 MAX_WARNINGS = 200
-_BLOCK = re.compile(r"^BEGIN:(VEVENT|VTIMEZONE)[ \t]*\r?\n.*?^END:\1[ \t]*\r?$",
-                    re.MULTILINE | re.DOTALL | re.IGNORECASE)
-_HEADER = re.compile(r"^BEGIN:VCALENDAR[ \t]*\r?\n(.*?)^BEGIN:", re.MULTILINE | re.DOTALL | re.IGNORECASE)
+_BLOCK = re.compile(
+    r"^BEGIN:(VEVENT|VTIMEZONE)[ \t]*\r?\n.*?^END:\1[ \t]*\r?$",
+    re.MULTILINE | re.DOTALL | re.IGNORECASE,
+)
+_HEADER = re.compile(
+    r"^BEGIN:VCALENDAR[ \t]*\r?\n(.*?)^BEGIN:", re.MULTILINE | re.DOTALL | re.IGNORECASE
+)
 
 
 class _Warnings:
@@ -58,8 +62,16 @@ class _Warnings:
         return tuple(self.items) + extra
 
 
-def parse_calendar(text: str, *, url: str, source_id: str, floating_zone: str, network_zone: str,
-                   now: datetime, limits: Limits) -> ParsedFeed:
+def parse_calendar(
+    text: str,
+    *,
+    url: str,
+    source_id: str,
+    floating_zone: str,
+    network_zone: str,
+    now: datetime,
+    limits: Limits,
+) -> ParsedFeed:
     """Read every VEVENT occurrence inside the horizon around now.
 
     Raises ParseError only when the text is not an iCalendar file at all.
@@ -76,17 +88,23 @@ def parse_calendar(text: str, *, url: str, source_id: str, floating_zone: str, n
             series_count += recurring
             for occurrence in reader.occurrences(series, recurring, start, stop, calendar):
                 if occurrence.key in occurrences:
-                    warnings.add(f"event '{occurrence.title}' (UID {occurrence.uid}) appears more "
-                                 "than once; kept the first")
+                    warnings.add(
+                        f"event '{occurrence.title}' (UID {occurrence.uid}) appears more "
+                        "than once; kept the first"
+                    )
                     continue
                 occurrences[occurrence.key] = occurrence
                 if len(occurrences) >= limits.max_occurrences:
-                    warnings.add(f"more than {limits.max_occurrences:,} occurrences in the horizon; "
-                                 f"read only the first {limits.max_occurrences:,} (check the RRULEs)")
+                    warnings.add(
+                        f"more than {limits.max_occurrences:,} occurrences in the horizon; "
+                        f"read only the first {limits.max_occurrences:,} (check the RRULEs)"
+                    )
                     return ParsedFeed(tuple(occurrences.values()), warnings.result(), series_count)
     if not occurrences:
-        warnings.add("the calendar has no events in the next "
-                     f"{limits.future_days} days or the last {limits.past_days} days")
+        warnings.add(
+            "the calendar has no events in the next "
+            f"{limits.future_days} days or the last {limits.past_days} days"
+        )
     return ParsedFeed(tuple(occurrences.values()), warnings.result(), series_count)
 
 
@@ -113,8 +131,9 @@ def _read_calendars(text: str, url: str, warnings: _Warnings) -> list[icalendar.
         if not salvaged.walk("VEVENT"):
             # nothing readable: a broken feed, not an empty calendar (rule 6)
             raise ParseError(url, f"the calendar could not be read ({_words(e)})") from e
-        warnings.add(f"the calendar could not be read as a whole ({_words(e)}); "
-                     "read it event by event")
+        warnings.add(
+            f"the calendar could not be read as a whole ({_words(e)}); read it event by event"
+        )
         calendars = [salvaged]
     return [c for c in calendars if isinstance(c, icalendar.Calendar)]
 
@@ -125,7 +144,9 @@ def _salvage(text: str, warnings: _Warnings) -> icalendar.Calendar:
     header = _HEADER.search(text)
     if header:
         try:
-            parsed = icalendar.Calendar.from_ical(f"BEGIN:VCALENDAR\r\n{header.group(1)}END:VCALENDAR\r\n")
+            parsed = icalendar.Calendar.from_ical(
+                f"BEGIN:VCALENDAR\r\n{header.group(1)}END:VCALENDAR\r\n"
+            )
             for name, value in parsed.property_items(recursive=False):
                 if name not in ("BEGIN", "END"):
                     calendar.add(name, value)
@@ -156,11 +177,14 @@ def _salvage(text: str, warnings: _Warnings) -> icalendar.Calendar:
 
 
 def _wrap(body: str) -> icalendar.Calendar:
-    return icalendar.Calendar.from_ical(f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\n{body}\r\nEND:VCALENDAR\r\n")
+    return icalendar.Calendar.from_ical(
+        f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\n{body}\r\nEND:VCALENDAR\r\n"
+    )
 
 
-def _series_of(calendar: icalendar.Calendar, network_zone: str,
-               warnings: _Warnings) -> Iterator[tuple[Series, bool]]:
+def _series_of(
+    calendar: icalendar.Calendar, network_zone: str, warnings: _Warnings
+) -> Iterator[tuple[Series, bool]]:
     """The calendar's series, each with whether it repeats; unreadable ones become warnings."""
     xwr = str(calendar.get("X-WR-TIMEZONE", "")).strip()
     if xwr and zone(xwr) is None:
@@ -182,8 +206,11 @@ def _series_of(calendar: icalendar.Calendar, network_zone: str,
         warnings.add(f"the calendar's events could not be read ({_words(e)})")
         return
     # A single event's key must not contain its start, or moving it would make a new event.
-    repeating = {str(e.get("UID", "")) for e in calendar.walk("VEVENT")
-                 if "RRULE" in e or "RDATE" in e or "RECURRENCE-ID" in e}
+    repeating = {
+        str(e.get("UID", ""))
+        for e in calendar.walk("VEVENT")
+        if "RRULE" in e or "RDATE" in e or "RECURRENCE-ID" in e
+    }
     seen = set()
     for series in query.series:
         seen.add(str(series.uid))
@@ -191,8 +218,10 @@ def _series_of(calendar: icalendar.Calendar, network_zone: str,
     for event in calendar.walk("VEVENT"):
         uid = str(event.get("UID", ""))
         if uid and uid not in seen:
-            warnings.add(f"event '{clean_line(event.get('SUMMARY'))}' (UID {uid}) has a rule or "
-                         "date we cannot read; skipped")
+            warnings.add(
+                f"event '{clean_line(event.get('SUMMARY'))}' (UID {uid}) has a rule or "
+                "date we cannot read; skipped"
+            )
             seen.add(uid)
 
 
@@ -223,15 +252,23 @@ class _Reader:
         self.network_zone = network_zone
         self.warnings = warnings
 
-    def occurrences(self, series: Series, recurring: bool, start: datetime, stop: datetime,
-                    calendar: icalendar.Calendar) -> Iterator[Occurrence]:
+    def occurrences(
+        self,
+        series: Series,
+        recurring: bool,
+        start: datetime,
+        stop: datetime,
+        calendar: icalendar.Calendar,
+    ) -> Iterator[Occurrence]:
         cancel_all = str(calendar.get("METHOD", "")).upper() == "CANCEL"
         try:
             for occurrence in series.between(start, stop):
                 yield self._occurrence(occurrence, recurring, cancel_all)
         except Exception as e:
-            self.warnings.add(f"the series with UID {series.uid} could not be fully read "
-                              f"({_words(e)}); kept what was read")
+            self.warnings.add(
+                f"the series with UID {series.uid} could not be fully read "
+                f"({_words(e)}); kept what was read"
+            )
 
     def _occurrence(self, occurrence, recurring: bool, cancel_all: bool) -> Occurrence:
         component = occurrence.as_component(False)
@@ -246,7 +283,9 @@ class _Reader:
         end: date | datetime
         if all_day:
             start = raw_start
-            end = all_day_end(raw_start, raw_end if not isinstance(raw_end, datetime) else raw_end.date())
+            end = all_day_end(
+                raw_start, raw_end if not isinstance(raw_end, datetime) else raw_end.date()
+            )
             tzid = None
         else:
             tzid = self._tzid(component.get("DTSTART"), raw_start, title)
@@ -262,7 +301,9 @@ class _Reader:
             # the RECURRENCE-ID as written (recurring-ical-events keeps its own in naive UTC)
             written = component.get("RECURRENCE-ID")
             rid = written.dt if written is not None else raw_start
-            recurrence_id = iso(to_utc(rid, self.floating_zone) if isinstance(rid, datetime) else rid)
+            recurrence_id = iso(
+                to_utc(rid, self.floating_zone) if isinstance(rid, datetime) else rid
+            )
         draft = Occurrence(
             key=occurrence_key(self.source_id, uid, recurrence_id),
             source_id=self.source_id,
@@ -285,7 +326,9 @@ class _Reader:
     def _tzid(self, prop, value: datetime, title: str) -> str | None:
         """The IANA name of the zone the member wrote the time in, when we can tell."""
         if value.tzinfo is None:
-            self.warnings.add(f"times without a time zone (floating) are read as {self.floating_zone}")
+            self.warnings.add(
+                f"times without a time zone (floating) are read as {self.floating_zone}"
+            )
             return self.floating_zone
         key = getattr(value.tzinfo, "key", None)
         raw = str(prop.params.get("TZID", "")).strip() if prop is not None else ""

@@ -11,8 +11,9 @@ from aggregator.normalise import fingerprint
 
 def render_key(network: Network) -> str:
     """What, besides an event's content, goes into its stored bytes: a change re-renders all."""
-    return fingerprint({"version": __version__, "base_url": network.base_url,
-                        "languages": list(network.languages)})
+    return fingerprint(
+        {"version": __version__, "base_url": network.base_url, "languages": list(network.languages)}
+    )
 
 
 def uid_domain(network: Network) -> str:
@@ -25,5 +26,7 @@ def event_url(network: Network, event_id: str) -> str:
 
 def organised_by(network: Network, organisers: tuple[str, ...]) -> str:
     labels = {"da": "Arrangeret af", "en": "Organised by"}
-    label = " / ".join(labels.get(lang, labels["en"]) for lang in network.languages if lang in labels)
+    label = " / ".join(
+        labels.get(lang, labels["en"]) for lang in network.languages if lang in labels
+    )
     return f"{label or labels['en']}: {', '.join(organisers)}"

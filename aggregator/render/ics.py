@@ -18,12 +18,17 @@ from aggregator.normalise import zone
 from aggregator.render import event_url, organised_by, uid_domain
 
 PRODID = f"-//Network event aggregator//aggregator {__version__}//EN"
-_STATUS = {Status.SCHEDULED: "CONFIRMED", Status.TENTATIVE: "TENTATIVE",
-           Status.CANCELLED: "CANCELLED", Status.POSTPONED: "CANCELLED"}
+_STATUS = {
+    Status.SCHEDULED: "CONFIRMED",
+    Status.TENTATIVE: "TENTATIVE",
+    Status.CANCELLED: "CANCELLED",
+    Status.POSTPONED: "CANCELLED",
+}
 
 
-def render_event(event: MergedEvent, sequence: int, created: datetime, last_modified: datetime,
-                 network: Network) -> bytes:
+def render_event(
+    event: MergedEvent, sequence: int, created: datetime, last_modified: datetime, network: Network
+) -> bytes:
     """One VEVENT. DTSTAMP is when we last saw a change, never 'now' (rule 8)."""
     vevent = icalendar.Event()
     vevent.add("UID", f"{event.id}@{uid_domain(network)}")
@@ -39,8 +44,9 @@ def render_event(event: MergedEvent, sequence: int, created: datetime, last_modi
         local = zone(event.tzid) if event.tzid else None
         vevent.add("DTSTART", event.start.astimezone(local) if local else event.start)
         vevent.add("DTEND", event.end.astimezone(local) if local else event.end)
-    description = "\n\n".join(p for p in (event.description,
-                                          organised_by(network, event.organisers)) if p)
+    description = "\n\n".join(
+        p for p in (event.description, organised_by(network, event.organisers)) if p
+    )
     vevent.add("DESCRIPTION", description)
     if event.location:
         vevent.add("LOCATION", event.location)
@@ -78,8 +84,13 @@ def render_calendar(events: Sequence[NetworkEvent], network: Network) -> bytes:
     head = calendar_header(network).to_ical()
     end = b"END:VCALENDAR\r\n"
     assert head.endswith(end)
-    tzids = sorted({e.event.tzid for e in events
-                    if not e.event.all_day and e.event.tzid and zone(e.event.tzid)})
+    tzids = sorted(
+        {
+            e.event.tzid
+            for e in events
+            if not e.event.all_day and e.event.tzid and zone(e.event.tzid)
+        }
+    )
     parts = [head[: -len(end)]]
     parts.extend(vtimezone(tzid) for tzid in tzids)
     parts.extend(e.ics for e in events)
@@ -96,8 +107,9 @@ def vtimezone(tzid: str) -> bytes:
     (lib/ical/timezone.js: `rdate.getFirstValue()`) and shows later times an hour off.
     One value per RDATE line is read right by every client.
     """
-    timezone = icalendar.Timezone.from_tzid(tzid, first_date=date(2000, 1, 1),
-                                            last_date=date(2038, 1, 1))
+    timezone = icalendar.Timezone.from_tzid(
+        tzid, first_date=date(2000, 1, 1), last_date=date(2038, 1, 1)
+    )
     for observance in timezone.subcomponents:
         rdates = observance.pop("RDATE", None)
         if rdates is None:

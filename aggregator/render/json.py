@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from aggregator.model import NetworkEvent, Network, Status
+from aggregator.model import Network, NetworkEvent, Status
 from aggregator.normalise import iso
 from aggregator.render import event_url
 
-_SCHEMA_STATUS = {Status.SCHEDULED: "EventScheduled", Status.TENTATIVE: "EventScheduled",
-                  Status.CANCELLED: "EventCancelled", Status.POSTPONED: "EventPostponed"}
+_SCHEMA_STATUS = {
+    Status.SCHEDULED: "EventScheduled",
+    Status.TENTATIVE: "EventScheduled",
+    Status.CANCELLED: "EventCancelled",
+    Status.POSTPONED: "EventPostponed",
+}
 
 
 def event_json(item: NetworkEvent, network: Network) -> dict:
@@ -39,8 +43,12 @@ def event_json(item: NetworkEvent, network: Network) -> dict:
 
 def render_json(events: Sequence[NetworkEvent], network: Network) -> bytes:
     body = {
-        "network": {"name": network.name, "description": network.description,
-                    "timezone": network.timezone, "url": network.base_url},
+        "network": {
+            "name": network.name,
+            "description": network.description,
+            "timezone": network.timezone,
+            "url": network.base_url,
+        },
         "events": [event_json(item, network) for item in events],
     }
     return json.dumps(body, ensure_ascii=False, indent=1, sort_keys=False).encode("utf-8") + b"\n"

@@ -19,7 +19,6 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from aggregator.model import (
-    FetchOutcome,
     FetchResult,
     MergedEvent,
     NetworkEvent,
@@ -74,11 +73,15 @@ class Store:
             for source in configured:
                 row = rows.get(source.id)
                 if row is None:
-                    await conn.execute(insert(sources).values(id=source.id, url=source.url,
-                                                              warnings=[]))
+                    await conn.execute(
+                        insert(sources).values(id=source.id, url=source.url, warnings=[])
+                    )
                 elif row.url != source.url:
-                    await conn.execute(update(sources).where(sources.c.id == source.id).values(
-                        url=source.url, etag=None, last_modified=None, content_hash=None))
+                    await conn.execute(
+                        update(sources)
+                        .where(sources.c.id == source.id)
+                        .values(url=source.url, etag=None, last_modified=None, content_hash=None)
+                    )
 
     async def source_states(self) -> dict[str, SourceState]:
         async with self.engine.connect() as conn:
@@ -90,57 +93,112 @@ class Store:
             row = (await conn.execute(select(sources).where(sources.c.id == source_id))).one()
             return _source_state(row)
 
-    async def record_fetch(self, source_id: str, result: FetchResult, now: datetime,
-                           error: str | None = None) -> None:
+    async def record_fetch(
+        self, source_id: str, result: FetchResult, now: datetime, error: str | None = None
+    ) -> None:
         """Record one attempt, whatever its outcome; history older than 30 days goes.
 
         `error` overrides a good fetch's outcome when what came could not be read.
         """
         outcome = "failed" if error else result.outcome.value
         async with self.engine.begin() as conn:
-            await conn.execute(insert(fetches).values(
-                source_id=source_id, at=now, outcome=outcome, status=result.status,
-                duration=result.duration, bytes=len(result.body), error=error or result.error))
-            await conn.execute(delete(fetches).where(fetches.c.source_id == source_id,
-                                                     fetches.c.at < now - FETCH_HISTORY))
+            await conn.execute(
+                insert(fetches).values(
+                    source_id=source_id,
+                    at=now,
+                    outcome=outcome,
+                    status=result.status,
+                    duration=result.duration,
+                    bytes=len(result.body),
+                    error=error or result.error,
+                )
+            )
+            await conn.execute(
+                delete(fetches).where(
+                    fetches.c.source_id == source_id, fetches.c.at < now - FETCH_HISTORY
+                )
+            )
 
-    async def record_failure(self, source_id: str, error: str, now: datetime,
-                             next_check_at: datetime | None = None) -> None:
+    async def record_failure(
+        self, source_id: str, error: str, now: datetime, next_check_at: datetime | None = None
+    ) -> None:
         """A failed fetch or parse: the health changes, the stored occurrences do not."""
         async with self.engine.begin() as conn:
-            await conn.execute(update(sources).where(sources.c.id == source_id).values(
-                last_fetch_at=now, last_error=error, failures_in_row=sources.c.failures_in_row + 1,
-                next_check_at=next_check_at))
+            await conn.execute(
+                update(sources)
+                .where(sources.c.id == source_id)
+                .values(
+                    last_fetch_at=now,
+                    last_error=error,
+                    failures_in_row=sources.c.failures_in_row + 1,
+                    next_check_at=next_check_at,
+                )
+            )
 
-    async def record_unchanged(self, source_id: str, validators: Validators, now: datetime,
-                               next_check_at: datetime | None = None) -> None:
+    async def record_unchanged(
+        self,
+        source_id: str,
+        validators: Validators,
+        now: datetime,
+        next_check_at: datetime | None = None,
+    ) -> None:
         """A 304, or a body that hashes like the last good one: nothing to read again."""
         async with self.engine.begin() as conn:
-            await conn.execute(update(sources).where(sources.c.id == source_id).values(
-                last_fetch_at=now, last_success_at=now, last_error=None, failures_in_row=0,
-                etag=validators.etag, last_modified=validators.last_modified,
-                next_check_at=next_check_at))
+            await conn.execute(
+                update(sources)
+                .where(sources.c.id == source_id)
+                .values(
+                    last_fetch_at=now,
+                    last_success_at=now,
+                    last_error=None,
+                    failures_in_row=0,
+                    etag=validators.etag,
+                    last_modified=validators.last_modified,
+                    next_check_at=next_check_at,
+                )
+            )
 
-    async def replace_snapshot(self, source_id: str, snapshot: Sequence[Occurrence], *,
-                               validators: Validators, content_hash: str,
-                               warnings: Sequence[str], now: datetime,
-                               next_check_at: datetime | None = None) -> None:
+    async def replace_snapshot(
+        self,
+        source_id: str,
+        snapshot: Sequence[Occurrence],
+        *,
+        validators: Validators,
+        content_hash: str,
+        warnings: Sequence[str],
+        now: datetime,
+        next_check_at: datetime | None = None,
+    ) -> None:
         """Make `snapshot` the source's last good set of occurrences, in one transaction."""
         async with self.engine.begin() as conn:
             await conn.execute(delete(occurrences).where(occurrences.c.source_id == source_id))
             if snapshot:
                 await conn.execute(insert(occurrences), [_occurrence_row(o) for o in snapshot])
-            await conn.execute(update(sources).where(sources.c.id == source_id).values(
-                last_fetch_at=now, last_success_at=now, last_error=None, failures_in_row=0,
-                etag=validators.etag, last_modified=validators.last_modified,
-                content_hash=content_hash, occurrence_count=len(snapshot), warnings=list(warnings),
-                next_check_at=next_check_at))
+            await conn.execute(
+                update(sources)
+                .where(sources.c.id == source_id)
+                .values(
+                    last_fetch_at=now,
+                    last_success_at=now,
+                    last_error=None,
+                    failures_in_row=0,
+                    etag=validators.etag,
+                    last_modified=validators.last_modified,
+                    content_hash=content_hash,
+                    occurrence_count=len(snapshot),
+                    warnings=list(warnings),
+                    next_check_at=next_check_at,
+                )
+            )
 
     async def fetch_history(self, source_id: str, limit: int = 100) -> list[dict]:
         async with self.engine.connect() as conn:
-            result = await conn.execute(select(fetches).where(fetches.c.source_id == source_id)
-                                        .order_by(fetches.c.at.desc(), fetches.c.id.desc())
-                                        .limit(limit))
+            result = await conn.execute(
+                select(fetches)
+                .where(fetches.c.source_id == source_id)
+                .order_by(fetches.c.at.desc(), fetches.c.id.desc())
+                .limit(limit)
+            )
             return [dict(row._mapping) for row in result]
 
     # -- occurrences ---------------------------------------------------------------------
@@ -154,8 +212,13 @@ class Store:
 
     # -- published network events --------------------------------------------------------
 
-    async def publish(self, merged: Iterable[MergedEvent], render_event: RenderEvent,
-                      render_key: str, now: datetime) -> bool:
+    async def publish(
+        self,
+        merged: Iterable[MergedEvent],
+        render_event: RenderEvent,
+        render_key: str,
+        now: datetime,
+    ) -> bool:
         """Store the merged events; only those whose content changed get a new version.
 
         A changed event gets SEQUENCE + 1 and LAST-MODIFIED = now and is serialised again
@@ -163,8 +226,12 @@ class Store:
         """
         changed = False
         async with self.engine.begin() as conn:
-            known = {r.id: r for r in await conn.execute(
-                select(events.c.id, events.c.fingerprint, events.c.sequence, events.c.created))}
+            known = {
+                r.id: r
+                for r in await conn.execute(
+                    select(events.c.id, events.c.fingerprint, events.c.sequence, events.c.created)
+                )
+            }
             seen = set()
             for item in merged:
                 seen.add(item.id)
@@ -177,13 +244,21 @@ class Store:
                     sequence, created = 0, now
                 else:
                     sequence, created = row.sequence + 1, row.created
-                values = dict(fingerprint=print_, sequence=sequence, created=created,
-                              last_modified=now, start=iso(item.start), data=_event_data(item),
-                              ics=render_event(item, sequence, created, now))
+                values = {
+                    "fingerprint": print_,
+                    "sequence": sequence,
+                    "created": created,
+                    "last_modified": now,
+                    "start": iso(item.start),
+                    "data": _event_data(item),
+                    "ics": render_event(item, sequence, created, now),
+                }
                 if row is None:
                     await conn.execute(insert(events).values(id=item.id, **values))
                 else:
-                    await conn.execute(update(events).where(events.c.id == item.id).values(**values))
+                    await conn.execute(
+                        update(events).where(events.c.id == item.id).values(**values)
+                    )
             gone = set(known) - seen
             if gone:
                 changed = True
@@ -196,9 +271,16 @@ class Store:
         """Every published event, in a stable order: start, then id."""
         async with self.engine.connect() as conn:
             result = await conn.execute(select(events).order_by(events.c.start, events.c.id))
-            return [NetworkEvent(event=_merged(row.data), sequence=row.sequence,
-                                 created=row.created, last_modified=row.last_modified,
-                                 ics=row.ics) for row in result]
+            return [
+                NetworkEvent(
+                    event=_merged(row.data),
+                    sequence=row.sequence,
+                    created=row.created,
+                    last_modified=row.last_modified,
+                    ics=row.ics,
+                )
+                for row in result
+            ]
 
     async def data_version(self) -> int:
         async with self.engine.connect() as conn:
@@ -219,8 +301,9 @@ async def _bump_version(conn) -> None:
     if current is None:
         await conn.execute(insert(meta).values(key="data_version", value="1"))
     else:
-        await conn.execute(update(meta).where(meta.c.key == "data_version")
-                           .values(value=str(int(current) + 1)))
+        await conn.execute(
+            update(meta).where(meta.c.key == "data_version").values(value=str(int(current) + 1))
+        )
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -233,29 +316,60 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 def _source_state(row) -> SourceState:
     return SourceState(
-        id=row.id, url=row.url,
+        id=row.id,
+        url=row.url,
         validators=Validators(etag=row.etag, last_modified=row.last_modified),
-        content_hash=row.content_hash, last_fetch_at=row.last_fetch_at,
-        last_success_at=row.last_success_at, last_error=row.last_error,
-        failures_in_row=row.failures_in_row, next_check_at=row.next_check_at,
-        occurrence_count=row.occurrence_count, warnings=tuple(row.warnings or ()),
+        content_hash=row.content_hash,
+        last_fetch_at=row.last_fetch_at,
+        last_success_at=row.last_success_at,
+        last_error=row.last_error,
+        failures_in_row=row.failures_in_row,
+        next_check_at=row.next_check_at,
+        occurrence_count=row.occurrence_count,
+        warnings=tuple(row.warnings or ()),
     )
 
 
 def _occurrence_row(o: Occurrence) -> dict:
-    return dict(key=o.key, source_id=o.source_id, uid=o.uid, recurrence_id=o.recurrence_id,
-                title=o.title, start=iso(o.start), end=iso(o.end), all_day=o.all_day, tzid=o.tzid,
-                description=o.description, url=o.url, location=o.location, status=o.status.value,
-                categories=list(o.categories), sequence=o.sequence, fingerprint=o.fingerprint)
+    return {
+        "key": o.key,
+        "source_id": o.source_id,
+        "uid": o.uid,
+        "recurrence_id": o.recurrence_id,
+        "title": o.title,
+        "start": iso(o.start),
+        "end": iso(o.end),
+        "all_day": o.all_day,
+        "tzid": o.tzid,
+        "description": o.description,
+        "url": o.url,
+        "location": o.location,
+        "status": o.status.value,
+        "categories": list(o.categories),
+        "sequence": o.sequence,
+        "fingerprint": o.fingerprint,
+    }
 
 
 def _occurrence(row) -> Occurrence:
-    return Occurrence(key=row.key, source_id=row.source_id, uid=row.uid,
-                      recurrence_id=row.recurrence_id, title=row.title, start=from_iso(row.start),
-                      end=from_iso(row.end), all_day=row.all_day, tzid=row.tzid,
-                      description=row.description, url=row.url, location=row.location,
-                      status=Status(row.status), categories=tuple(row.categories),
-                      sequence=row.sequence, fingerprint=row.fingerprint)
+    return Occurrence(
+        key=row.key,
+        source_id=row.source_id,
+        uid=row.uid,
+        recurrence_id=row.recurrence_id,
+        title=row.title,
+        start=from_iso(row.start),
+        end=from_iso(row.end),
+        all_day=row.all_day,
+        tzid=row.tzid,
+        description=row.description,
+        url=row.url,
+        location=row.location,
+        status=Status(row.status),
+        categories=tuple(row.categories),
+        sequence=row.sequence,
+        fingerprint=row.fingerprint,
+    )
 
 
 def _event_data(item: MergedEvent) -> dict:
@@ -266,10 +380,9 @@ def _event_data(item: MergedEvent) -> dict:
 
 def _merged(data: dict) -> MergedEvent:
     values = dict(data)
-    values.update(start=from_iso(data["start"]), end=from_iso(data["end"]),
-                  status=Status(data["status"]))
+    values.update(
+        start=from_iso(data["start"]), end=from_iso(data["end"]), status=Status(data["status"])
+    )
     for name in ("categories", "organisers", "source_ids", "members"):
         values[name] = tuple(values[name])
     return MergedEvent(**values)
-
-

@@ -44,7 +44,8 @@ class UTCDateTime(TypeDecorator):
 metadata = MetaData()
 
 sources = Table(
-    "sources", metadata,
+    "sources",
+    metadata,
     Column("id", String(100), primary_key=True),
     Column("url", Text, nullable=False),
     Column("etag", Text),
@@ -60,7 +61,8 @@ sources = Table(
 )
 
 occurrences = Table(
-    "occurrences", metadata,
+    "occurrences",
+    metadata,
     Column("key", String(64), primary_key=True),
     Column("source_id", String(100), ForeignKey("sources.id", ondelete="CASCADE"), nullable=False),
     Column("uid", Text, nullable=False),
@@ -81,7 +83,8 @@ occurrences = Table(
 )
 
 events = Table(
-    "events", metadata,
+    "events",
+    metadata,
     Column("id", String(64), primary_key=True),
     Column("fingerprint", String(64), nullable=False),
     Column("sequence", Integer, nullable=False),
@@ -95,7 +98,8 @@ events = Table(
 )
 
 fetches = Table(
-    "fetches", metadata,
+    "fetches",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("source_id", String(100), ForeignKey("sources.id", ondelete="CASCADE"), nullable=False),
     Column("at", UTCDateTime, nullable=False),
@@ -108,7 +112,8 @@ fetches = Table(
 )
 
 meta = Table(
-    "meta", metadata,
+    "meta",
+    metadata,
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )

@@ -35,8 +35,12 @@ def upgrade() -> None:
     op.create_table(
         "occurrences",
         sa.Column("key", sa.String(64), primary_key=True),
-        sa.Column("source_id", sa.String(100), sa.ForeignKey("sources.id", ondelete="CASCADE"),
-                  nullable=False),
+        sa.Column(
+            "source_id",
+            sa.String(100),
+            sa.ForeignKey("sources.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
         sa.Column("uid", sa.Text, nullable=False),
         sa.Column("recurrence_id", sa.String(32)),
         sa.Column("title", sa.Text, nullable=False),
@@ -67,8 +71,12 @@ def upgrade() -> None:
     op.create_table(
         "fetches",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("source_id", sa.String(100), sa.ForeignKey("sources.id", ondelete="CASCADE"),
-                  nullable=False),
+        sa.Column(
+            "source_id",
+            sa.String(100),
+            sa.ForeignKey("sources.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
         sa.Column("at", UTCDateTime, nullable=False),
         sa.Column("outcome", sa.String(16), nullable=False),
         sa.Column("status", sa.Integer),
