@@ -147,15 +147,7 @@ class Store:
             await conn.execute(
                 update(sources)
                 .where(sources.c.id == source_id)
-                .values(
-                    last_fetch_at=now,
-                    last_success_at=now,
-                    last_error=None,
-                    failures_in_row=0,
-                    etag=validators.etag,
-                    last_modified=validators.last_modified,
-                    next_check_at=next_check_at,
-                )
+                .values(**_success(now, validators, next_check_at))
             )
 
     async def replace_snapshot(
@@ -178,16 +170,10 @@ class Store:
                 update(sources)
                 .where(sources.c.id == source_id)
                 .values(
-                    last_fetch_at=now,
-                    last_success_at=now,
-                    last_error=None,
-                    failures_in_row=0,
-                    etag=validators.etag,
-                    last_modified=validators.last_modified,
+                    **_success(now, validators, next_check_at),
                     content_hash=content_hash,
                     occurrence_count=len(snapshot),
                     warnings=list(warnings),
-                    next_check_at=next_check_at,
                 )
             )
 
@@ -304,6 +290,19 @@ async def _bump_version(conn) -> None:
         await conn.execute(
             update(meta).where(meta.c.key == "data_version").values(value=str(int(current) + 1))
         )
+
+
+def _success(now: datetime, validators: Validators, next_check_at: datetime | None) -> dict:
+    """A good fetch resets the source's health and keeps the server's validators."""
+    return {
+        "last_fetch_at": now,
+        "last_success_at": now,
+        "last_error": None,
+        "failures_in_row": 0,
+        "etag": validators.etag,
+        "last_modified": validators.last_modified,
+        "next_check_at": next_check_at,
+    }
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
