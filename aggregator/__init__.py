@@ -2,16 +2,19 @@
 
 The pipeline, one module per stage (see DESIGN.md)::
 
-    settings, sources = config.load_config(path)            # sources.yaml + AGGREGATOR_* env
-    for source in schedule.due(sources):                     # APScheduler, one job per source
-        result = await fetch.fetch_source(session, source)   # the only network client
-        if result.outcome is failed:
-            store.record_failure(...)                        # last good snapshot stays
+    settings = config.load_config(path)                      # sources.yaml + AGGREGATOR_* env
+    for source in schedule.due(settings.sources):            # APScheduler, one job per source
+        result = await fetcher.fetch(url, validators)        # the only network client, polite
+        if result failed:                                    # rule 6: nothing is lost
+            store.record_attempt(source, failed)             # last good snapshot stays
             continue
+        if 304 or same body: record; continue                # no parse, no write but the record
         parsed = parse.parse_feed(result, source, ...)       # iCalendar -> Occurrences + warnings
-        occurrences = normalise ...                          # zones, text, keys, fingerprints
-        changes = reconcile.reconcile(stored, parsed, now)   # pure: what changed in this source
-        store.replace_snapshot(source, occurrences, changes)
+                                                             # (normalise: zones, text, keys)
+        if reconcile.suspicious_drop(stored, parsed):        # held until the next fetch agrees
+            store.record_attempt(source, held); continue
+        snapshot = reconcile.keep_past(stored, parsed)       # past events are not removed
+        store.record_attempt(source, updated, snapshot)
     events = merge.merge(store.load_occurrences())           # pure: same UID -> one event
     store.publish(events, render.ics.render_event, now)      # VEVENT bytes kept per event
     web serves render.* of the store, once per change, ETag/304/gzip

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aggregator import __version__
 from aggregator.errors import ConfigError, ParseError
-from aggregator.fetch import fetch_url, is_local, open_session
+from aggregator.fetch import Fetcher, fetch_url, is_local, open_session
 from aggregator.model import FetchOutcome, Limits, Network, Settings, Source, SourceKind
 from aggregator.normalise import iso
 from aggregator.parse import parse_feed
@@ -112,8 +112,13 @@ def cmd_refresh(args) -> int:
         try:
             async with open_session(settings.network, settings.limits) as session:
                 reports, changed = await refresh_all(
-                    store, session, settings, datetime.now(UTC), on_report=progress
+                    store,
+                    Fetcher(session, settings.limits),
+                    settings,
+                    datetime.now(UTC),
+                    on_report=progress,
                 )
+            states = await store.source_states()
             counts = await store.counts()
         finally:
             await store.close()
@@ -123,6 +128,10 @@ def cmd_refresh(args) -> int:
             f"from {counts['occurrences']} occurrences; "
             f"{'published changes' if changed else 'nothing changed'}"
         )
+        unwell = [s for s in settings.sources if states[s.id].health != "ok"]
+        moved = [s for s in settings.sources if states[s.id].moved_to]
+        for source in dict.fromkeys(unwell + moved):
+            print(f"  {source.id}: {states[source.id].describe()}")
         return 1 if reports and failed == len(reports) else 0
 
     return asyncio.run(run())

@@ -126,6 +126,13 @@ class LimitsConfig(_Model):
     total_timeout: float = Field(60.0, gt=0)
     max_bytes: int = Field(20 * 1024 * 1024, gt=0)
     max_redirects: int = Field(5, ge=0, le=20)
+    per_host: int = Field(2, ge=1, le=16)
+    concurrency: int = Field(20, ge=1, le=500)
+    retries: int = Field(2, ge=0, le=10)
+    retry_delay: float = Field(1.0, ge=0)
+    max_retry_wait: float = Field(30.0, ge=0)
+    max_backoff: Duration = timedelta(hours=24)
+    drop_threshold: float = Field(0.5, gt=0, le=1)
 
 
 class FileConfig(_Model):
@@ -182,7 +189,12 @@ def load_config(
             refresh_interval=net.refresh_interval,
         ),
         sources=tuple(_source(s, base_dir) for s in parsed.sources),
-        limits=Limits(**parsed.limits.model_dump()),
+        limits=Limits(
+            **(
+                parsed.limits.model_dump()
+                | {"max_backoff": parsed.limits.max_backoff.total_seconds()}
+            )
+        ),
         database_url=normalise_database_url(database_url),
         config_path=config_path,
     )

@@ -70,6 +70,18 @@ class Limits:
     total_timeout: float = 60.0
     max_bytes: int = 20 * 1024 * 1024
     max_redirects: int = 5
+    #: at most this many fetches at once to one host, and in all
+    per_host: int = 2
+    concurrency: int = 20
+    #: retries of a transient failure inside one cycle, the first after about retry_delay s
+    retries: int = 2
+    retry_delay: float = 1.0
+    #: a Retry-After longer than this is not waited for in the cycle; the next fetch honours it
+    max_retry_wait: float = 30.0
+    #: a failing source is fetched again after its interval doubled per failure, up to this
+    max_backoff: float = 24 * 3600.0
+    #: a feed that lost more than this share of its future events at once is held back
+    drop_threshold: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -111,6 +123,16 @@ class FetchResult:
     #: what went wrong, in words a member can act on
     error: str | None = None
     duration: float = 0.0
+    #: a failure worth trying again (connect error, timeout, 5xx, 429)
+    transient: bool = False
+    #: seconds the server asked us to wait (Retry-After on 429/503)
+    retry_after: float | None = None
+    #: where every redirect on the way was permanent (301/308): the feed's new address
+    moved_to: str | None = None
+    #: the server said 410 Gone
+    gone: bool = False
+    #: requests made, retries included
+    attempts: int = 1
 
 
 @dataclass(frozen=True)
@@ -165,6 +187,69 @@ class SourceState:
     next_check_at: datetime | None = None
     occurrence_count: int = 0
     warnings: tuple[str, ...] = ()
+    #: when the current run of failures began
+    failing_since: datetime | None = None
+    #: a suspicious drop not applied yet, in words; the next fetch confirms or clears it
+    held_drop: str | None = None
+    #: when the server said 410 Gone; events stay until an operator acts
+    gone_at: datetime | None = None
+    #: the address every redirect pointed to permanently (301/308); fetched instead of `url`
+    moved_to: str | None = None
+
+    @property
+    def health(self) -> str:
+        """'gone', 'drop held', 'failing', 'ok' or 'never fetched'."""
+        if self.gone_at is not None:
+            return "gone"
+        if self.held_drop:
+            return "drop held"
+        if self.failures_in_row:
+            return "failing"
+        return "ok" if self.last_fetch_at is not None else "never fetched"
+
+    def describe(self) -> str:
+        """The state in words a member organisation can act on."""
+        if self.gone_at is not None:
+            return (
+                f"gone since {self.gone_at:%Y-%m-%d %H:%M} UTC: the server answers 410 Gone; "
+                "its last events are kept until an operator removes the source"
+            )
+        if self.held_drop:
+            return f"drop held: {self.held_drop}"
+        if self.failures_in_row:
+            since = f"{self.failing_since:%Y-%m-%d %H:%M} UTC" if self.failing_since else "?"
+            return (
+                f"failing since {since} ({self.failures_in_row} in a row): "
+                f"{self.last_error}; the last good events are kept"
+            )
+        if self.last_fetch_at is None:
+            return "never fetched"
+        text = "ok"
+        if self.moved_to:
+            text += f"; moved permanently to {self.moved_to}: update the address in sources.yaml"
+        return text
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One fetch of one source and what came of it, as the store records it."""
+
+    at: datetime
+    #: 'updated', 'unchanged', 'not modified', 'held' or 'failed'
+    outcome: str
+    #: what happened, in words
+    message: str
+    next_check_at: datetime
+    status: int | None = None
+    duration: float = 0.0
+    bytes: int = 0
+    error: str | None = None
+    #: validators to keep for the next conditional GET; None keeps the stored ones
+    validators: Validators | None = None
+    moved_to: str | None = None
+    gone: bool = False
+    #: for 'held': why the new snapshot was not applied
+    held_drop: str | None = None
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ Does not interact with any dependencies, only processes data: no I/O, no clock r
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, time
 
 from aggregator.model import Change, ChangeKind, Occurrence
 
@@ -24,3 +25,54 @@ def reconcile(stored: Iterable[Occurrence], parsed: Iterable[Occurrence]) -> lis
         elif old.fingerprint != new.fingerprint:
             changes.append(Change(ChangeKind.UPDATED, key, new.title, before=old, after=new))
     return changes
+
+
+def _ends(occurrence: Occurrence) -> datetime:
+    end = occurrence.end
+    if isinstance(end, datetime):
+        return end
+    return datetime.combine(end, time.min, UTC)
+
+
+def is_future(occurrence: Occurrence, now: datetime) -> bool:
+    return _ends(occurrence) > now
+
+
+def suspicious_drop(
+    stored: Sequence[Occurrence], parsed: Sequence[Occurrence], now: datetime, threshold: float
+) -> str | None:
+    """Why applying `parsed` would be a suspicious drop (rule 6), or None when it is not.
+
+    A feed that read fine but has no events where it had future ones, or lost more than
+    `threshold` of its future events at once, is more likely broken than emptied.
+    """
+    future = {o.key for o in stored if is_future(o, now)}
+    if not future:
+        return None
+    if not parsed:
+        return (
+            f"the feed read fine but has no events, where it had {len(future)} upcoming; "
+            "held back until the next fetch shows the same"
+        )
+    lost = future - {o.key for o in parsed}
+    if len(lost) / len(future) > threshold:
+        return (
+            f"{len(lost)} of {len(future)} upcoming events vanished at once; "
+            "held back until the next fetch shows the same"
+        )
+    return None
+
+
+def keep_past(
+    stored: Sequence[Occurrence], parsed: Sequence[Occurrence], now: datetime, oldest: datetime
+) -> list[Occurrence]:
+    """The new snapshot, plus past occurrences the feed no longer lists.
+
+    Feeds prune their past; an event that has happened and left the feed was not cancelled
+    or removed, so it stays (archived) until it falls out of the horizon.
+    """
+    keys = {o.key for o in parsed}
+    archived = [
+        o for o in stored if o.key not in keys and not is_future(o, now) and _ends(o) >= oldest
+    ]
+    return list(parsed) + archived

@@ -1,7 +1,9 @@
 """One source's cycle: fetch -> parse -> normalise -> reconcile -> store; then publish.
 
 Rule 6: a failed fetch or parse records the failure on the source and changes no stored
-occurrence; the source keeps its last good snapshot.
+occurrence; the source keeps its last good snapshot. A suspicious drop (no events where
+there were upcoming ones, or most of them gone at once) is held back until the next fetch
+confirms it; past events that leave a feed are kept, not removed.
 """
 
 from __future__ import annotations
@@ -11,17 +13,15 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 
-import aiohttp
-
 from aggregator.errors import ParseError
-from aggregator.fetch import fetch_source
+from aggregator.fetch import Fetcher
 from aggregator.merge import merge
-from aggregator.model import FetchOutcome, Settings, Source, Validators
+from aggregator.model import Attempt, FetchOutcome, Settings, Source, Validators
 from aggregator.parse import parse_feed
-from aggregator.reconcile import reconcile
+from aggregator.reconcile import keep_past, reconcile, suspicious_drop
 from aggregator.render import render_key
 from aggregator.render.ics import render_event
 from aggregator.store import Store
@@ -30,7 +30,7 @@ from aggregator.store import Store
 @dataclass(frozen=True)
 class SourceReport:
     source_id: str
-    #: 'updated', 'unchanged', 'not modified' or 'failed'
+    #: 'updated', 'unchanged', 'not modified', 'held' or 'failed'
     outcome: str
     occurrences: int = 0
     changes: dict[str, int] = field(default_factory=dict)
@@ -41,6 +41,8 @@ class SourceReport:
     def line(self) -> str:
         if self.outcome == "failed":
             return f"{self.source_id}: FAILED - {self.error} (last good events kept)"
+        if self.outcome == "held":
+            return f"{self.source_id}: DROP HELD - {self.error}"
         detail = ", ".join(f"{n} {kind}" for kind, n in sorted(self.changes.items()))
         text = f"{self.source_id}: {self.outcome}, {self.occurrences} occurrences"
         if detail:
@@ -55,28 +57,53 @@ def content_hash(body: bytes, now: datetime) -> str:
     return hashlib.sha256(body + now.date().isoformat().encode()).hexdigest()
 
 
+def next_check(
+    source: Source, settings: Settings, now: datetime, failures: int, retry_after: float | None
+) -> datetime:
+    """When to fetch again: the interval, doubled per failure in a row (capped), and never
+    sooner than the server's Retry-After."""
+    interval = (source.refresh_interval or settings.network.refresh_interval).total_seconds()
+    wait = min(interval * 2 ** max(failures - 1, 0), max(settings.limits.max_backoff, interval))
+    if retry_after is not None:
+        wait = max(wait, retry_after)
+    return now + timedelta(seconds=wait)
+
+
 async def refresh_source(
-    store: Store,
-    session: aiohttp.ClientSession | None,
-    source: Source,
-    settings: Settings,
-    now: datetime,
+    store: Store, fetcher: Fetcher, source: Source, settings: Settings, now: datetime
 ) -> SourceReport:
     """Fetch, read and store one source; every attempt is recorded, whatever its outcome."""
     state = await store.source_state(source.id)
-    validators = state.validators if state.url == source.url else Validators()
-    result = await fetch_source(session, source, settings.limits, validators)
-    next_check = now + (source.refresh_interval or settings.network.refresh_interval)
+    same_url = state.url == source.url
+    validators = state.validators if same_url else Validators()
+    result = await fetcher.fetch((same_url and state.moved_to) or source.url, validators)
     count = state.occurrence_count
 
+    def attempt(outcome: str, message: str, **kwargs) -> Attempt:
+        failures = state.failures_in_row + 1 if outcome == "failed" else 0
+        if result.gone:  # asked again rarely, in case the member brings it back
+            failures = 64
+        return Attempt(
+            at=now,
+            outcome=outcome,
+            message=message,
+            next_check_at=next_check(source, settings, now, failures, result.retry_after),
+            status=result.status,
+            duration=result.duration,
+            bytes=len(result.body),
+            moved_to=result.moved_to,
+            gone=result.gone,
+            **kwargs,
+        )
+
     async def failed(error: str) -> SourceReport:
-        await store.record_fetch(source.id, result, now, error=error)
-        await store.record_failure(source.id, error, now, next_check)
+        await store.record_attempt(source.id, attempt("failed", error, error=error))
         return SourceReport(source.id, "failed", count, error=error, duration=result.duration)
 
-    async def unchanged(outcome: str) -> SourceReport:
-        await store.record_fetch(source.id, result, now)
-        await store.record_unchanged(source.id, result.validators, now, next_check)
+    async def unchanged(outcome: str, message: str) -> SourceReport:
+        await store.record_attempt(
+            source.id, attempt(outcome, message, validators=result.validators)
+        )
         return SourceReport(
             source.id, outcome, count, warnings=state.warnings, duration=result.duration
         )
@@ -84,10 +111,10 @@ async def refresh_source(
     if result.outcome is FetchOutcome.FAILED:
         return await failed(result.error or "the fetch failed")
     if result.outcome is FetchOutcome.NOT_MODIFIED:
-        return await unchanged("not modified")
+        return await unchanged("not modified", "not modified (HTTP 304)")
     digest = content_hash(result.body, now)
     if digest == state.content_hash:
-        return await unchanged("unchanged")
+        return await unchanged("unchanged", "the same feed as last time; not read again")
     read = partial(
         parse_feed,
         result,
@@ -100,22 +127,34 @@ async def refresh_source(
         parsed = await asyncio.to_thread(read)
     except ParseError as e:
         return await failed(f"could not read the feed: {e.message}")
-    await store.record_fetch(source.id, result, now)
-    changes = reconcile(await store.load_occurrences(source.id), parsed.occurrences)
-    await store.replace_snapshot(
+    stored = await store.load_occurrences(source.id)
+    drop = suspicious_drop(stored, parsed.occurrences, now, settings.limits.drop_threshold)
+    if drop and not state.held_drop:
+        # not applied, validators and hash not kept: the next fetch reads it again
+        await store.record_attempt(source.id, attempt("held", drop, held_drop=drop))
+        return SourceReport(
+            source.id, "held", count, warnings=parsed.warnings, error=drop, duration=result.duration
+        )
+    oldest = now - timedelta(days=settings.limits.past_days)
+    snapshot = keep_past(stored, parsed.occurrences, now, oldest)
+    changes = reconcile(stored, snapshot)
+    counts = dict(Counter(c.kind.value for c in changes))
+    summary = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
+    message = f"read {len(parsed.occurrences)} occurrences" + (f" ({summary})" if summary else "")
+    if drop:
+        message += "; the drop held back last time is confirmed and applied"
+    await store.record_attempt(
         source.id,
-        parsed.occurrences,
-        validators=result.validators,
+        attempt("updated" if changes else "unchanged", message, validators=result.validators),
+        snapshot,
         content_hash=digest,
         warnings=parsed.warnings,
-        now=now,
-        next_check_at=next_check,
     )
     return SourceReport(
         source.id,
         "updated" if changes else "unchanged",
-        len(parsed.occurrences),
-        changes=dict(Counter(c.kind.value for c in changes)),
+        len(snapshot),
+        changes=counts,
         warnings=parsed.warnings,
         duration=result.duration,
     )
@@ -134,20 +173,19 @@ def _render_event(event, sequence, created, last_modified, *, network):
 
 async def refresh_all(
     store: Store,
-    session: aiohttp.ClientSession | None,
+    fetcher: Fetcher,
     settings: Settings,
     now: datetime,
     sources: Sequence[Source] | None = None,
     on_report: Callable[[SourceReport], None] | None = None,
-    concurrency: int = 8,
 ) -> tuple[list[SourceReport], bool]:
-    """One full cycle: every source (at most `concurrency` at once), then publish once."""
+    """One full cycle: every source (the fetcher keeps it polite per host), then publish once."""
     await store.sync_sources(settings.sources)
-    limit = asyncio.Semaphore(concurrency)
+    limit = asyncio.Semaphore(settings.limits.concurrency)
 
     async def one(source: Source) -> SourceReport:
         async with limit:
-            report = await refresh_source(store, session, source, settings, now)
+            report = await refresh_source(store, fetcher, source, settings, now)
         if on_report:
             on_report(report)
         return report

@@ -10,10 +10,10 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from aggregator.fetch import Fetcher
 from aggregator.model import Settings, Source
 from aggregator.refresh import publish, refresh_source
 from aggregator.store import Store
@@ -34,13 +34,13 @@ class Scheduler:
     def __init__(
         self,
         store: Store,
-        session: aiohttp.ClientSession,
+        fetcher: Fetcher,
         settings: Settings,
         clock: Callable[[], datetime],
         on_published: Callable[[], None],
     ) -> None:
         self.store = store
-        self.session = session
+        self.fetcher = fetcher
         self.settings = settings
         self.clock = clock
         self.on_published = on_published
@@ -75,13 +75,21 @@ class Scheduler:
             self._scheduler.shutdown(wait=False)
 
     async def run_source(self, source_id: str) -> None:
-        """Refresh one source and publish if it changed; a second call waits for the first."""
+        """Refresh one source if it is due, and publish if it changed.
+
+        A second call for the same source waits for the first. A source in backoff (failures
+        in a row, Retry-After, 410 Gone) is skipped until the store says it is due.
+        """
         source = self.settings.source(source_id)
         async with self._locks[source_id]:
+            now = self.clock()
+            state = await self.store.source_state(source_id)
+            # the trigger's jitter may fire a little before next_check_at: that is due too
+            slack = timedelta(seconds=jitter_of(interval_of(source, self.settings)) + 60)
+            if state.next_check_at is not None and state.next_check_at > now + slack:
+                return
             try:
-                report = await refresh_source(
-                    self.store, self.session, source, self.settings, self.clock()
-                )
+                report = await refresh_source(self.store, self.fetcher, source, self.settings, now)
             except Exception:
                 log.exception("refreshing %s failed unexpectedly", source_id)
                 return

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from aggregator import __version__
-from aggregator.fetch import open_session
+from aggregator.fetch import Fetcher, open_session
 from aggregator.model import NetworkEvent, Settings
 from aggregator.normalise import iso
 from aggregator.refresh import publish
@@ -134,7 +134,8 @@ def make_app(
         session = open_session(settings.network, settings.limits)
         jobs = None
         if scheduler:
-            jobs = Scheduler(app[STORE], session, settings, clock, app[OUTPUTS].invalidate)
+            fetcher = Fetcher(session, settings.limits)
+            jobs = Scheduler(app[STORE], fetcher, settings, clock, app[OUTPUTS].invalidate)
             await jobs.start()
         yield
         if jobs is not None:

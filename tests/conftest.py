@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +16,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from aggregator.model import Limits, Network, Settings, Source, SourceKind
+from aggregator.fetch import Fetcher, open_session
+from aggregator.model import Attempt, Limits, Network, Settings, Source, SourceKind, Validators
 from aggregator.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +40,8 @@ class Route:
     headers: dict[str, str] = field(default_factory=dict)
     #: when set, the handler waits on it forever (a server that hangs)
     hang: bool = False
+    #: misbehaviour no status or body can express: the handler takes over
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None
 
 
 class FeedServer:
@@ -65,8 +71,10 @@ class FeedServer:
         route = self.routes.get(request.path)
         if route is None:
             return web.Response(status=404, text="not found")
+        if route.handler is not None:
+            return await route.handler(request)
         if route.hang:
-            await __import__("asyncio").Event().wait()
+            await asyncio.Event().wait()
         etag = route.headers.get("ETag")
         if etag and request.headers.get("If-None-Match") == etag:
             return web.Response(status=304, headers={"ETag": etag})
@@ -127,3 +135,37 @@ def ical_js(path: Path) -> dict:
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+@asynccontextmanager
+async def fetching(settings: Settings, sleeps: list[float] | None = None):
+    """A Fetcher with a real session whose retry waits are recorded, not slept."""
+
+    async def no_sleep(seconds: float) -> None:
+        if sleeps is not None:
+            sleeps.append(seconds)
+
+    async with open_session(settings.network, settings.limits) as session:
+        yield Fetcher(session, settings.limits, sleep=no_sleep, jitter=lambda: 0.5)
+
+
+async def put_snapshot(
+    store: Store,
+    source_id: str,
+    occurrences,
+    now: datetime,
+    *,
+    validators: Validators | None = None,
+    warnings=(),
+) -> None:
+    """Store a good snapshot for a source, as a successful fetch would."""
+    attempt = Attempt(
+        at=now,
+        outcome="updated",
+        message="test",
+        next_check_at=now,
+        validators=validators or Validators(),
+    )
+    await store.record_attempt(
+        source_id, attempt, list(occurrences), content_hash="test", warnings=warnings
+    )

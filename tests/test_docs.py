@@ -92,7 +92,7 @@ def _default_text(field: FieldInfo) -> str:
 def test_the_key_list_comes_from_every_config_model() -> None:
     # guards the walk itself: a refactor of the models must not make the other tests vacuous
     assert {"network.name", "sources[].id", "limits.max_bytes", "database_url"} <= set(CONFIG_KEYS)
-    assert len(CONFIG_KEYS) == 23
+    assert len(CONFIG_KEYS) >= 23
 
 
 @pytest.mark.parametrize("key", sorted(CONFIG_KEYS))

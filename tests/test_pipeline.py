@@ -7,11 +7,10 @@ from datetime import timedelta
 import icalendar
 
 from aggregator.config import load_config
-from aggregator.fetch import open_session
 from aggregator.refresh import refresh_all
 from aggregator.store import Store
 from aggregator.web import make_app
-from tests.conftest import FEEDS, NOW
+from tests.conftest import FEEDS, NOW, fetching
 
 
 def demo_over_http(feed_server, tmp_path):
@@ -40,8 +39,8 @@ def demo_over_http(feed_server, tmp_path):
 async def cycle(settings, when):
     store = await Store.open(settings.database_url)
     try:
-        async with open_session(settings.network, settings.limits) as session:
-            return await refresh_all(store, session, settings, when)
+        async with fetching(settings) as fetcher:
+            return await refresh_all(store, fetcher, settings, when)
     finally:
         await store.close()
 

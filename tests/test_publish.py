@@ -8,12 +8,11 @@ from datetime import date, timedelta
 import feedparser
 import icalendar
 
-from aggregator.model import Validators
 from aggregator.refresh import publish
 from aggregator.render.atom import render_atom
 from aggregator.render.ics import render_calendar
 from aggregator.render.json import render_json
-from tests.conftest import make_settings, source
+from tests.conftest import make_settings, put_snapshot, source
 from tests.test_merge import occ
 
 
@@ -22,9 +21,7 @@ async def stored(store, tmp_path, now, *occurrences):
     await store.sync_sources(settings.sources)
     for source_id in ("alpha", "beta"):
         mine = [o for o in occurrences if o.source_id == source_id]
-        await store.replace_snapshot(
-            source_id, mine, validators=Validators(), content_hash="x", warnings=(), now=now
-        )
+        await put_snapshot(store, source_id, mine, now)
     return settings
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from aggregator.fetch import open_session
 from aggregator.schedule import Scheduler, jitter_of
-from tests.conftest import FEEDS, make_settings, source
+from tests.conftest import FEEDS, fetching, make_settings, source
 
 
 async def test_each_source_gets_a_job_at_its_interval(store, tmp_path, now):
@@ -18,8 +17,8 @@ async def test_each_source_gets_a_job_at_its_interval(store, tmp_path, now):
             source("default", "/default.ics"),
         ],
     )
-    async with open_session(settings.network, settings.limits) as session:
-        scheduler = Scheduler(store, session, settings, lambda: now, lambda: None)
+    async with fetching(settings) as fetcher:
+        scheduler = Scheduler(store, fetcher, settings, lambda: now, lambda: None)
         await scheduler.start()
         try:
             jobs = {job.id: job for job in scheduler._scheduler.get_jobs()}
@@ -32,14 +31,16 @@ async def test_each_source_gets_a_job_at_its_interval(store, tmp_path, now):
 
 
 async def test_a_stored_next_check_survives_a_restart(store, tmp_path, now):
-    from aggregator.model import Validators
+    from aggregator.model import Attempt
 
     settings = make_settings(tmp_path, [source("later", "/later.ics")])
     await store.sync_sources(settings.sources)
     due = now + timedelta(minutes=20)
-    await store.record_unchanged("later", Validators(), now, next_check_at=due)
-    async with open_session(settings.network, settings.limits) as session:
-        scheduler = Scheduler(store, session, settings, lambda: now, lambda: None)
+    await store.record_attempt(
+        "later", Attempt(at=now, outcome="unchanged", message="same", next_check_at=due)
+    )
+    async with fetching(settings) as fetcher:
+        scheduler = Scheduler(store, fetcher, settings, lambda: now, lambda: None)
         await scheduler.start()
         try:
             (job,) = scheduler._scheduler.get_jobs()
@@ -58,8 +59,8 @@ async def test_a_run_publishes_and_tells_the_web_layer(store, feed_server, tmp_p
     settings = make_settings(tmp_path, [source("f", url)])
     await store.sync_sources(settings.sources)
     published = []
-    async with open_session(settings.network, settings.limits) as session:
-        scheduler = Scheduler(store, session, settings, lambda: now, lambda: published.append(1))
+    async with fetching(settings) as fetcher:
+        scheduler = Scheduler(store, fetcher, settings, lambda: now, lambda: published.append(1))
         await scheduler.run_source("f")
         assert published == [1]
         assert len(await store.published_events()) == 3
@@ -71,8 +72,8 @@ async def test_two_runs_of_one_source_never_overlap(store, feed_server, tmp_path
     url = feed_server.serve_file("/f.ics", FEEDS / "floating.ics")
     settings = make_settings(tmp_path, [source("f", url)])
     await store.sync_sources(settings.sources)
-    async with open_session(settings.network, settings.limits) as session:
-        scheduler = Scheduler(store, session, settings, lambda: now, lambda: None)
+    async with fetching(settings) as fetcher:
+        scheduler = Scheduler(store, fetcher, settings, lambda: now, lambda: None)
         async with scheduler._locks["f"]:  # a run is under way
             waiting = asyncio.create_task(scheduler.run_source("f"))
             for _ in range(20):
@@ -80,3 +81,16 @@ async def test_two_runs_of_one_source_never_overlap(store, feed_server, tmp_path
             assert not waiting.done() and feed_server.requests == []
         await waiting
         assert len(feed_server.requests) == 1
+
+
+async def test_a_source_in_backoff_is_not_fetched_before_it_is_due(
+    store, feed_server, tmp_path, now
+):
+    url = feed_server.serve("/down.ics", b"", status=500)
+    settings = make_settings(tmp_path, [source("down", url)])
+    await store.sync_sources(settings.sources)
+    async with fetching(settings) as fetcher:
+        scheduler = Scheduler(store, fetcher, settings, lambda: now, lambda: None)
+        await scheduler.run_source("down")
+        await scheduler.run_source("down")  # same moment: its next check is later
+    assert len(feed_server.requests) == 1 + settings.limits.retries

@@ -9,11 +9,12 @@ import feedparser
 import icalendar
 import pytest
 
+from aggregator.fetch import Fetcher
 from aggregator.refresh import refresh_all
 from aggregator.store import Store
 from aggregator.web import OUTPUTS, make_app
 from tests.conftest import FEEDS as FEEDS_DIR
-from tests.conftest import NOW, demo_sources, ical_js, make_settings
+from tests.conftest import NOW, demo_sources, fetching, ical_js, make_settings, source
 
 DEMO_OCCURRENCES = 34 + 9 + 10 + 3
 #: the CSRD workshop is published by two members and merged into one event
@@ -24,7 +25,7 @@ DEMO_EVENTS = DEMO_OCCURRENCES - 1
 async def demo(tmp_path):
     settings = make_settings(tmp_path, demo_sources())
     store = await Store.open(settings.database_url)
-    reports, _ = await refresh_all(store, None, settings, NOW)
+    reports, _ = await refresh_all(store, Fetcher(None, settings.limits), settings, NOW)
     assert [r.outcome for r in reports] == ["updated"] * 4
     await store.close()
     return settings
@@ -107,7 +108,7 @@ async def test_a_second_refresh_with_nothing_new_keeps_the_bytes(aiohttp_client,
     client = await client_for(aiohttp_client, demo)
     before = await (await client.get("/calendar.ics")).read()
     store = await Store.open(demo.database_url)
-    await refresh_all(store, None, demo, NOW.replace(hour=18))
+    await refresh_all(store, Fetcher(None, demo.limits), demo, NOW.replace(hour=18))
     await store.close()
     again = await client_for(aiohttp_client, demo)
     assert await (await again.get("/calendar.ics")).read() == before
@@ -183,9 +184,6 @@ async def test_gzip_refused_with_q_zero_is_not_sent(aiohttp_client, demo):
 async def test_a_refresh_by_another_process_reaches_a_serving_app(
     aiohttp_client, feed_server, tmp_path
 ):
-    from aggregator.fetch import open_session
-    from tests.conftest import source
-
     url = feed_server.serve_file("/f.ics", FEEDS_DIR / "floating.ics")
     settings = make_settings(tmp_path, [source("f", url)])
     app = make_app(settings, clock=lambda: NOW, scheduler=False)
@@ -198,8 +196,8 @@ async def test_a_refresh_by_another_process_reaches_a_serving_app(
         == []
     )
     store = await Store.open(settings.database_url)
-    async with open_session(settings.network, settings.limits) as session:
-        await refresh_all(store, session, settings, NOW)
+    async with fetching(settings) as fetcher:
+        await refresh_all(store, fetcher, settings, NOW)
     await store.close()
     body = await (await client.get("/calendar.ics")).read()
     assert len(icalendar.Calendar.from_ical(body).walk("VEVENT")) == 3

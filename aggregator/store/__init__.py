@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from aggregator.model import (
-    FetchResult,
+    Attempt,
     MergedEvent,
     NetworkEvent,
     Occurrence,
@@ -77,10 +77,19 @@ class Store:
                         insert(sources).values(id=source.id, url=source.url, warnings=[])
                     )
                 elif row.url != source.url:
+                    # a new address from the operator: forget what the old one told us
                     await conn.execute(
                         update(sources)
                         .where(sources.c.id == source.id)
-                        .values(url=source.url, etag=None, last_modified=None, content_hash=None)
+                        .values(
+                            url=source.url,
+                            etag=None,
+                            last_modified=None,
+                            content_hash=None,
+                            moved_to=None,
+                            gone_at=None,
+                            held_drop=None,
+                        )
                     )
 
     async def source_states(self) -> dict[str, SourceState]:
@@ -93,89 +102,73 @@ class Store:
             row = (await conn.execute(select(sources).where(sources.c.id == source_id))).one()
             return _source_state(row)
 
-    async def record_fetch(
-        self, source_id: str, result: FetchResult, now: datetime, error: str | None = None
+    async def record_attempt(
+        self,
+        source_id: str,
+        attempt: Attempt,
+        snapshot: Sequence[Occurrence] | None = None,
+        *,
+        content_hash: str | None = None,
+        warnings: Sequence[str] = (),
     ) -> None:
-        """Record one attempt, whatever its outcome; history older than 30 days goes.
+        """Record one fetch attempt and its effect on the source, in one transaction.
 
-        `error` overrides a good fetch's outcome when what came could not be read.
+        Every attempt is kept (30 days), whatever its outcome. Only 'updated' with a snapshot
+        replaces the source's occurrences; a failure or a held drop changes none of them.
         """
-        outcome = "failed" if error else result.outcome.value
+        values: dict = {"last_fetch_at": attempt.at, "next_check_at": attempt.next_check_at}
+        if attempt.outcome == "failed":
+            values.update(
+                last_error=attempt.error,
+                failures_in_row=sources.c.failures_in_row + 1,
+                failing_since=func.coalesce(sources.c.failing_since, attempt.at),
+            )
+            if attempt.gone:
+                values["gone_at"] = func.coalesce(sources.c.gone_at, attempt.at)
+        else:
+            values.update(
+                last_success_at=attempt.at,
+                last_error=None,
+                failures_in_row=0,
+                failing_since=None,
+                gone_at=None,
+                held_drop=attempt.held_drop,
+            )
+            if attempt.validators is not None:
+                values.update(
+                    etag=attempt.validators.etag, last_modified=attempt.validators.last_modified
+                )
+            if attempt.moved_to:
+                values["moved_to"] = attempt.moved_to
+        if snapshot is not None:
+            values.update(
+                content_hash=content_hash,
+                occurrence_count=len(snapshot),
+                warnings=list(warnings),
+            )
         async with self.engine.begin() as conn:
             await conn.execute(
                 insert(fetches).values(
                     source_id=source_id,
-                    at=now,
-                    outcome=outcome,
-                    status=result.status,
-                    duration=result.duration,
-                    bytes=len(result.body),
-                    error=error or result.error,
+                    at=attempt.at,
+                    outcome=attempt.outcome,
+                    status=attempt.status,
+                    duration=attempt.duration,
+                    bytes=attempt.bytes,
+                    error=attempt.error,
+                    message=attempt.message,
                 )
             )
             await conn.execute(
                 delete(fetches).where(
-                    fetches.c.source_id == source_id, fetches.c.at < now - FETCH_HISTORY
+                    fetches.c.source_id == source_id, fetches.c.at < attempt.at - FETCH_HISTORY
                 )
             )
-
-    async def record_failure(
-        self, source_id: str, error: str, now: datetime, next_check_at: datetime | None = None
-    ) -> None:
-        """A failed fetch or parse: the health changes, the stored occurrences do not."""
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(sources)
-                .where(sources.c.id == source_id)
-                .values(
-                    last_fetch_at=now,
-                    last_error=error,
-                    failures_in_row=sources.c.failures_in_row + 1,
-                    next_check_at=next_check_at,
-                )
-            )
-
-    async def record_unchanged(
-        self,
-        source_id: str,
-        validators: Validators,
-        now: datetime,
-        next_check_at: datetime | None = None,
-    ) -> None:
-        """A 304, or a body that hashes like the last good one: nothing to read again."""
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(sources)
-                .where(sources.c.id == source_id)
-                .values(**_success(now, validators, next_check_at))
-            )
-
-    async def replace_snapshot(
-        self,
-        source_id: str,
-        snapshot: Sequence[Occurrence],
-        *,
-        validators: Validators,
-        content_hash: str,
-        warnings: Sequence[str],
-        now: datetime,
-        next_check_at: datetime | None = None,
-    ) -> None:
-        """Make `snapshot` the source's last good set of occurrences, in one transaction."""
-        async with self.engine.begin() as conn:
-            await conn.execute(delete(occurrences).where(occurrences.c.source_id == source_id))
-            if snapshot:
-                await conn.execute(insert(occurrences), [_occurrence_row(o) for o in snapshot])
-            await conn.execute(
-                update(sources)
-                .where(sources.c.id == source_id)
-                .values(
-                    **_success(now, validators, next_check_at),
-                    content_hash=content_hash,
-                    occurrence_count=len(snapshot),
-                    warnings=list(warnings),
-                )
-            )
+            await conn.execute(update(sources).where(sources.c.id == source_id).values(**values))
+            if snapshot is not None:
+                await conn.execute(delete(occurrences).where(occurrences.c.source_id == source_id))
+                if snapshot:
+                    await conn.execute(insert(occurrences), [_occurrence_row(o) for o in snapshot])
 
     async def fetch_history(self, source_id: str, limit: int = 100) -> list[dict]:
         async with self.engine.connect() as conn:
@@ -292,19 +285,6 @@ async def _bump_version(conn) -> None:
         )
 
 
-def _success(now: datetime, validators: Validators, next_check_at: datetime | None) -> dict:
-    """A good fetch resets the source's health and keeps the server's validators."""
-    return {
-        "last_fetch_at": now,
-        "last_success_at": now,
-        "last_error": None,
-        "failures_in_row": 0,
-        "etag": validators.etag,
-        "last_modified": validators.last_modified,
-        "next_check_at": next_check_at,
-    }
-
-
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -326,6 +306,10 @@ def _source_state(row) -> SourceState:
         next_check_at=row.next_check_at,
         occurrence_count=row.occurrence_count,
         warnings=tuple(row.warnings or ()),
+        failing_since=row.failing_since,
+        held_drop=row.held_drop,
+        gone_at=row.gone_at,
+        moved_to=row.moved_to,
     )
 
 

@@ -58,6 +58,11 @@ sources = Table(
     Column("next_check_at", UTCDateTime),
     Column("occurrence_count", Integer, nullable=False, default=0),
     Column("warnings", JSON, nullable=False, default=list),
+    # 0002: health beyond the last error
+    Column("failing_since", UTCDateTime),
+    Column("held_drop", Text),
+    Column("gone_at", UTCDateTime),
+    Column("moved_to", Text),
 )
 
 occurrences = Table(
@@ -108,6 +113,8 @@ fetches = Table(
     Column("duration", Float, nullable=False, default=0.0),
     Column("bytes", Integer, nullable=False, default=0),
     Column("error", Text),
+    # 0002: what came of the attempt, in words
+    Column("message", Text),
     Index("ix_fetches_source_at", "source_id", "at"),
 )
 
