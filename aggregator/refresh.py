@@ -191,5 +191,6 @@ async def refresh_all(
         return report
 
     reports = await asyncio.gather(*(one(s) for s in (sources or settings.sources)))
-    changed = await publish(store, settings, now)
+    # nothing read anew: the published events cannot have changed, so skip the merge
+    changed = any(r.outcome == "updated" for r in reports) and await publish(store, settings, now)
     return list(reports), changed

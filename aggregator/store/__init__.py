@@ -6,17 +6,19 @@ migrations, so a database made by an older version migrates on open.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import delete, event, func, insert, select, update
+from sqlalchemy import bindparam, delete, event, func, insert, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from aggregator.model import (
     Attempt,
@@ -50,6 +52,20 @@ def _upgrade(connection: Connection) -> None:
 class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # SQLite has one writer at a time, and a transaction that must wait to upgrade from
+        # reading to writing fails at once ("database is locked") instead of waiting; so the
+        # writers of this process take turns here. PostgreSQL needs no such turn-taking.
+        self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction, committed when the block ends."""
+        if self._write_turn is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_turn, self.engine.begin() as conn:
+            yield conn
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -68,7 +84,7 @@ class Store:
 
     async def sync_sources(self, configured: Iterable[Source]) -> None:
         """Make a row for every configured source; a changed URL forgets the old validators."""
-        async with self.engine.begin() as conn:
+        async with self._writing() as conn:
             rows = {r.id: r for r in await conn.execute(select(sources.c.id, sources.c.url))}
             for source in configured:
                 row = rows.get(source.id)
@@ -146,7 +162,7 @@ class Store:
                 occurrence_count=len(snapshot),
                 warnings=list(warnings),
             )
-        async with self.engine.begin() as conn:
+        async with self._writing() as conn:
             await conn.execute(
                 insert(fetches).values(
                     source_id=source_id,
@@ -203,26 +219,21 @@ class Store:
         A changed event gets SEQUENCE + 1 and LAST-MODIFIED = now and is serialised again
         (rule 8); an unchanged one keeps its bytes. Returns whether anything changed.
         """
-        changed = False
-        async with self.engine.begin() as conn:
+        async with self._writing() as conn:
             known = {
                 r.id: r
                 for r in await conn.execute(
                     select(events.c.id, events.c.fingerprint, events.c.sequence, events.c.created)
                 )
             }
-            seen = set()
+            seen, inserts, updates = set(), [], []
             for item in merged:
                 seen.add(item.id)
                 print_ = fingerprint({"event": item.fingerprint, "render": render_key})
                 row = known.get(item.id)
                 if row is not None and row.fingerprint == print_:
                     continue
-                changed = True
-                if row is None:
-                    sequence, created = 0, now
-                else:
-                    sequence, created = row.sequence + 1, row.created
+                sequence, created = (0, now) if row is None else (row.sequence + 1, row.created)
                 values = {
                     "fingerprint": print_,
                     "sequence": sequence,
@@ -233,15 +244,20 @@ class Store:
                     "ics": render_event(item, sequence, created, now),
                 }
                 if row is None:
-                    await conn.execute(insert(events).values(id=item.id, **values))
+                    inserts.append({"id": item.id, **values})
                 else:
-                    await conn.execute(
-                        update(events).where(events.c.id == item.id).values(**values)
-                    )
+                    updates.append({"event_id": item.id, **values})
             gone = set(known) - seen
+            # executemany: one statement for all, not one round trip per event
+            if inserts:
+                await conn.execute(insert(events), inserts)
+            if updates:
+                await conn.execute(
+                    update(events).where(events.c.id == bindparam("event_id")), updates
+                )
             if gone:
-                changed = True
                 await conn.execute(delete(events).where(events.c.id.in_(gone)))
+            changed = bool(inserts or updates or gone)
             if changed:
                 await _bump_version(conn)
         return changed
