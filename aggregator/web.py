@@ -153,6 +153,7 @@ def make_app(
     app.router.add_get("/events/{id}.json", event_detail)
     app.router.add_get("/events/{id}", event_detail)
     app.router.add_get("/sources", sources_json)
+    app.router.add_get("/sources/{id}", source_json)
     app.router.add_get("/healthz", healthz)
     return app
 
@@ -252,39 +253,68 @@ async def event_detail(request: web.Request) -> web.Response:
     return answer(request, body)
 
 
-async def sources_json(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
-    states = await request.app[STORE].source_states()
-    rows = []
-    for source in settings.sources:
-        state = states.get(source.id)
-        rows.append(
-            {
-                "id": source.id,
-                "name": source.name,
-                "url": source.url,
-                "kind": source.kind.value,
-                "homepage": source.homepage,
-                "state": "never fetched"
-                if state is None or state.last_fetch_at is None
-                else "failing"
-                if state.failures_in_row
-                else "ok",
-                "last_fetch_at": iso(state.last_fetch_at) if state else None,
-                "last_success_at": iso(state.last_success_at) if state else None,
-                "last_error": state.last_error if state else None,
-                "failures_in_row": state.failures_in_row if state else 0,
-                "next_check_at": iso(state.next_check_at) if state else None,
-                "occurrences": state.occurrence_count if state else 0,
-                "warnings": list(state.warnings) if state else [],
-            }
-        )
+def _source_json(source, state) -> dict:
+    return {
+        "id": source.id,
+        "name": source.name,
+        "url": source.url,
+        "kind": source.kind.value,
+        "homepage": source.homepage,
+        "state": state.health if state else "never fetched",
+        "status": state.describe() if state else "never fetched",
+        "last_fetch_at": iso(state.last_fetch_at) if state else None,
+        "last_success_at": iso(state.last_success_at) if state else None,
+        "last_error": state.last_error if state else None,
+        "failures_in_row": state.failures_in_row if state else 0,
+        "failing_since": iso(state.failing_since) if state else None,
+        "held_drop": state.held_drop if state else None,
+        "gone_at": iso(state.gone_at) if state else None,
+        "moved_to": state.moved_to if state else None,
+        "next_check_at": iso(state.next_check_at) if state else None,
+        "occurrences": state.occurrence_count if state else 0,
+        "warnings": list(state.warnings) if state else [],
+    }
+
+
+def _no_cache_json(value: object) -> web.Response:
     return web.Response(
-        body=_dumps({"sources": rows}),
+        body=_dumps(value),
         content_type=JSON,
         charset="utf-8",
         headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "no-cache"},
     )
+
+
+async def sources_json(request: web.Request) -> web.Response:
+    """Every member source's health: what a member organisation looks at first."""
+    settings = request.app[SETTINGS]
+    states = await request.app[STORE].source_states()
+    return _no_cache_json(
+        {"sources": [_source_json(s, states.get(s.id)) for s in settings.sources]}
+    )
+
+
+async def source_json(request: web.Request) -> web.Response:
+    """One source's health and its fetch history (30 days)."""
+    settings = request.app[SETTINGS]
+    try:
+        source = settings.source(request.match_info["id"])
+    except KeyError:
+        raise web.HTTPNotFound(text=f"no source {request.match_info['id']!r}\n") from None
+    store = request.app[STORE]
+    state = (await store.source_states()).get(source.id)
+    history = [
+        {
+            "at": iso(row["at"]),
+            "outcome": row["outcome"],
+            "message": row["message"] or row["error"],
+            "status": row["status"],
+            "duration": round(row["duration"], 3),
+            "bytes": row["bytes"],
+        }
+        for row in await store.fetch_history(source.id, limit=500)
+    ]
+    return _no_cache_json({**_source_json(source, state), "fetches": history})
 
 
 async def healthz(request: web.Request) -> web.Response:

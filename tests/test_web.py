@@ -201,3 +201,12 @@ async def test_a_refresh_by_another_process_reaches_a_serving_app(
     await store.close()
     body = await (await client.get("/calendar.ics")).read()
     assert len(icalendar.Calendar.from_ical(body).walk("VEVENT")) == 3
+
+
+async def test_a_source_page_gives_its_state_and_fetch_history(aiohttp_client, demo):
+    client = await client_for(aiohttp_client, demo)
+    data = await (await client.get("/sources/kulturhuset")).json()
+    assert data["state"] == "ok" and data["status"] == "ok"
+    (fetch,) = data["fetches"]
+    assert fetch["outcome"] == "updated" and fetch["message"].startswith("read 34 occurrences")
+    assert (await client.get("/sources/nobody")).status == 404
