@@ -19,7 +19,7 @@ from functools import partial
 from aggregator.errors import ParseError
 from aggregator.fetch import Fetcher
 from aggregator.merge import merge
-from aggregator.model import Attempt, FetchOutcome, Settings, Source, Validators
+from aggregator.model import Attempt, FetchOutcome, Settings, Source, SourceState, Validators
 from aggregator.parse import parse_feed
 from aggregator.reconcile import keep_past, reconcile, suspicious_drop
 from aggregator.render import render_key
@@ -70,10 +70,18 @@ def next_check(
 
 
 async def refresh_source(
-    store: Store, fetcher: Fetcher, source: Source, settings: Settings, now: datetime
+    store: Store,
+    fetcher: Fetcher,
+    source: Source,
+    settings: Settings,
+    now: datetime,
+    state: SourceState | None = None,
 ) -> SourceReport:
-    """Fetch, read and store one source; every attempt is recorded, whatever its outcome."""
-    state = await store.source_state(source.id)
+    """Fetch, read and store one source; every attempt is recorded, whatever its outcome.
+
+    `state` is the source's stored state when the caller has it already.
+    """
+    state = state or await store.source_state(source.id)
     same_url = state.url == source.url
     validators = state.validators if same_url else Validators()
     result = await fetcher.fetch((same_url and state.moved_to) or source.url, validators)
@@ -181,11 +189,13 @@ async def refresh_all(
 ) -> tuple[list[SourceReport], bool]:
     """One full cycle: every source (the fetcher keeps it polite per host), then publish once."""
     await store.sync_sources(settings.sources)
+    await store.prune_history(now)
+    states = await store.source_states()
     limit = asyncio.Semaphore(settings.limits.concurrency)
 
     async def one(source: Source) -> SourceReport:
         async with limit:
-            report = await refresh_source(store, fetcher, source, settings, now)
+            report = await refresh_source(store, fetcher, source, settings, now, states[source.id])
         if on_report:
             on_report(report)
         return report

@@ -68,7 +68,13 @@ class Scheduler:
                 next_run_time=first,
                 misfire_grace_time=None,
             )
+        self._scheduler.add_job(
+            self.prune, IntervalTrigger(hours=24), id="prune-history", next_run_time=now
+        )
         self._scheduler.start()
+
+    async def prune(self) -> None:
+        await self.store.prune_history(self.clock())
 
     def shutdown(self) -> None:
         if self._scheduler.running:

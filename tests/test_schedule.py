@@ -22,7 +22,7 @@ async def test_each_source_gets_a_job_at_its_interval(store, tmp_path, now):
         await scheduler.start()
         try:
             jobs = {job.id: job for job in scheduler._scheduler.get_jobs()}
-            assert set(jobs) == {"fast", "default"}
+            assert set(jobs) == {"fast", "default", "prune-history"}
             assert jobs["fast"].trigger.interval == timedelta(minutes=15)
             assert jobs["default"].trigger.interval == timedelta(minutes=30)
             assert jobs["fast"].max_instances == 1
@@ -43,8 +43,7 @@ async def test_a_stored_next_check_survives_a_restart(store, tmp_path, now):
         scheduler = Scheduler(store, fetcher, settings, lambda: now, lambda: None)
         await scheduler.start()
         try:
-            (job,) = scheduler._scheduler.get_jobs()
-            assert job.next_run_time == due
+            assert scheduler._scheduler.get_job("later").next_run_time == due
         finally:
             scheduler.shutdown()
 

@@ -75,6 +75,7 @@ async def test_fetch_history_is_kept_for_thirty_days(store, tmp_path, now):
         await store.record_attempt(
             "alpha", Attempt(at=at, outcome="unchanged", message="same", next_check_at=at)
         )
+    await store.prune_history(now)
     history = await store.fetch_history("alpha")
     assert [h["at"] for h in history] == [now, now - timedelta(days=2)]
     assert history[0]["message"] == "same"

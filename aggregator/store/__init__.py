@@ -129,8 +129,9 @@ class Store:
     ) -> None:
         """Record one fetch attempt and its effect on the source, in one transaction.
 
-        Every attempt is kept (30 days), whatever its outcome. Only 'updated' with a snapshot
-        replaces the source's occurrences; a failure or a held drop changes none of them.
+        Every attempt is kept, whatever its outcome (prune_history forgets old ones). Only
+        'updated' with a snapshot replaces the source's occurrences; a failure or a held drop
+        changes none of them.
         """
         values: dict = {"last_fetch_at": attempt.at, "next_check_at": attempt.next_check_at}
         if attempt.outcome == "failed":
@@ -175,16 +176,16 @@ class Store:
                     message=attempt.message,
                 )
             )
-            await conn.execute(
-                delete(fetches).where(
-                    fetches.c.source_id == source_id, fetches.c.at < attempt.at - FETCH_HISTORY
-                )
-            )
             await conn.execute(update(sources).where(sources.c.id == source_id).values(**values))
             if snapshot is not None:
                 await conn.execute(delete(occurrences).where(occurrences.c.source_id == source_id))
                 if snapshot:
                     await conn.execute(insert(occurrences), [_occurrence_row(o) for o in snapshot])
+
+    async def prune_history(self, now: datetime) -> None:
+        """Forget fetch attempts older than 30 days."""
+        async with self._writing() as conn:
+            await conn.execute(delete(fetches).where(fetches.c.at < now - FETCH_HISTORY))
 
     async def fetch_history(self, source_id: str, limit: int = 100) -> list[dict]:
         async with self.engine.connect() as conn:
@@ -304,6 +305,8 @@ async def _bump_version(conn) -> None:
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    # WAL + NORMAL: no corruption on a crash, far fewer fsyncs (https://sqlite.org/wal.html)
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
