@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import icalendar
+import recurring_ical_events
+import x_wr_timezone
 
 from aggregator.config import load_config
+from aggregator.normalise import to_utc
 from aggregator.refresh import refresh_all
 from aggregator.store import Store
 from aggregator.web import make_app
-from tests.conftest import FEEDS, NOW, fetching
+from tests.conftest import CORPUS, DATA, FEEDS, NOW, fetching, make_settings, source
 
 
 def demo_over_http(feed_server, tmp_path):
@@ -78,3 +81,65 @@ async def test_demo_network_over_http_and_a_feed_that_breaks(aiohttp_client, fee
     assert "HTTP 500" in states["kulturhuset"].last_error
     assert "HTML page" in states["ungdomsraadet"].last_error
     assert states["groen-omstilling"].last_error is None
+
+
+async def test_corpus_series_served_over_http_expand_as_recurring_ical_events_does(
+    feed_server, tmp_path
+):
+    from tests.test_parse_ical import SERIES_FILES
+
+    sources = [
+        source(
+            name.split(".")[0].lower().replace("_", "-"),
+            feed_server.serve_file(f"/{name}", CORPUS / "ics" / name),
+        )
+        for name in SERIES_FILES
+    ]
+    # the corpus files are of many years: a horizon wide enough for all of them
+    settings = make_settings(
+        tmp_path, sources, past_days=365 * 40, future_days=365 * 12, max_occurrences=100_000
+    )
+    reports, _ = await cycle(settings, NOW)
+    assert all(r.outcome == "updated" for r in reports), [r.line() for r in reports]
+    store = await Store.open(settings.database_url)
+    stored = await store.load_occurrences()
+    await store.close()
+    start = NOW - timedelta(days=settings.limits.past_days)
+    stop = NOW + timedelta(days=settings.limits.future_days)
+    for src, name in zip(sources, SERIES_FILES, strict=True):
+        calendar = x_wr_timezone.to_standard(
+            icalendar.Calendar.from_ical((CORPUS / "ics" / name).read_bytes())
+        )
+        expected = set()
+        for component in recurring_ical_events.of(calendar).between(start, stop):
+            value = component["DTSTART"].dt
+            if isinstance(value, datetime):
+                value = to_utc(value, settings.network.timezone)
+            expected.add((str(component["UID"]), value))
+        got = {(o.uid, o.start) for o in stored if o.source_id == src.id}
+        assert got == expected and len(got) > 1, name
+
+
+async def test_time_zones_survive_the_whole_pipeline(aiohttp_client, feed_server, tmp_path):
+    files = ["google_x_wr_timezone.ics", "outlook_windows_tzid.ics", "floating_times.ics"]
+    sources = [
+        source(f"s{n}", feed_server.serve_file(f"/{name}", DATA / name))
+        for n, name in enumerate(files)
+    ]
+    settings = make_settings(tmp_path, sources)
+    await cycle(settings, NOW)
+    body = await calendar_bytes(aiohttp_client, settings)
+    events = {str(e["SUMMARY"]): e for e in icalendar.Calendar.from_ical(body).walk("VEVENT")}
+
+    def instant(title):
+        return events[title]["DTSTART"].dt.astimezone(UTC)
+
+    assert instant("Written in UTC") == datetime(2027, 1, 10, 14, tzinfo=UTC)
+    assert instant("Floating time read in X-WR-TIMEZONE") == datetime(2027, 1, 11, 14, tzinfo=UTC)
+    assert instant("Vinter: Romance Standard Time") == datetime(2027, 1, 12, 9, tzinfo=UTC)
+    assert instant("Sommer: Romance Standard Time") == datetime(2027, 6, 15, 8, tzinfo=UTC)
+    assert instant("No VTIMEZONE: Eastern Standard Time") == datetime(2027, 1, 12, 15, tzinfo=UTC)
+    assert instant("Floating") == datetime(2027, 3, 3, 18, tzinfo=UTC)  # network zone
+    assert events["Three days"]["DTSTART"].dt == date(2027, 6, 10)
+    assert events["Three days"]["DTEND"].dt == date(2027, 6, 13)
+    assert events["All day"]["DTSTART"].params.get("VALUE") == "DATE"
