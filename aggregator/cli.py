@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.command == "serve" else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # their INFO lines (jobs added and run, migration context) say nothing an operator acts on
+    for name in ("apscheduler", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return args.handler(args)
     except ConfigError as e:
