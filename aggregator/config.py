@@ -133,6 +133,7 @@ class LimitsConfig(_Model):
     max_retry_wait: float = Field(30.0, ge=0)
     max_backoff: Duration = timedelta(hours=24)
     drop_threshold: float = Field(0.5, gt=0, le=1)
+    max_pages: int = Field(30, ge=0, le=1000)
 
 
 class FileConfig(_Model):

@@ -21,6 +21,8 @@ class Status(enum.StrEnum):
     TENTATIVE = "tentative"
     CANCELLED = "cancelled"
     POSTPONED = "postponed"
+    #: scheduled, at a new date the organiser announced (schema.org EventRescheduled)
+    RESCHEDULED = "rescheduled"
 
 
 class FetchOutcome(enum.StrEnum):
@@ -82,6 +84,8 @@ class Limits:
     max_backoff: float = 24 * 3600.0
     #: a feed that lost more than this share of its future events at once is held back
     drop_threshold: float = 0.5
+    #: linked event pages of RSS items read per source and cycle
+    max_pages: int = 30
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,8 @@ class Occurrence:
     sequence: int = 0
     #: hash of the normalised content, without fields that churn (DTSTAMP)
     fingerprint: str = ""
+    #: how the time was found, for RSS items ("page JSON-LD", "text: '26 januar 2023 ...'")
+    origin: str = ""
 
 
 @dataclass(frozen=True)
@@ -170,6 +176,67 @@ class ParsedFeed:
     warnings: tuple[str, ...] = ()
     #: how many series (RRULE/RDATE masters) were expanded
     series: int = 0
+
+
+@dataclass(frozen=True)
+class FoundEvent:
+    """When and where an RSS item's event is, as one place (item, page, text) says it."""
+
+    #: aware datetime, or a date for an all-day event
+    start: datetime | date
+    end: datetime | date
+    all_day: bool
+    #: 'structured' (in the item), 'page' (data on the linked page) or 'text'
+    found_by: str
+    #: how, in words: "RSS event module", "page JSON-LD", "text: 'Torsdag 26 Januar 2023'"
+    how: str
+    status: Status | None = None
+    location: str | None = None
+    year_guessed: bool = False
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    """One RSS/Atom item, before its event is found."""
+
+    #: guid, else link, else a hash of title and text
+    id: str
+    title: str
+    link: str | None
+    published: datetime | None
+    #: plain text of the item's summary and content
+    text: str
+    #: an event in the item itself (RSS event module, JSON-LD in the content)
+    structured: FoundEvent | None
+    #: hash of what the item says; a changed item has its page read again
+    fingerprint: str
+    categories: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PageData:
+    """What a linked event page says, as kept between fetches."""
+
+    url: str
+    #: from schema.org JSON-LD or microdata, or a linked .ics, first the likeliest
+    events: tuple[FoundEvent, ...] = ()
+    #: links to .ics files ("Download som iCal-fil")
+    ics_links: tuple[str, ...] = ()
+    #: the main text, plain, CMS noise removed
+    text: str = ""
+    #: an address line found in the text
+    location: str | None = None
+
+
+@dataclass(frozen=True)
+class CachedPage:
+    """A linked page as the store keeps it: read again only when its item changes."""
+
+    page: PageData
+    #: the fingerprint of the item that linked it when it was read
+    item_fingerprint: str
+    fetched_at: datetime
+    validators: Validators = field(default_factory=Validators)
 
 
 @dataclass(frozen=True)

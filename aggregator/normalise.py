@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
-from aggregator.model import Occurrence
+from aggregator.model import Occurrence, Status
 
 _SPACE = re.compile(r"[ \t\u00a0]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
@@ -131,3 +131,85 @@ def occurrence_fingerprint(occ: Occurrence) -> str:
             "categories": list(occ.categories),
         }
     )
+
+
+# -- status markers in titles and text (Danish and English) --------------------------------
+
+#: a marker at the start of a title: "Aflyst/Cancelled:", "AFLYST -", "[Udsat]", "Canceled!"
+_TITLE_MARKER = re.compile(
+    r"^\W*(?P<words>(?:(?:aflyst|cancell?ed|canceled|annulleret|udsat|postponed|flyttet|"
+    r"rescheduled|nyt tidspunkt|ny dato)\s*(?:/|\||&|og|and)?\s*)+)\s*[:\-–—!\])]+\s*",
+    re.IGNORECASE,
+)
+_CANCELLED = ("aflyst", "cancelled", "canceled", "cancelled", "annulleret")
+_POSTPONED = ("udsat", "postponed")
+_RESCHEDULED = ("flyttet", "rescheduled", "nyt tidspunkt", "ny dato")
+#: lines that say a new date will come: the event is postponed, not just cancelled
+_NEW_DATE_COMING = (
+    "ny dato følger",
+    "ny dato kommer",
+    "ny dato annonceres",
+    "new date will be announced",
+    "new date to follow",
+    "new date to be announced",
+    "new date tba",
+)
+#: a line announcing the new date: "Ny dato: 15. marts", "New date: 1 June"
+_NEW_DATE = re.compile(r"^\W*(?:ny dato|new date|nyt tidspunkt|flyttet til|moved to)\s*:", re.I)
+#: whole words that say cancelled in a line of text ("Arrangementet er aflyst")
+_CANCELLED_LINE = re.compile(
+    r"\b(?:er|is|has been|bliver|been)\s+(?:desværre\s+|unfortunately\s+)?"
+    r"(?:aflyst|cancell?ed|annulleret)\b",
+    re.IGNORECASE,
+)
+_POSTPONED_LINE = re.compile(
+    r"\b(?:er|is|has been|been)\s+(?:desværre\s+|unfortunately\s+)?(?:udsat|postponed)\b",
+    re.IGNORECASE,
+)
+
+
+def title_status(title: str) -> tuple[Status | None, str]:
+    """The status a title's leading marker states, and the title without it.
+
+    "Aflyst/Cancelled: Koncert" -> (CANCELLED, "Koncert"). "Registration closed", "Udsolgt"
+    and the like are no marker: a full event is not a cancelled one.
+    """
+    match = _TITLE_MARKER.match(title)
+    if not match:
+        return None, title
+    words = match.group("words").lower()
+    rest = title[match.end() :].strip() or title
+    if any(w in words for w in _POSTPONED):
+        return Status.POSTPONED, rest
+    if any(w in words for w in _CANCELLED):
+        return Status.CANCELLED, rest
+    return Status.RESCHEDULED, rest
+
+
+def text_status(text: str) -> Status | None:
+    """The status the lines of an event's text state, tolerant of typos ("Ny dator følger")."""
+    from rapidfuzz import fuzz
+
+    status = None
+    for line in text.lower().splitlines():
+        line = line.strip()
+        if not line or len(line) > 160:
+            continue
+        if any(fuzz.partial_ratio(marker, line) >= 88 for marker in _NEW_DATE_COMING):
+            return Status.POSTPONED
+        if _NEW_DATE.match(line):
+            status = status or Status.RESCHEDULED
+        elif _POSTPONED_LINE.search(line):
+            status = Status.POSTPONED
+        elif _CANCELLED_LINE.search(line) and status is None:
+            status = Status.CANCELLED
+    return status
+
+
+def combine_status(*statuses: Status | None) -> Status:
+    """Postponed (cancelled, new date to come) over cancelled over rescheduled over scheduled."""
+    order = (Status.POSTPONED, Status.CANCELLED, Status.RESCHEDULED, Status.TENTATIVE)
+    for status in order:
+        if status in statuses:
+            return status
+    return Status.SCHEDULED

@@ -12,15 +12,29 @@ import asyncio
 import hashlib
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 
 from aggregator.errors import ParseError
-from aggregator.fetch import Fetcher
+from aggregator.fetch import Fetcher, is_local
 from aggregator.merge import merge
-from aggregator.model import Attempt, FetchOutcome, Settings, Source, SourceState, Validators
-from aggregator.parse import parse_feed
+from aggregator.model import (
+    Attempt,
+    CachedPage,
+    FetchOutcome,
+    FetchResult,
+    PageData,
+    ParsedFeed,
+    Settings,
+    Source,
+    SourceKind,
+    SourceState,
+    Validators,
+)
+from aggregator.parse import decode_body, feed_kind, parse_feed
+from aggregator.parse.feeds import item_events, read_feed
+from aggregator.parse.pages import event_from_ics, read_page
 from aggregator.reconcile import keep_past, reconcile, suspicious_drop
 from aggregator.render import render_key
 from aggregator.render.ics import render_event
@@ -123,16 +137,19 @@ async def refresh_source(
     digest = content_hash(result.body, now)
     if digest == state.content_hash:
         return await unchanged("unchanged", "the same feed as last time; not read again")
-    read = partial(
-        parse_feed,
-        result,
-        source,
-        network_zone=settings.network.timezone,
-        now=now,
-        limits=settings.limits,
-    )
     try:
-        parsed = await asyncio.to_thread(read)
+        if feed_kind(result, source) is SourceKind.RSS:
+            parsed = await read_rss(store, fetcher, source, result, settings, now)
+        else:
+            read = partial(
+                parse_feed,
+                result,
+                source,
+                network_zone=settings.network.timezone,
+                now=now,
+                limits=settings.limits,
+            )
+            parsed = await asyncio.to_thread(read)
     except ParseError as e:
         return await failed(f"could not read the feed: {e.message}")
     stored = await store.load_occurrences(source.id)
@@ -166,6 +183,84 @@ async def refresh_source(
         warnings=parsed.warnings,
         duration=result.duration,
     )
+
+
+async def read_rss(
+    store: Store,
+    fetcher: Fetcher,
+    source: Source,
+    result: FetchResult,
+    settings: Settings,
+    now: datetime,
+) -> ParsedFeed:
+    """An RSS/Atom feed's items, with the pages they link, read through the fetch stage.
+
+    A page is read again only when its item changed (new title, text or link), at most
+    `limits.max_pages` per cycle; the rest use what was kept, or wait for the next cycle.
+    """
+    zone_name = source.timezone or settings.network.timezone
+    languages = ((source.language,) if source.language else ()) + settings.network.languages
+    items, warnings = await asyncio.to_thread(
+        read_feed, result.body, result.content_type, url=source.url, zone_name=zone_name
+    )
+    kept = await store.load_pages(source.id)
+    pages: dict[str, PageData] = {}
+    fresh: list[CachedPage] = []
+    budget = settings.limits.max_pages
+    for item in items:
+        if item.structured is not None or not item.link or is_local(item.link):
+            continue
+        cached = kept.get(item.link)
+        if cached is not None and cached.item_fingerprint == item.fingerprint:
+            pages[item.link] = cached.page
+            continue
+        if budget <= 0:
+            if cached is not None:
+                pages[item.link] = cached.page
+            warnings.append(f"'{item.title}': its page waits for the next cycle (page limit)")
+            continue
+        budget -= 1
+        page = await _read_page(fetcher, item.link, cached, zone_name, now)
+        if isinstance(page, str):
+            warnings.append(f"'{item.title}': {page}")
+            if cached is not None:
+                pages[item.link] = cached.page
+            continue
+        validators, data = page
+        pages[item.link] = data
+        fresh.append(CachedPage(data, item.fingerprint, now, validators))
+    await store.save_pages(source.id, fresh)
+    parsed = item_events(
+        items,
+        pages,
+        source=source,
+        zone_name=zone_name,
+        languages=languages,
+        now=now,
+        limits=settings.limits,
+    )
+    return ParsedFeed(parsed.occurrences, tuple(warnings) + parsed.warnings, parsed.series)
+
+
+async def _read_page(
+    fetcher: Fetcher, url: str, cached: CachedPage | None, zone_name: str, now: datetime
+) -> tuple[Validators, PageData] | str:
+    """A linked page (and the .ics it links, when it has no event data), or what went wrong."""
+    result = await fetcher.fetch(url, cached.validators if cached else None)
+    if result.outcome is FetchOutcome.NOT_MODIFIED and cached is not None:
+        return cached.validators, cached.page
+    if result.outcome is not FetchOutcome.OK:
+        return f"its page could not be read ({result.error or 'not modified'})"
+    html, _ = decode_body(result.body, result.charset)
+    page = await asyncio.to_thread(read_page, html, str(result.final_url or url), zone_name)
+    if not page.events and page.ics_links:
+        ics = await fetcher.fetch(page.ics_links[0])
+        if ics.outcome is FetchOutcome.OK:
+            text, _ = decode_body(ics.body, ics.charset)
+            found = event_from_ics(text, page.ics_links[0], zone_name, now)
+            if found is not None:
+                page = replace(page, events=(found,))
+    return result.validators, page
 
 
 async def publish(store: Store, settings: Settings, now: datetime) -> bool:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import codecs
 from datetime import datetime
 
-from aggregator.errors import ParseError
 from aggregator.model import FetchResult, Limits, ParsedFeed, Source, SourceKind
 from aggregator.parse.ical import parse_calendar
 
-__all__ = ["decode_body", "parse_feed", "sniff_kind"]
+__all__ = ["decode_body", "feed_kind", "parse_feed", "sniff_kind"]
 
 
 def decode_body(body: bytes, charset: str | None = None) -> tuple[str, list[str]]:
@@ -45,16 +44,27 @@ def sniff_kind(text: str) -> SourceKind | None:
     return None
 
 
+def feed_kind(result: FetchResult, source: Source) -> SourceKind:
+    """ICAL or RSS: as configured, or sniffed from the body for `kind: auto`."""
+    if source.kind is not SourceKind.AUTO:
+        return source.kind
+    head = result.body[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
+    try:
+        text = head.decode("utf-8", errors="ignore")
+    except LookupError:  # pragma: no cover
+        text = ""
+    return sniff_kind(text) or SourceKind.ICAL
+
+
 def parse_feed(
     result: FetchResult, source: Source, *, network_zone: str, now: datetime, limits: Limits
 ) -> ParsedFeed:
-    """Read one fetched feed. Raises ParseError when the body is not a feed at all."""
+    """Read one fetched iCalendar feed. Raises ParseError when the body is not one at all.
+
+    RSS and Atom sources need their linked pages too: refresh reads them with read_feed,
+    its own page fetches, and item_events (parse/feeds.py).
+    """
     text, warnings = decode_body(result.body, result.charset)
-    kind = source.kind
-    if kind is SourceKind.AUTO:
-        kind = sniff_kind(text) or SourceKind.ICAL
-    if kind is SourceKind.RSS:
-        raise ParseError(source.url, "RSS and Atom sources are not supported yet")
     parsed = parse_calendar(
         text,
         url=source.url,

@@ -23,6 +23,7 @@ _STATUS = {
     Status.TENTATIVE: "TENTATIVE",
     Status.CANCELLED: "CANCELLED",
     Status.POSTPONED: "CANCELLED",
+    Status.RESCHEDULED: "CONFIRMED",
 }
 
 

@@ -14,6 +14,7 @@ _SCHEMA_STATUS = {
     Status.TENTATIVE: "EventScheduled",
     Status.CANCELLED: "EventCancelled",
     Status.POSTPONED: "EventPostponed",
+    Status.RESCHEDULED: "EventRescheduled",
 }
 
 

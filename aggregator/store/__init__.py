@@ -22,16 +22,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from aggregator.model import (
     Attempt,
+    CachedPage,
+    FoundEvent,
     MergedEvent,
     NetworkEvent,
     Occurrence,
+    PageData,
     Source,
     SourceState,
     Status,
     Validators,
 )
 from aggregator.normalise import fingerprint, from_iso, iso
-from aggregator.store.schema import events, fetches, meta, occurrences, sources
+from aggregator.store.schema import events, fetches, meta, occurrences, pages, sources
 
 __all__ = ["Store"]
 
@@ -181,6 +184,43 @@ class Store:
                 await conn.execute(delete(occurrences).where(occurrences.c.source_id == source_id))
                 if snapshot:
                     await conn.execute(insert(occurrences), [_occurrence_row(o) for o in snapshot])
+
+    async def load_pages(self, source_id: str) -> dict[str, CachedPage]:
+        """The linked pages of an RSS source's items, by URL."""
+        async with self.engine.connect() as conn:
+            result = await conn.execute(select(pages).where(pages.c.source_id == source_id))
+            return {
+                row.url: CachedPage(
+                    page=_page(row.data),
+                    item_fingerprint=row.item_fingerprint,
+                    fetched_at=row.fetched_at,
+                    validators=Validators(etag=row.etag, last_modified=row.last_modified),
+                )
+                for row in result
+            }
+
+    async def save_pages(self, source_id: str, cached: Sequence[CachedPage]) -> None:
+        """Keep pages read in this cycle, replacing what was kept for the same URLs."""
+        if not cached:
+            return
+        async with self._writing() as conn:
+            urls = [c.page.url for c in cached]
+            await conn.execute(delete(pages).where(pages.c.url.in_(urls)))
+            await conn.execute(
+                insert(pages),
+                [
+                    {
+                        "url": c.page.url,
+                        "source_id": source_id,
+                        "item_fingerprint": c.item_fingerprint,
+                        "fetched_at": c.fetched_at,
+                        "etag": c.validators.etag,
+                        "last_modified": c.validators.last_modified,
+                        "data": _page_data(c.page),
+                    }
+                    for c in cached
+                ],
+            )
 
     async def prune_history(self, now: datetime) -> None:
         """Forget fetch attempts older than 30 days."""
@@ -350,6 +390,7 @@ def _occurrence_row(o: Occurrence) -> dict:
         "categories": list(o.categories),
         "sequence": o.sequence,
         "fingerprint": o.fingerprint,
+        "origin": o.origin,
     }
 
 
@@ -371,6 +412,46 @@ def _occurrence(row) -> Occurrence:
         categories=tuple(row.categories),
         sequence=row.sequence,
         fingerprint=row.fingerprint,
+        origin=row.origin,
+    )
+
+
+def _page_data(page: PageData) -> dict:
+    return {
+        "url": page.url,
+        "events": [
+            {
+                **asdict(e),
+                "start": iso(e.start),
+                "end": iso(e.end),
+                "status": e.status.value if e.status else None,
+            }
+            for e in page.events
+        ],
+        "ics_links": list(page.ics_links),
+        "text": page.text,
+        "location": page.location,
+    }
+
+
+def _page(data: dict) -> PageData:
+    events = tuple(
+        FoundEvent(
+            **{
+                **e,
+                "start": from_iso(e["start"]),
+                "end": from_iso(e["end"]),
+                "status": Status(e["status"]) if e["status"] else None,
+            }
+        )
+        for e in data["events"]
+    )
+    return PageData(
+        url=data["url"],
+        events=events,
+        ics_links=tuple(data["ics_links"]),
+        text=data["text"],
+        location=data["location"],
     )
 
 

@@ -84,6 +84,8 @@ occurrences = Table(
     Column("categories", JSON, nullable=False, default=list),
     Column("sequence", Integer, nullable=False, default=0),
     Column("fingerprint", String(64), nullable=False),
+    # 0003: how an RSS item's time was found
+    Column("origin", Text, nullable=False, default=""),
     Index("ix_occurrences_source_id", "source_id"),
 )
 
@@ -116,6 +118,20 @@ fetches = Table(
     # 0002: what came of the attempt, in words
     Column("message", Text),
     Index("ix_fetches_source_at", "source_id", "at"),
+)
+
+pages = Table(
+    "pages",
+    metadata,
+    # 0003: linked event pages of RSS items, read once per change of the item
+    Column("url", Text, primary_key=True),
+    Column("source_id", String(100), ForeignKey("sources.id", ondelete="CASCADE"), nullable=False),
+    Column("item_fingerprint", String(64), nullable=False),
+    Column("fetched_at", UTCDateTime, nullable=False),
+    Column("etag", Text),
+    Column("last_modified", Text),
+    Column("data", JSON, nullable=False),
+    Index("ix_pages_source_id", "source_id"),
 )
 
 meta = Table(

@@ -1,0 +1,215 @@
+"""RSS and Atom (+ the event pages they link) -> FeedItems -> ParsedFeed.
+
+For each item the event is found in this order, and the way is recorded on the occurrence:
+1. structured data in the item: the RSS event module (ev:startdate), schema.org in the content;
+2. the linked page (read by refresh through the fetch stage): JSON-LD or microdata, or an .ics;
+3. dates written in the item's text, then in the page's text (parse/dates.py).
+An item in which no date can be found is not an event; it becomes a warning. An item is
+never dated by its publication date. feedparser dicts never leave this module.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+
+import feedparser
+
+from aggregator.errors import ParseError
+from aggregator.model import FeedItem, FoundEvent, Limits, Occurrence, PageData, ParsedFeed, Source
+from aggregator.normalise import (
+    all_day_end,
+    clean_line,
+    combine_status,
+    fingerprint,
+    occurrence_fingerprint,
+    occurrence_key,
+    text_status,
+    title_status,
+    to_utc,
+)
+from aggregator.parse.dates import find_dates
+from aggregator.parse.pages import html_to_text, structured_events
+
+MAX_DESCRIPTION = 2000
+
+
+def read_feed(
+    body: bytes, content_type: str | None, *, url: str, zone_name: str
+) -> tuple[list[FeedItem], list[str]]:
+    """The items of an RSS or Atom feed, each with its structured event if it has one."""
+    parsed = feedparser.parse(body, response_headers={"content-type": content_type or ""})
+    if not parsed.get("version") and not parsed.entries:
+        problem = parsed.get("bozo_exception")
+        raise ParseError(url, f"not an RSS or Atom feed ({problem or 'no feed elements'})")
+    warnings: list[str] = []
+    if parsed.get("bozo") and parsed.entries:
+        warnings.append(
+            f"the feed is not well-formed XML ({parsed.get('bozo_exception')}); read what we could"
+        )
+    items: dict[str, FeedItem] = {}
+    for entry in parsed.entries:
+        item = _item(entry, zone_name, warnings)
+        if item.id in items:
+            warnings.append(f"the item '{item.title}' appears twice (id {item.id}); kept the first")
+            continue
+        items[item.id] = item
+    return list(items.values()), warnings
+
+
+def _item(entry: Mapping, zone_name: str, warnings: list[str]) -> FeedItem:
+    title = clean_line(entry.get("title")) or "(untitled)"
+    link = entry.get("link") or None
+    contents = [c.get("value", "") for c in entry.get("content", []) if isinstance(c, Mapping)]
+    html = "\n".join(contents) or entry.get("summary", "") or entry.get("description", "")
+    text = html_to_text(html)
+    published = _published(entry)
+    structured = _rss_event_module(entry, zone_name)
+    if structured is None and html:
+        found = structured_events(html, link or "", zone_name)
+        if found:
+            structured = replace(found[0], found_by="structured", how=f"{found[0].how} in the item")
+    item_id = clean_line(entry.get("id")) or link
+    if not item_id:
+        item_id = "item-" + hashlib.sha256(f"{title}\x1f{text[:200]}".encode()).hexdigest()[:16]
+        warnings.append(f"the item '{title}' has no guid and no link; identified by its title")
+    categories = tuple(clean_line(t.get("term")) for t in entry.get("tags", []) if t.get("term"))
+    return FeedItem(
+        id=item_id,
+        title=title,
+        link=link,
+        published=published,
+        text=text,
+        structured=structured,
+        fingerprint=fingerprint({"title": title, "link": link, "text": text}),
+        categories=categories,
+    )
+
+
+def _published(entry: Mapping) -> datetime | None:
+    for key in ("published_parsed", "updated_parsed", "created_parsed"):
+        value = entry.get(key)
+        if value:
+            return datetime.fromtimestamp(calendar.timegm(value), UTC)
+    return None
+
+
+def _rss_event_module(entry: Mapping, zone_name: str) -> FoundEvent | None:
+    """The RSS 1.0 event module (ev:startdate, ev:enddate, ev:location), which feedparser
+    keeps as ev_startdate and so on."""
+    from aggregator.parse.pages import event_from_schema
+
+    start = entry.get("ev_startdate")
+    if not start:
+        return None
+    schema = {
+        "@type": "Event",
+        "startDate": start,
+        "endDate": entry.get("ev_enddate"),
+        "location": entry.get("ev_location"),
+    }
+    found = event_from_schema(schema, zone_name, "RSS event module")
+    return replace(found, found_by="structured") if found else None
+
+
+def item_events(
+    items: list[FeedItem],
+    pages: Mapping[str, PageData],
+    *,
+    source: Source,
+    zone_name: str,
+    languages: tuple[str, ...],
+    now: datetime,
+    limits: Limits,
+) -> ParsedFeed:
+    """Each item's event as an Occurrence; items without a date become warnings."""
+    occurrences: dict[str, Occurrence] = {}
+    warnings: list[str] = []
+    oldest = now - timedelta(days=limits.past_days)
+    newest = now + timedelta(days=limits.future_days)
+    for item in items:
+        page = pages.get(item.link or "")
+        found = find_event(item, page, zone_name=zone_name, languages=languages)
+        if found is None:
+            warnings.append(f"no date in '{item.title}'; not an event")
+            continue
+        if found.year_guessed:
+            warnings.append(
+                f"'{item.title}': the date '{found.how}' has no year; read as "
+                f"{found.start:%Y-%m-%d}, the first such day after publication"
+            )
+        occurrence = _occurrence(item, page, found, source, zone_name)
+        begins = (
+            occurrence.start
+            if isinstance(occurrence.start, datetime)
+            else datetime.combine(occurrence.start, datetime.min.time(), UTC)
+        )
+        if not oldest <= begins <= newest:
+            continue
+        occurrences.setdefault(occurrence.key, occurrence)
+        if len(occurrences) >= limits.max_occurrences:
+            warnings.append(f"more than {limits.max_occurrences:,} events; read the first")
+            break
+    return ParsedFeed(tuple(occurrences.values()), tuple(warnings))
+
+
+def find_event(
+    item: FeedItem, page: PageData | None, *, zone_name: str, languages: tuple[str, ...]
+) -> FoundEvent | None:
+    """Where the item's event is: structured data first, then the page, then the text."""
+    if item.structured is not None:
+        return item.structured
+    if page is not None and page.events:
+        return page.events[0]
+    for text, where in ((item.text, "item"), (page.text if page else "", "page")):
+        dates = find_dates(text, languages=languages, zone_name=zone_name, published=item.published)
+        if dates:
+            first = dates[0]
+            return FoundEvent(
+                start=first.start,
+                end=first.end,
+                all_day=first.all_day,
+                found_by="text",
+                how=f"{where} text: '{first.text}'",
+                year_guessed=first.year_guessed,
+            )
+    return None
+
+
+def _occurrence(
+    item: FeedItem, page: PageData | None, found: FoundEvent, source: Source, zone_name: str
+) -> Occurrence:
+    marker, title = title_status(item.title)
+    texts = (item.text, page.text if page else "")
+    status = combine_status(marker, found.status, *(text_status(t) for t in texts))
+    if found.all_day:
+        start: date | datetime = found.start
+        end: date | datetime = all_day_end(found.start, found.end)
+        tzid = None
+    else:
+        start = to_utc(found.start, zone_name)
+        end = max(to_utc(found.end, zone_name), start)
+        tzid = getattr(found.start.tzinfo, "key", None) or zone_name
+    description = item.text or (page.text if page else "")
+    location = found.location or (page.location if page else None) or ""
+    draft = Occurrence(
+        key=occurrence_key(source.id, item.id, None),
+        source_id=source.id,
+        uid=item.id,
+        recurrence_id=None,
+        title=title,
+        start=start,
+        end=end,
+        all_day=found.all_day,
+        tzid=tzid,
+        description=description[:MAX_DESCRIPTION],
+        url=item.link,
+        location=location,
+        status=status,
+        categories=item.categories,
+        origin=f"{found.found_by}: {found.how}",
+    )
+    return replace(draft, fingerprint=occurrence_fingerprint(draft))
