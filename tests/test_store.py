@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from aggregator.model import Attempt, Validators
 from aggregator.store import MIGRATIONS, Store
 from aggregator.store.schema import metadata
-
 from tests.conftest import make_settings, put_snapshot, source
 from tests.test_merge import occ
 
