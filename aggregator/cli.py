@@ -7,16 +7,17 @@ import asyncio
 import json
 import logging
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from aggregator import __version__
 from aggregator.errors import ConfigError, ParseError
-from aggregator.fetch import Fetcher, fetch_url, is_local, open_session
+from aggregator.fetch import Fetcher, is_local, open_session
 from aggregator.model import FetchOutcome, Limits, Network, Settings, Source, SourceKind
 from aggregator.normalise import iso
-from aggregator.parse import parse_feed
-from aggregator.refresh import refresh_all
+from aggregator.parse import feed_kind, parse_feed
+from aggregator.refresh import read_rss, refresh_all
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("target", help="a feed URL (http, https, webcal) or a file")
     check.add_argument("--json", action="store_true", help="print the result as JSON")
     check.add_argument("--kind", choices=[k.value for k in SourceKind], default="auto")
+    check.add_argument(
+        "--no-pages",
+        action="store_true",
+        help="RSS/Atom: do not read the pages the items link to (only the feed itself)",
+    )
     command("migrate", cmd_migrate, "create or upgrade the database schema, and exit")
     return parser
 
@@ -199,18 +205,32 @@ def cmd_check(args) -> int:
         target = str(Path(target).resolve())
     source = Source(id="check", name="check", url=target, kind=SourceKind(args.kind))
 
+    now = datetime.now(UTC)
+    if args.no_pages:
+        limits = replace(limits, max_pages=0)
+    settings_for_check = Settings(network=network, sources=(source,), limits=limits)
+
     async def run():
         async with open_session(network, limits) as session:
-            return await fetch_url(session, target, limits)
+            fetcher = Fetcher(session, limits)
+            result = await fetcher.fetch(target)
+            if result.outcome is not FetchOutcome.OK:
+                return result, None
+            if feed_kind(result, source) is SourceKind.RSS:
+                # the same reading as a refresh, linked pages included, nothing stored
+                return result, await read_rss(
+                    None, fetcher, source, result, settings_for_check, now
+                )
+            return result, parse_feed(
+                result, source, network_zone=network.timezone, now=now, limits=limits
+            )
 
-    result = asyncio.run(run())
-    now = datetime.now(UTC)
-    if result.outcome is not FetchOutcome.OK:
-        return _check_failed(args, f"could not fetch the feed: {result.error}")
     try:
-        parsed = parse_feed(result, source, network_zone=network.timezone, now=now, limits=limits)
+        result, parsed = asyncio.run(run())
     except ParseError as e:
         return _check_failed(args, f"could not read the feed: {e.message}")
+    if parsed is None:
+        return _check_failed(args, f"could not fetch the feed: {result.error}")
     occurrences = sorted(parsed.occurrences, key=lambda o: (iso(o.start), o.key))
     if args.json:
         print(
@@ -226,6 +246,7 @@ def cmd_check(args) -> int:
                             "all_day": o.all_day,
                             "status": o.status.value,
                             "tzid": o.tzid,
+                            "found_by": o.origin or "iCalendar",
                         }
                         for o in occurrences
                     ],
@@ -243,7 +264,8 @@ def cmd_check(args) -> int:
     )
     for o in occurrences:
         flag = "" if o.status.value == "scheduled" else f" [{o.status.value}]"
-        print(f"  {iso(o.start)}  {o.title}{flag}")
+        how = f"  (found by {o.origin})" if o.origin else ""
+        print(f"  {iso(o.start)}  {o.title}{flag}{how}")
     if parsed.warnings:
         print(f"{len(parsed.warnings)} warnings:")
         for warning in parsed.warnings:

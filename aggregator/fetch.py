@@ -115,16 +115,6 @@ class Fetcher:
             return await _fetch_http(self.session, url, self.limits, validators, started)
 
 
-async def fetch_url(
-    session: aiohttp.ClientSession | None,
-    url: str,
-    limits: Limits,
-    validators: Validators | None = None,
-) -> FetchResult:
-    """One polite fetch, for callers without a long-lived Fetcher (`aggregator check`)."""
-    return await Fetcher(session, limits).fetch(url, validators)
-
-
 async def _fetch_http(
     session: aiohttp.ClientSession,
     url: str,

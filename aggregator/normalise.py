@@ -154,8 +154,9 @@ _NEW_DATE_COMING = (
     "new date to be announced",
     "new date tba",
 )
-#: a line announcing the new date: "Ny dato: 15. marts", "New date: 1 June"
-_NEW_DATE = re.compile(r"^\W*(?:ny dato|new date|nyt tidspunkt|flyttet til|moved to)\s*:", re.I)
+#: words announcing the new date: "Ny dato: 15. marts", "New date: 1 June"
+NEW_DATE = re.compile(r"\b(?:ny dato|new date|nyt tidspunkt|flyttet til|moved to)\s*:", re.I)
+NEW_DATE_LINE = re.compile(r"^\W*" + NEW_DATE.pattern, re.I)
 #: whole words that say cancelled in a line of text ("Arrangementet er aflyst")
 _CANCELLED_LINE = re.compile(
     r"\b(?:er|is|has been|bliver|been)\s+(?:desværre\s+|unfortunately\s+)?"
@@ -195,9 +196,13 @@ def text_status(text: str) -> Status | None:
         line = line.strip()
         if not line or len(line) > 160:
             continue
-        if any(fuzz.partial_ratio(marker, line) >= 88 for marker in _NEW_DATE_COMING):
+        # the marker must fit in the line: partial_ratio would match "dato" to "ny dato følger"
+        if any(
+            len(line) >= len(marker) - 2 and fuzz.partial_ratio(marker, line) >= 88
+            for marker in _NEW_DATE_COMING
+        ):
             return Status.POSTPONED
-        if _NEW_DATE.match(line):
+        if NEW_DATE_LINE.match(line):
             status = status or Status.RESCHEDULED
         elif _POSTPONED_LINE.search(line):
             status = Status.POSTPONED

@@ -186,7 +186,7 @@ async def refresh_source(
 
 
 async def read_rss(
-    store: Store,
+    store: Store | None,
     fetcher: Fetcher,
     source: Source,
     result: FetchResult,
@@ -197,18 +197,21 @@ async def read_rss(
 
     A page is read again only when its item changed (new title, text or link), at most
     `limits.max_pages` per cycle; the rest use what was kept, or wait for the next cycle.
+    Without a store (`aggregator check`) nothing is kept.
     """
     zone_name = source.timezone or settings.network.timezone
     languages = ((source.language,) if source.language else ()) + settings.network.languages
     items, warnings = await asyncio.to_thread(
         read_feed, result.body, result.content_type, url=source.url, zone_name=zone_name
     )
-    kept = await store.load_pages(source.id)
+    kept = await store.load_pages(source.id) if store else {}
     pages: dict[str, PageData] = {}
     fresh: list[CachedPage] = []
     budget = settings.limits.max_pages
     for item in items:
         if item.structured is not None or not item.link or is_local(item.link):
+            continue
+        if settings.limits.max_pages == 0:  # pages switched off
             continue
         cached = kept.get(item.link)
         if cached is not None and cached.item_fingerprint == item.fingerprint:
@@ -229,7 +232,8 @@ async def read_rss(
         validators, data = page
         pages[item.link] = data
         fresh.append(CachedPage(data, item.fingerprint, now, validators))
-    await store.save_pages(source.id, fresh)
+    if store:
+        await store.save_pages(source.id, fresh)
     parsed = item_events(
         items,
         pages,

@@ -63,6 +63,7 @@ def test_check_json_lists_occurrences_with_iso_times(capsys):
         "all_day",
         "status",
         "tzid",
+        "found_by",
     }
     assert first["start"] == "2027-01-05T16:00:00Z" and first["tzid"] == "Europe/Copenhagen"
     assert [o["status"] for o in result["occurrences"]].count("cancelled") == 1

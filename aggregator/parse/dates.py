@@ -34,8 +34,9 @@ _YEAR = r"(?:,?\s*(?P<year>(?:19|20)\d\d))?"
 
 #: "26. januar 2023", "Thursday the 26th of January, 2023", "fra den 3. til den 5. juni 2023",
 #: "12–14 May 2023", "26 January - 2 February 2023"
+_NOT_A_CLOCK = r"(?<!kl\. )(?<!kl )(?<!kl\.)(?<!klokken )(?<!at )(?<!@ )"
 _DAY_MONTH = re.compile(
-    rf"(?<![\w/.-]){_LEAD}{_DAY.format(name='day')}"
+    rf"(?<![\w/.:-]){_NOT_A_CLOCK}{_LEAD}{_DAY.format(name='day')}"
     rf"(?:\s*(?:(?P<month1>{_MONTHS})\.?)?{_DASH}{_LEAD}{_DAY.format(name='day2')})?"
     rf"\s*(?:of\s+)?(?P<month>{_MONTHS})\.?(?![\w]){_YEAR}",
     re.IGNORECASE,
@@ -81,6 +82,8 @@ class FoundDate:
     text: str
     #: the year was not written; taken as the nearest after publication
     year_guessed: bool = False
+    #: where the date (and its time) begins and ends in the text
+    span: tuple[int, int] = (0, 0)
 
 
 def find_dates(
@@ -104,9 +107,38 @@ def find_dates(
                 taken.append(match.span())
                 found.append((match.start(), result))
     found.sort(key=lambda pair: pair[0])
+    dates = _join_ranges(text, [f for _, f in found])
     # a date with a time is likelier the event than a bare date mentioned in passing
-    timed = [f for _, f in found if not f.all_day]
-    return timed + [f for _, f in found if f.all_day]
+    timed = [f for f in dates if not f.all_day]
+    return timed + [f for f in dates if f.all_day]
+
+
+_RANGE_GAP = re.compile(r"\W*(?:-|–|—|til|to|until|through)\W*(?:den\s+|the\s+)?", re.I)
+
+
+def _join_ranges(text: str, dates: list[FoundDate]) -> list[FoundDate]:
+    """'fredag 26. januar kl. 17 til søndag 28. januar kl. 13' is one event, not two."""
+    joined: list[FoundDate] = []
+    for current in dates:
+        previous = joined[-1] if joined else None
+        if (
+            previous is not None
+            and previous.all_day == current.all_day
+            and _RANGE_GAP.fullmatch(text[previous.span[1] : current.span[0]])
+            and current.start > previous.start
+        ):
+            end = current.end if current.all_day else (current.end or current.start)
+            joined[-1] = FoundDate(
+                previous.start,
+                end,
+                previous.all_day,
+                text[previous.span[0] : current.span[1]].strip(" ,"),
+                previous.year_guessed,
+                (previous.span[0], current.span[1]),
+            )
+            continue
+        joined.append(current)
+    return joined
 
 
 def _read(
@@ -144,15 +176,16 @@ def _read(
     tz = zone(zone_name)
     if times is None or last is not None and last != first:
         end = (last or first) + timedelta(days=1)
-        return FoundDate(first, end, True, match.group(0).strip(), guessed)
-    (h1, m1), second = times
+        return FoundDate(first, end, True, match.group(0).strip(), guessed, match.span())
+    (h1, m1), second, time_end = times
     start = datetime.combine(first, time(h1, m1), tz)
     end = start
     if second is not None:
         end = datetime.combine(first, time(*second), tz)
         if end <= start:  # "22-02": ends after midnight
             end += timedelta(days=1)
-    return FoundDate(start, end, False, match.group(0).strip(), guessed)
+    words = text[match.start() : time_end].strip(" ,")
+    return FoundDate(start, end, False, words, guessed, (match.start(), time_end))
 
 
 @lru_cache(maxsize=4096)
@@ -187,12 +220,15 @@ def _to_date(
         return None
 
 
-def _times_after(text: str, position: int) -> tuple[tuple[int, int], tuple[int, int] | None] | None:
-    """The time (range) written right after a date: on its line, or at the start of the next."""
+def _times_after(
+    text: str, position: int
+) -> tuple[tuple[int, int], tuple[int, int] | None, int] | None:
+    """The time (range) written right after a date: on its line, or on the next when the date
+    ends its line; with where the time ends in `text`."""
     window = text[position : position + 80]
-    lines = window.split("\n")
-    # the rest of the date's line, and the next line when the date ends its own line
-    candidates = lines[0] if lines[0].strip() else " ".join(lines[:2])
+    first_line, _, rest = window.partition("\n")
+    # the next line only when the date ends its own line
+    candidates = first_line if first_line.strip() else first_line + "\n" + rest.split("\n")[0]
     for match in _TIMES.finditer(candidates):
         groups = match.groupdict()
         explicit = (
@@ -208,7 +244,7 @@ def _times_after(text: str, position: int) -> tuple[tuple[int, int], tuple[int, 
         end = None
         if groups["h2"] is not None:
             end = _clock(groups["h2"], groups["m2"], groups["ap2"] or groups["ap1"])
-        return start, end
+        return start, end, position + match.end()
     return None
 
 

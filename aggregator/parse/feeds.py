@@ -21,6 +21,7 @@ import feedparser
 from aggregator.errors import ParseError
 from aggregator.model import FeedItem, FoundEvent, Limits, Occurrence, PageData, ParsedFeed, Source
 from aggregator.normalise import (
+    NEW_DATE,
     all_day_end,
     clean_line,
     combine_status,
@@ -50,6 +51,8 @@ def read_feed(
         warnings.append(
             f"the feed is not well-formed XML ({parsed.get('bozo_exception')}); read what we could"
         )
+    if not parsed.entries:
+        warnings.append("the feed has no items")
     items: dict[str, FeedItem] = {}
     for entry in parsed.entries:
         item = _item(entry, zone_name, warnings)
@@ -148,6 +151,10 @@ def item_events(
             else datetime.combine(occurrence.start, datetime.min.time(), UTC)
         )
         if not oldest <= begins <= newest:
+            warnings.append(
+                f"'{occurrence.title}' is on {begins:%Y-%m-%d} ({occurrence.origin}), outside "
+                f"the {limits.past_days} days back and {limits.future_days} ahead we show"
+            )
             continue
         occurrences.setdefault(occurrence.key, occurrence)
         if len(occurrences) >= limits.max_occurrences:
@@ -164,8 +171,11 @@ def find_event(
         return item.structured
     if page is not None and page.events:
         return page.events[0]
-    for text, where in ((item.text, "item"), (page.text if page else "", "page")):
-        dates = find_dates(text, languages=languages, zone_name=zone_name, published=item.published)
+    item_text = f"{item.title}\n{item.text}"
+    for text, where in ((item_text, "item"), (page.text if page else "", "page")):
+        dates = _new_date(text, languages, zone_name, item.published) or find_dates(
+            text, languages=languages, zone_name=zone_name, published=item.published
+        )
         if dates:
             first = dates[0]
             return FoundEvent(
@@ -177,6 +187,16 @@ def find_event(
                 year_guessed=first.year_guessed,
             )
     return None
+
+
+def _new_date(text: str, languages, zone_name: str, published) -> list:
+    """The date on a "Ny dato: ..." / "New date: ..." line: a rescheduled event's new time."""
+    for marker in NEW_DATE.finditer(text):
+        after = text[marker.end() : marker.end() + 120]
+        found = find_dates(after, languages=languages, zone_name=zone_name, published=published)
+        if found:
+            return found
+    return []
 
 
 def _occurrence(

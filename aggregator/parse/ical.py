@@ -113,6 +113,9 @@ def _check_is_calendar(text: str, url: str) -> str:
     head = text.lstrip()[:512]
     upper = text[:65536].upper()
     if "BEGIN:VCALENDAR" in upper:
+        if "END:VCALENDAR" not in text[-65536:].upper():
+            # a body cut short reads as a calendar with fewer (or no) events: never apply it
+            raise ParseError(url, "the calendar ends before END:VCALENDAR (cut short?)")
         return text
     if head.upper().startswith("BEGIN:VEVENT"):
         return f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\n{text.strip()}\r\nEND:VCALENDAR\r\n"
@@ -126,6 +129,8 @@ def _check_is_calendar(text: str, url: str) -> str:
 def _read_calendars(text: str, url: str, warnings: _Warnings) -> list[icalendar.Calendar]:
     try:
         calendars = icalendar.Calendar.from_ical(text, multiple=True)
+        if not calendars:
+            raise ValueError("no VCALENDAR could be read")
     except Exception as e:  # icalendar raises ValueError, KeyError, ... on a bad line
         salvaged = _salvage(text, warnings)
         if not salvaged.walk("VEVENT"):

@@ -110,6 +110,9 @@ def event_from_schema(item: dict, zone_name: str, how: str) -> FoundEvent | None
     if start is None:
         return None
     end = _when(_first(item.get("endDate")), zone_name)
+    if _whole_days(start, end):
+        # The Events Calendar writes an all-day event as 00:00:00 to 23:59:59
+        start, end = start.date(), end.date()
     all_day = not isinstance(start, datetime)
     if all_day:
         # schema.org's endDate of an all-day event is its last day; DTEND is the day after
@@ -131,6 +134,12 @@ def event_from_schema(item: dict, zone_name: str, how: str) -> FoundEvent | None
         status=status,
         location=location,
     )
+
+
+def _whole_days(start, end) -> bool:
+    if not isinstance(start, datetime) or not isinstance(end, datetime):
+        return False
+    return (start.hour, start.minute) == (0, 0) and (end.hour, end.minute) == (23, 59)
 
 
 def address(text: str) -> str | None:
