@@ -142,7 +142,8 @@ def main() -> None:
         got = row.got or {"start": None, "end": None, "status": "-", "found_by": "skipped"}
         exp = row.expected
         print(
-            f"{row.feed:<16}{'ok' if row.right else 'NO':<4}{exp['start']!s:<27}{got['start']!s:<27}"
+            f"{row.feed:<16}{'ok' if row.right else 'NO':<4}"
+            f"{exp['start']!s:<27}{got['start']!s:<27}"
             f"{exp['end']!s:<27}{got['end']!s:<27}{exp['status'] + '/' + got['status']:<26}"
             f"{exp['title'][:40]} / {got['found_by']}"
         )
