@@ -87,19 +87,9 @@ def _settings(args) -> Settings:
 
 
 def cmd_serve(args) -> int:
-    from aiohttp import web
+    from aggregator.web import serve
 
-    from aggregator.web import make_app
-
-    settings = _settings(args)
-    web.run_app(
-        make_app(settings, scheduler=not args.no_scheduler),
-        host=args.host,
-        port=args.port,
-        print=lambda _: print(
-            f"Serving {settings.network.name} on http://{args.host}:{args.port}/", flush=True
-        ),
-    )
+    serve(_settings(args), args.host, args.port, scheduler=not args.no_scheduler)
     return 0
 
 

@@ -111,7 +111,8 @@ class Fetcher:
     async def _limited(self, url: str, validators: Validators, started: float) -> FetchResult:
         host = urlsplit(http_url(url)).hostname or ""
         per_host = self._hosts.setdefault(host, asyncio.Semaphore(self.limits.per_host))
-        async with self._all, per_host:
+        # the host's turn first: a busy host must not hold global slots others could use
+        async with per_host, self._all:
             return await _fetch_http(self.session, url, self.limits, validators, started)
 
 
@@ -256,12 +257,17 @@ def _retry_after(headers) -> float | None:
     if value.isdigit():
         return float(value)
     try:
-        when = parsedate_to_datetime(value)
-        sent = parsedate_to_datetime(headers["Date"]) if "Date" in headers else None
+        when = _aware(parsedate_to_datetime(value))
+        sent = _aware(parsedate_to_datetime(headers["Date"])) if "Date" in headers else None
     except (TypeError, ValueError, IndexError):
         return None
     reference = sent or datetime.now(UTC)
     return max(0.0, (when - reference).total_seconds())
+
+
+def _aware(value: datetime) -> datetime:
+    """'-0000' dates parse naive (RFC 5322: UTC, source unknown)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _with(result: FetchResult, **changes) -> FetchResult:

@@ -314,6 +314,8 @@ class Attempt:
     #: validators to keep for the next conditional GET; None keeps the stored ones
     validators: Validators | None = None
     moved_to: str | None = None
+    #: the remembered permanent address failed: fetch the configured one again
+    forget_move: bool = False
     gone: bool = False
     #: for 'held': why the new snapshot was not applied
     held_drop: str | None = None

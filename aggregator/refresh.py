@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -40,6 +41,8 @@ from aggregator.render import render_key
 from aggregator.render.ics import render_event
 from aggregator.store import Store
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class SourceReport:
@@ -66,9 +69,28 @@ class SourceReport:
         return f"{text} in {self.duration:.2f} s"
 
 
-def content_hash(body: bytes, now: datetime) -> str:
-    """The body's hash, and the day: the horizon moves daily, so a feed is read again daily."""
-    return hashlib.sha256(body + now.date().isoformat().encode()).hexdigest()
+def content_hash(body: bytes, now: datetime, source: Source, settings: Settings) -> str:
+    """What decides the occurrences read from a body: the body, the settings that read it,
+    and the day (the horizon moves daily, so every feed is read in full once a day)."""
+    limits = settings.limits
+    reading = "\x1f".join(
+        str(v)
+        for v in (
+            source.kind,
+            source.timezone,
+            source.language,
+            settings.network.timezone,
+            limits.past_days,
+            limits.future_days,
+            limits.max_occurrences,
+        )
+    )
+    digest = hashlib.sha256(body + reading.encode()).hexdigest()
+    return f"{now.date().isoformat()}:{digest[:53]}"
+
+
+def read_today(state: SourceState, now: datetime) -> bool:
+    return (state.content_hash or "").startswith(now.date().isoformat() + ":")
 
 
 def next_check(
@@ -79,7 +101,8 @@ def next_check(
     interval = (source.refresh_interval or settings.network.refresh_interval).total_seconds()
     wait = min(interval * 2 ** max(failures - 1, 0), max(settings.limits.max_backoff, interval))
     if retry_after is not None:
-        wait = max(wait, retry_after)
+        # honoured, but a server cannot park a source for years
+        wait = max(wait, min(retry_after, settings.limits.max_backoff))
     return now + timedelta(seconds=wait)
 
 
@@ -97,8 +120,15 @@ async def refresh_source(
     """
     state = state or await store.source_state(source.id)
     same_url = state.url == source.url
-    validators = state.validators if same_url else Validators()
-    result = await fetcher.fetch((same_url and state.moved_to) or source.url, validators)
+    # validators only for what was read today: a new day moves the horizon, so read in full
+    validators = state.validators if same_url and read_today(state, now) else Validators()
+    moved = same_url and state.moved_to
+    result = await fetcher.fetch(moved or source.url, validators)
+    forget_move = False
+    if moved and result.status is not None and 400 <= result.status < 500:
+        # the new address went away: the configured one is the member's word again
+        result = await fetcher.fetch(source.url, validators)
+        forget_move = True
     count = state.occurrence_count
 
     def attempt(outcome: str, message: str, **kwargs) -> Attempt:
@@ -114,6 +144,7 @@ async def refresh_source(
             duration=result.duration,
             bytes=len(result.body),
             moved_to=result.moved_to,
+            forget_move=forget_move,
             gone=result.gone,
             **kwargs,
         )
@@ -134,7 +165,7 @@ async def refresh_source(
         return await failed(result.error or "the fetch failed")
     if result.outcome is FetchOutcome.NOT_MODIFIED:
         return await unchanged("not modified", "not modified (HTTP 304)")
-    digest = content_hash(result.body, now)
+    digest = content_hash(result.body, now, source, settings)
     if digest == state.content_hash:
         return await unchanged("unchanged", "the same feed as last time; not read again")
     try:
@@ -278,6 +309,27 @@ def _render_event(event, sequence, created, last_modified, *, network):
     return render_event(event, sequence, created, last_modified, network)
 
 
+async def _record_bug(
+    store: Store,
+    source: Source,
+    settings: Settings,
+    now: datetime,
+    state: SourceState,
+    error: Exception,
+) -> SourceReport:
+    words = f"an unexpected error in the aggregator ({type(error).__name__}: {error}); reported"
+    failures = state.failures_in_row + 1
+    attempt = Attempt(
+        at=now,
+        outcome="failed",
+        message=words,
+        error=words,
+        next_check_at=next_check(source, settings, now, failures, None),
+    )
+    await store.record_attempt(source.id, attempt)
+    return SourceReport(source.id, "failed", state.occurrence_count, error=words)
+
+
 async def refresh_all(
     store: Store,
     fetcher: Fetcher,
@@ -287,19 +339,26 @@ async def refresh_all(
     on_report: Callable[[SourceReport], None] | None = None,
 ) -> tuple[list[SourceReport], bool]:
     """One full cycle: every source (the fetcher keeps it polite per host), then publish once."""
-    await store.sync_sources(settings.sources)
+    sources_changed = await store.sync_sources(settings.sources)
     await store.prune_history(now)
     states = await store.source_states()
     limit = asyncio.Semaphore(settings.limits.concurrency)
 
     async def one(source: Source) -> SourceReport:
         async with limit:
-            report = await refresh_source(store, fetcher, source, settings, now, states[source.id])
+            try:
+                report = await refresh_source(
+                    store, fetcher, source, settings, now, states[source.id]
+                )
+            except Exception as e:  # a bug: logged in full, and it stops only this source
+                log.exception("refreshing %s failed unexpectedly", source.id)
+                report = await _record_bug(store, source, settings, now, states[source.id], e)
         if on_report:
             on_report(report)
         return report
 
     reports = await asyncio.gather(*(one(s) for s in (sources or settings.sources)))
     # nothing read anew: the published events cannot have changed, so skip the merge
-    changed = any(r.outcome == "updated" for r in reports) and await publish(store, settings, now)
+    read_anew = sources_changed or any(r.outcome == "updated" for r in reports)
+    changed = read_anew and await publish(store, settings, now)
     return list(reports), changed

@@ -75,8 +75,11 @@ class Outputs:
         self._version: int | None = None
         self._polled = float("-inf")
         self._lock = asyncio.Lock()
+        #: bumped by every invalidation; what was read before one is never kept after it
+        self._generation = 0
 
     def invalidate(self) -> None:
+        self._generation += 1
         self._bodies.clear()
         self._events = None
 
@@ -92,9 +95,13 @@ class Outputs:
 
     async def events(self) -> list[NetworkEvent]:
         await self._poll()
-        if self._events is None:
-            self._events = await self.store.published_events()
-        return self._events
+        if self._events is not None:
+            return self._events
+        generation = self._generation
+        events = await self.store.published_events()
+        if generation == self._generation:  # no publish while we read: keep it
+            self._events = events
+        return events
 
     async def body(
         self, name: str, render: Callable[[list[NetworkEvent]], Awaitable[Body] | Body]
@@ -106,10 +113,24 @@ class Outputs:
         async with self._lock:
             body = self._bodies.get(name)
             if body is None:
+                generation = self._generation
                 result = render(await self.events())
                 body = await result if asyncio.iscoroutine(result) else result
-                self._bodies[name] = body
+                if generation == self._generation:
+                    self._bodies[name] = body
             return body
+
+
+def serve(settings: Settings, host: str, port: int, scheduler: bool = True) -> None:
+    """Run the web server (and the scheduler) until SIGINT or SIGTERM."""
+    web.run_app(
+        make_app(settings, scheduler=scheduler),
+        host=host,
+        port=port,
+        print=lambda _: print(
+            f"Serving {settings.network.name} on http://{host}:{port}/", flush=True
+        ),
+    )
 
 
 def make_app(

@@ -254,3 +254,23 @@ def test_single_events_are_not_counted_as_series():
     parsed = parse_file(FEEDS / "floating.ics")
     assert parsed.series == 0
     assert all(o.recurrence_id is None for o in parsed.occurrences)
+
+
+def test_single_events_sharing_a_uid_are_all_kept_whatever_their_order():
+    one = """BEGIN:VEVENT\nUID:dup@x\nDTSTAMP:20261101T000000Z\nDTSTART:20270110T100000Z
+SUMMARY:First\nEND:VEVENT\n"""
+    two = one.replace("First", "Second").replace("20270110", "20270111")
+    head, tail = "BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:x\n", "END:VCALENDAR\n"
+    forward = parse(head + one + two + tail)
+    backward = parse(head + two + one + tail)
+    assert sorted(o.title for o in forward.occurrences) == ["First", "Second"]
+    assert {(o.key, o.title) for o in forward.occurrences} == {
+        (o.key, o.title) for o in backward.occurrences
+    }
+    assert any("UID dup@x is used by 2 events" in w for w in forward.warnings)
+
+
+def test_a_calendar_cut_short_is_a_parse_error():
+    text = (FEEDS / "kulturhuset.ics").read_text(encoding="utf-8")
+    with pytest.raises(ParseError, match="cut short"):
+        parse(text[: len(text) * 9 // 10])

@@ -17,7 +17,6 @@ from aiohttp import web
 
 from aggregator import parse
 from aggregator.fetch import http_url
-from aggregator.model import FetchOutcome
 from aggregator.refresh import publish, refresh_all, refresh_source
 from aggregator.web import make_app
 from tests.conftest import DATA, FEEDS, fetching, make_settings, source
@@ -104,7 +103,8 @@ HOSTILE = {
         headers={"Content-Type": "text/html"},
     ),
     "empty 200": dict(body=b""),
-    "malformed iCalendar": dict(body=b"BEGIN:VCALENDAR\r\nthis is not\r\n"),
+    "malformed iCalendar": dict(body=b"BEGIN:VCALENDAR\r\nthis is not\r\nEND:VCALENDAR\r\n"),
+    "calendar cut short": dict(body=GOOD[: len(GOOD) * 95 // 100]),
     "404": dict(body=b"not here", status=404),
 }
 
@@ -123,6 +123,7 @@ WORDS = {
     "HTML error page with 200": "HTML page",
     "empty 200": "empty",
     "malformed iCalendar": "could not read the feed",
+    "calendar cut short": "cut short",
     "404": "check the feed's address",
 }
 
@@ -464,4 +465,73 @@ def test_webcal_is_fetched_as_https():
 
 def test_the_gzip_bomb_is_one():
     assert len(bomb()) < 1_000_000 and len(gzip.decompress(bomb())) == 200 << 20
-    assert FetchOutcome.FAILED.value == "failed"
+
+
+async def test_retry_after_as_an_http_date_is_honoured(good, store, feed_server, now):
+    settings, fetcher, sleeps = good
+    headers = {
+        "Date": "Wed, 25 Nov 2026 12:00:00 GMT",
+        "Retry-After": "Wed, 25 Nov 2026 12:00:12 GMT",
+    }
+    feed_server.serve("/kultur.ics", b"", status=503, headers=headers)
+    await refresh_source(store, fetcher, settings.sources[0], settings, now)
+    assert sleeps and all(s >= 12 for s in sleeps)
+
+
+async def test_a_retry_after_date_without_a_zone_does_not_break_the_cycle(
+    good, store, feed_server, now
+):
+    settings, fetcher, _ = good
+    headers = {"Retry-After": "Wed, 21 Oct 2037 07:28:00 -0000"}
+    feed_server.serve("/kultur.ics", b"", status=503, headers=headers)
+    reports, _ = await refresh_all(store, fetcher, settings, now)
+    assert reports[0].outcome == "failed"
+    state = await store.source_state("kultur")
+    # honoured, but no server parks a source for years: at most max_backoff
+    assert state.next_check_at - now == timedelta(seconds=settings.limits.max_backoff)
+
+
+async def test_a_new_day_reads_a_304_source_in_full(good, store, feed_server, now):
+    settings, fetcher, _ = good
+    feed_server.serve(
+        "/kultur.ics", GOOD, headers={"ETag": '"v1"', "Content-Type": "text/calendar"}
+    )
+    await refresh_source(store, fetcher, settings.sources[0], settings, now)
+    same_day = await refresh_source(
+        store, fetcher, settings.sources[0], settings, now + timedelta(hours=2)
+    )
+    assert same_day.outcome == "not modified"
+    next_day = await refresh_source(
+        store, fetcher, settings.sources[0], settings, now + timedelta(days=1)
+    )
+    assert next_day.outcome in ("updated", "unchanged")
+    assert "If-None-Match" not in feed_server.requests[-1].headers
+
+
+async def test_a_moved_address_that_fails_falls_back_to_the_configured_one(
+    good, store, feed_server, now
+):
+    settings, fetcher, _ = good
+    feed_server.serve("/kultur.ics", status=301, headers={"Location": "/new.ics"})
+    feed_server.serve("/new.ics", GOOD)
+    await refresh_source(store, fetcher, settings.sources[0], settings, now)
+    assert (await store.source_state("kultur")).moved_to
+    feed_server.serve("/new.ics", b"", status=404)
+    feed_server.serve("/kultur.ics", GOOD)
+    report = await refresh_source(store, fetcher, settings.sources[0], settings, now)
+    assert report.outcome != "failed"
+    state = await store.source_state("kultur")
+    assert state.moved_to is None and state.health == "ok"
+
+
+async def test_a_source_taken_out_of_the_config_is_unpublished(store, feed_server, tmp_path, now):
+    a = source("a", feed_server.serve("/a.ics", GOOD))
+    b = source("b", feed_server.serve("/b.ics", (FEEDS / "floating.ics").read_bytes()))
+    settings = make_settings(tmp_path, [a, b])
+    async with fetching(settings) as fetcher:
+        await refresh_all(store, fetcher, settings, now)
+        assert len(await store.published_events()) == 34 + 3
+        _, changed = await refresh_all(store, fetcher, replace(settings, sources=(a,)), now)
+    assert changed
+    assert len(await store.published_events()) == 34
+    assert await store.load_occurrences("b") == []

@@ -130,7 +130,15 @@ async def test_a_database_made_by_version_0001_migrates_and_keeps_its_data(tmp_p
         await conn.execute(
             text(
                 "insert into sources (id, url, failures_in_row, occurrence_count, warnings, "
-                "last_fetch_at) values ('old', '/old.ics', 3, 0, '[]', '2026-11-20 10:00:00')"
+                "last_fetch_at) values ('old', '/old.ics', 3, 0, '[]', '2026-11-20 10:00:00')",
+            )
+        )
+        await conn.execute(
+            text(
+                'insert into occurrences (key, source_id, uid, title, start, "end", all_day, '
+                "description, location, status, categories, sequence, fingerprint) values "
+                "('k1', 'old', 'u1@x', 'Kept', '2027-01-10T10:00:00Z', '2027-01-10T11:00:00Z', "
+                "0, '', '', 'scheduled', '[]', 0, 'f')"
             )
         )
     await engine.close()
@@ -139,6 +147,8 @@ async def test_a_database_made_by_version_0001_migrates_and_keeps_its_data(tmp_p
     state = await store.source_state("old")
     assert state.failures_in_row == 3 and state.health == "failing"
     assert state.failing_since == state.last_fetch_at
+    (kept,) = await store.load_occurrences("old")
+    assert (kept.title, kept.origin) == ("Kept", "")
     async with store.engine.connect() as conn:
         version = (await conn.execute(text("select version_num from alembic_version"))).scalar()
     assert version == head()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 from dataclasses import replace
+from datetime import timedelta
 
 import feedparser
 import icalendar
@@ -108,7 +109,8 @@ async def test_a_second_refresh_with_nothing_new_keeps_the_bytes(aiohttp_client,
     client = await client_for(aiohttp_client, demo)
     before = await (await client.get("/calendar.ics")).read()
     store = await Store.open(demo.database_url)
-    await refresh_all(store, Fetcher(None, demo.limits), demo, NOW.replace(hour=18))
+    for days in (1, 7, 30):  # a new day reads every feed again and re-expands the series
+        await refresh_all(store, Fetcher(None, demo.limits), demo, NOW + timedelta(days=days))
     await store.close()
     again = await client_for(aiohttp_client, demo)
     assert await (await again.get("/calendar.ics")).read() == before
@@ -210,3 +212,18 @@ async def test_a_source_page_gives_its_state_and_fetch_history(aiohttp_client, d
     (fetch,) = data["fetches"]
     assert fetch["outcome"] == "updated" and fetch["message"].startswith("read 34 occurrences")
     assert (await client.get("/sources/nobody")).status == 404
+
+
+async def test_a_render_that_a_publish_overtakes_is_not_kept(aiohttp_client, demo):
+    app = make_app(demo, clock=lambda: NOW, scheduler=False)
+    await aiohttp_client(app)
+    outputs = app[OUTPUTS]
+
+    async def render_while_publishing(events):
+        outputs.invalidate()  # a publish lands while this render is under way
+        from aggregator.web import Body
+
+        return Body.of(b"stale", "text/plain")
+
+    await outputs.body("x", render_while_publishing)
+    assert "x" not in outputs._bodies

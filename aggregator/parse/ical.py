@@ -205,6 +205,7 @@ def _series_of(
     except Exception as e:
         warnings.add(f"X-WR-TIMEZONE could not be applied ({_words(e)})")
     _drop_unreadable_events(calendar, warnings)
+    _separate_shared_uids(calendar, warnings)
     try:
         query = recurring_ical_events.of(calendar, skip_bad_series=True)
     except Exception as e:
@@ -228,6 +229,40 @@ def _series_of(
                 "date we cannot read; skipped"
             )
             seen.add(uid)
+
+
+def _separate_shared_uids(calendar: icalendar.Calendar, warnings: _Warnings) -> None:
+    """Single events that share a UID are different events, not one to pick from.
+
+    recurring-ical-events would keep one of them (which one depends on their order); each
+    gets its own UID instead, made from its start and title so that it is the same in every
+    fetch. A copy of the very same event is dropped.
+    """
+    by_uid: dict[str, list] = {}
+    for event in calendar.walk("VEVENT"):
+        by_uid.setdefault(str(event.get("UID", "")), []).append(event)
+    for uid, events in by_uid.items():
+        if not uid or len(events) < 2:
+            continue
+        if any(p in e for e in events for p in ("RRULE", "RDATE", "RECURRENCE-ID")):
+            continue  # a series with its overrides
+        seen: dict[str, object] = {}
+        for event in events:
+            sig = hashlib.sha256(
+                f"{event['DTSTART'].to_ical()!r}\x1f{event.get('SUMMARY', '')}".encode()
+            ).hexdigest()[:10]
+            if sig in seen:
+                calendar.subcomponents.remove(event)
+                continue
+            seen[sig] = event
+            event["UID"] = f"{uid}#{sig}"
+        warnings.add(
+            f"UID {uid} is used by {len(events)} events; "
+            + ("each is kept as its own event" if len(seen) > 1 else "kept one copy")
+        )
+        if len(seen) == 1:  # only copies: the one left keeps the member's UID
+            only = next(iter(seen.values()))
+            only["UID"] = uid
 
 
 def _drop_unreadable_events(calendar: icalendar.Calendar, warnings: _Warnings) -> None:

@@ -85,8 +85,14 @@ class Store:
 
     # -- sources -------------------------------------------------------------------------
 
-    async def sync_sources(self, configured: Iterable[Source]) -> None:
-        """Make a row for every configured source; a changed URL forgets the old validators."""
+    async def sync_sources(self, configured: Iterable[Source]) -> bool:
+        """Make the stored sources those configured; whether any came or went.
+
+        A new address from the operator forgets what the old one told us (validators, a
+        permanent move, gone, failures and backoff). A source taken out of sources.yaml is
+        deleted with its occurrences: the operator has spoken.
+        """
+        configured = list(configured)
         async with self._writing() as conn:
             rows = {r.id: r for r in await conn.execute(select(sources.c.id, sources.c.url))}
             for source in configured:
@@ -96,7 +102,6 @@ class Store:
                         insert(sources).values(id=source.id, url=source.url, warnings=[])
                     )
                 elif row.url != source.url:
-                    # a new address from the operator: forget what the old one told us
                     await conn.execute(
                         update(sources)
                         .where(sources.c.id == source.id)
@@ -108,8 +113,18 @@ class Store:
                             moved_to=None,
                             gone_at=None,
                             held_drop=None,
+                            failures_in_row=0,
+                            failing_since=None,
+                            last_error=None,
+                            next_check_at=None,
                         )
                     )
+            removed = set(rows) - {s.id for s in configured}
+            if removed:
+                for table in (occurrences, fetches, pages):
+                    await conn.execute(delete(table).where(table.c.source_id.in_(removed)))
+                await conn.execute(delete(sources).where(sources.c.id.in_(removed)))
+        return bool(removed) or any(s.id not in rows for s in configured)
 
     async def source_states(self) -> dict[str, SourceState]:
         async with self.engine.connect() as conn:
@@ -160,6 +175,8 @@ class Store:
                 )
             if attempt.moved_to:
                 values["moved_to"] = attempt.moved_to
+        if attempt.forget_move:
+            values["moved_to"] = None
         if snapshot is not None:
             values.update(
                 content_hash=content_hash,
