@@ -5,6 +5,7 @@ Does not interact with any dependencies, only processes data: no I/O, no clock r
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, time
 
@@ -49,16 +50,18 @@ def suspicious_drop(
     future = {o.key for o in stored if is_future(o, now)}
     if not future:
         return None
+    lost = future - {o.key for o in parsed}
+    # which events went: a second fetch confirms a drop only when the same ones are gone
+    ref = hashlib.sha256("\x1f".join(sorted(lost)).encode()).hexdigest()[:8]
     if not parsed:
         return (
             f"the feed read fine but has no events, where it had {len(future)} upcoming; "
-            "held back until the next fetch shows the same"
+            f"held back until the next fetch shows the same (ref {ref})"
         )
-    lost = future - {o.key for o in parsed}
     if len(lost) / len(future) > threshold:
         return (
             f"{len(lost)} of {len(future)} upcoming events vanished at once; "
-            "held back until the next fetch shows the same"
+            f"held back until the next fetch shows the same (ref {ref})"
         )
     return None
 

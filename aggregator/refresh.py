@@ -185,7 +185,7 @@ async def refresh_source(
         return await failed(f"could not read the feed: {e.message}")
     stored = await store.load_occurrences(source.id)
     drop = suspicious_drop(stored, parsed.occurrences, now, settings.limits.drop_threshold)
-    if drop and not state.held_drop:
+    if drop and drop != state.held_drop:  # a new drop, or a different one: hold it
         # not applied, validators and hash not kept: the next fetch reads it again
         await store.record_attempt(source.id, attempt("held", drop, held_drop=drop))
         return SourceReport(

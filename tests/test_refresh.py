@@ -535,3 +535,16 @@ async def test_a_source_taken_out_of_the_config_is_unpublished(store, feed_serve
     assert changed
     assert len(await store.published_events()) == 34
     assert await store.load_occurrences("b") == []
+
+
+async def test_a_different_drop_does_not_confirm_a_held_one(good, store, feed_server, now):
+    settings, fetcher, _ = good
+    empty = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//x//EN\r\nEND:VCALENDAR\r\n"
+    feed_server.serve("/kultur.ics", empty)
+    assert (await refresh_source(store, fetcher, settings.sources[0], settings, now)).outcome == (
+        "held"
+    )
+    feed_server.serve("/kultur.ics", MOST)  # another drop, not the same one
+    report = await refresh_source(store, fetcher, settings.sources[0], settings, now)
+    assert report.outcome == "held"
+    assert len(await store.load_occurrences("kultur")) == 34
