@@ -53,6 +53,7 @@ def test_the_demo_sources_yaml_loads() -> None:
         "groen-omstilling",
         "frivilligcentret",
         "ungdomsraadet",
+        "globalt-netvaerk",
     ]
 
 

@@ -17,7 +17,7 @@ from aggregator.web import OUTPUTS, make_app
 from tests.conftest import FEEDS as FEEDS_DIR
 from tests.conftest import NOW, demo_sources, fetching, ical_js, make_settings, source
 
-DEMO_OCCURRENCES = 34 + 9 + 10 + 3
+DEMO_OCCURRENCES = 34 + 9 + 10 + 3 + 3
 #: the CSRD workshop is published by two members and merged into one event
 DEMO_EVENTS = DEMO_OCCURRENCES - 1
 
@@ -27,7 +27,7 @@ async def demo(tmp_path):
     settings = make_settings(tmp_path, demo_sources())
     store = await Store.open(settings.database_url)
     reports, _ = await refresh_all(store, Fetcher(None, settings.limits), settings, NOW)
-    assert [r.outcome for r in reports] == ["updated"] * 4
+    assert [r.outcome for r in reports] == ["updated"] * 5
     await store.close()
     return settings
 
@@ -155,7 +155,7 @@ async def test_healthz_and_sources(aiohttp_client, demo):
     health = await (await client.get("/healthz")).json()
     assert health["status"] == "ok" and health["events"] == DEMO_EVENTS
     sources = (await (await client.get("/sources")).json())["sources"]
-    assert [s["state"] for s in sources] == ["ok"] * 4
+    assert [s["state"] for s in sources] == ["ok"] * 5
     outlook = next(s for s in sources if s["id"] == "frivilligcentret")
     assert any("Romance Standard Time" in w for w in outlook["warnings"])
 

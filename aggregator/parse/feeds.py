@@ -42,12 +42,16 @@ def read_feed(
     body: bytes, content_type: str | None, *, url: str, zone_name: str
 ) -> tuple[list[FeedItem], list[str]]:
     """The items of an RSS or Atom feed, each with its structured event if it has one."""
-    parsed = feedparser.parse(body, response_headers={"content-type": content_type or ""})
+    # a local file has no Content-Type: say XML, or feedparser calls the feed suspect
+    headers = {"content-type": content_type or "application/xml"}
+    parsed = feedparser.parse(body, response_headers=headers)
     if not parsed.get("version") and not parsed.entries:
         problem = parsed.get("bozo_exception")
         raise ParseError(url, f"not an RSS or Atom feed ({problem or 'no feed elements'})")
     warnings: list[str] = []
-    if parsed.get("bozo") and parsed.entries:
+    benign = ("CharacterEncodingOverride", "NonXMLContentType")
+    problem = type(parsed.get("bozo_exception")).__name__
+    if parsed.get("bozo") and parsed.entries and problem not in benign:
         warnings.append(
             f"the feed is not well-formed XML ({parsed.get('bozo_exception')}); read what we could"
         )
