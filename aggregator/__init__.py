@@ -13,7 +13,7 @@ The pipeline, one module per stage (see DESIGN.md)::
                                                              # (normalise: zones, text, keys)
         if reconcile.suspicious_drop(stored, parsed):        # held until the next fetch agrees
             store.record_attempt(source, held); continue
-        snapshot = reconcile.keep_past(stored, parsed)       # past events are not removed
+        snapshot = reconcile.carry_over(stored, parsed)      # vanished: missing, then removed
         store.record_attempt(source, updated, snapshot)
     events = merge.merge(store.load_occurrences())           # pure: same UID -> one event
     store.publish(events, render.ics.render_event, now)      # VEVENT bytes kept per event

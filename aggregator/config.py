@@ -134,6 +134,8 @@ class LimitsConfig(_Model):
     max_backoff: Duration = timedelta(hours=24)
     drop_threshold: float = Field(0.5, gt=0, le=1)
     max_pages: int = Field(30, ge=0, le=1000)
+    retention_days: int = Field(30, ge=0)
+    recreate_window_days: int = Field(60, ge=0)
 
 
 class FileConfig(_Model):

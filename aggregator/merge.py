@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from aggregator.model import MergedEvent, Occurrence, Source, Status
 from aggregator.normalise import event_id, fingerprint, iso
+from aggregator.reconcile import identity_of
 
 
 def merge(occurrences: Iterable[Occurrence], sources: Sequence[Source]) -> list[MergedEvent]:
@@ -24,7 +25,7 @@ def merge(occurrences: Iterable[Occurrence], sources: Sequence[Source]) -> list[
     groups: dict[str, list[Occurrence]] = defaultdict(list)
     for occurrence in occurrences:
         if occurrence.source_id in rank:  # a source removed from the config is not published
-            groups[event_id(occurrence.uid, occurrence.recurrence_id)].append(occurrence)
+            groups[event_id(*identity_of(occurrence).split("\x1f"))].append(occurrence)
     merged = [_merge_group(eid, members, rank, by_id) for eid, members in groups.items()]
     merged.sort(key=lambda e: (iso(e.start), e.id))
     return merged
@@ -59,6 +60,7 @@ def _merge_group(
         "organisers": tuple(by_id[s].name for s in source_ids),
         "source_ids": source_ids,
         "members": tuple(o.key for o in members),
+        "removed": all(o.removed_at is not None for o in members),
     }
     content = {k: iso(v) if k in ("start", "end") else v for k, v in values.items()}
     content["status"] = status.value

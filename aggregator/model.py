@@ -86,6 +86,10 @@ class Limits:
     drop_threshold: float = 0.5
     #: linked event pages of RSS items read per source and cycle
     max_pages: int = 30
+    #: cancelled and postponed events stay visible this long after their date
+    retention_days: int = 30
+    #: a vanished event and a new one with the same title this close are one moved event
+    recreate_window_days: int = 60
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,13 @@ class Occurrence:
     fingerprint: str = ""
     #: how the time was found, for RSS items ("page JSON-LD", "text: '26 januar 2023 ...'")
     origin: str = ""
+    #: "uid\x1frecurrence id" its network identity comes from, when not its own: an event
+    #: deleted and re-created under a new UID keeps the identity of the one it replaced
+    identity: str = ""
+    #: the first good fetch that no longer listed it (a removal waits for a second one)
+    missing_since: datetime | None = None
+    #: when its removal was confirmed: shown as cancelled, "removed by the organiser"
+    removed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -262,6 +273,8 @@ class SourceState:
     gone_at: datetime | None = None
     #: the address every redirect pointed to permanently (301/308); fetched instead of `url`
     moved_to: str | None = None
+    #: occurrences that left the feed, whose removal the next good fetch confirms
+    pending_removals: int = 0
 
     @property
     def health(self) -> str:
@@ -344,6 +357,10 @@ class MergedEvent:
     #: keys of the member occurrences
     members: tuple[str, ...]
     fingerprint: str
+    #: every member removed it from its feed (not just marked it cancelled)
+    removed: bool = False
+    #: where it was before it last moved (kept by the store, not computed by merge)
+    previous_start: datetime | date | None = None
 
 
 @dataclass(frozen=True)

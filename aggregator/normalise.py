@@ -218,3 +218,12 @@ def combine_status(*statuses: Status | None) -> Status:
         if status in statuses:
             return status
     return Status.SCHEDULED
+
+
+def normalised_title(title: str) -> str:
+    """A title for comparing: status marker off, lowercased, accents folded, words only."""
+    _, rest = title_status(title)
+    folded = unicodedata.normalize("NFKD", rest.casefold())
+    plain = "".join(ch for ch in folded if not unicodedata.combining(ch))
+    plain = plain.replace("ø", "o").replace("æ", "ae").replace("å", "a")
+    return " ".join(re.findall(r"\w+", plain))

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, time
+from dataclasses import replace
+from datetime import UTC, datetime, time, timedelta
 
-from aggregator.model import Change, ChangeKind, Occurrence
+from aggregator.model import Change, ChangeKind, Occurrence, Status
+from aggregator.normalise import normalised_title, occurrence_fingerprint
 
 
 def reconcile(stored: Iterable[Occurrence], parsed: Iterable[Occurrence]) -> list[Change]:
@@ -66,16 +68,98 @@ def suspicious_drop(
     return None
 
 
-def keep_past(
-    stored: Sequence[Occurrence], parsed: Sequence[Occurrence], now: datetime, oldest: datetime
-) -> list[Occurrence]:
-    """The new snapshot, plus past occurrences the feed no longer lists.
+def identity_of(occurrence: Occurrence) -> str:
+    """The "uid\x1frecurrence id" an occurrence's network id comes from."""
+    return occurrence.identity or f"{occurrence.uid}\x1f{occurrence.recurrence_id or ''}"
 
-    Feeds prune their past; an event that has happened and left the feed was not cancelled
-    or removed, so it stays (archived) until it falls out of the horizon.
+
+def carry_over(
+    stored: Sequence[Occurrence],
+    parsed: Sequence[Occurrence],
+    now: datetime,
+    *,
+    oldest: datetime,
+    retention: timedelta,
+    recreate_window: timedelta,
+    confirmed: bool = False,
+) -> list[Occurrence]:
+    """The source's new snapshot: what the feed lists now, and what it no longer lists.
+
+    - An upcoming occurrence that vanished and a new one with the same title starting within
+      `recreate_window` are one moved event (rule 5): the new one keeps the old identity.
+    - Other upcoming occurrences that vanished are kept: the first good fetch without them
+      marks them missing, the next one confirms the removal (cancelled, "removed"), rule 3.
+    - Past occurrences are archived, never removed (rule 6), until the horizon passes them.
+    - Cancelled ones stay until their date has passed by `retention` (rule 7).
+    - One listed again is restored.
+    `confirmed`: this fetch already confirms a drop held back last time, so what vanished is
+    removed at once.
     """
-    keys = {o.key for o in parsed}
-    archived = [
-        o for o in stored if o.key not in keys and not is_future(o, now) and _ends(o) >= oldest
-    ]
-    return list(parsed) + archived
+    before = {o.key: o for o in stored}
+    listed = {o.key for o in parsed}
+    fresh = [o for o in parsed if o.key not in before]
+    vanished = sorted((o for o in stored if o.key not in listed), key=lambda o: _ends(o))
+    heirs: dict[str, Occurrence] = {}
+    for old in vanished:
+        if not is_future(old, now) or old.removed_at is not None:
+            continue
+        near = [
+            new
+            for new in fresh
+            if new.key not in heirs
+            and _same_title(new.title, old.title)
+            and abs(_ends(new) - _ends(old)) <= recreate_window
+        ]
+        if near:
+            heir = min(near, key=lambda new: abs(_ends(new) - _ends(old)))
+            heirs[heir.key] = old
+    moved = {old.key for old in heirs.values()}
+    snapshot = []
+    for occurrence in parsed:
+        previous = before.get(occurrence.key) or heirs.get(occurrence.key)
+        if previous is not None and (previous.identity or occurrence.key in heirs):
+            occurrence = replace(occurrence, identity=identity_of(previous))
+        snapshot.append(occurrence)
+    for old in vanished:
+        if old.key in moved:
+            continue
+        if not is_future(old, now):
+            # archived: a past event that left the feed was not cancelled; a cancelled one
+            # stays its retention time, any other until the horizon passes it
+            until = _ends(old) + retention if _cancelled(old) else _ends(old)
+            if until >= (now if _cancelled(old) else oldest):
+                snapshot.append(old)
+            continue
+        if old.removed_at is not None:
+            snapshot.append(old)
+        elif old.missing_since is None and not confirmed:
+            snapshot.append(replace(old, missing_since=now))
+        else:
+            snapshot.append(
+                _with_fingerprint(replace(old, status=Status.CANCELLED, removed_at=now))
+            )
+    return snapshot
+
+
+def _cancelled(occurrence: Occurrence) -> bool:
+    return occurrence.status in (Status.CANCELLED, Status.POSTPONED)
+
+
+def _same_title(a: str, b: str) -> bool:
+    return normalised_title(a) == normalised_title(b)
+
+
+def _with_fingerprint(occurrence: Occurrence) -> Occurrence:
+    return replace(occurrence, fingerprint=occurrence_fingerprint(occurrence))
+
+
+def confirm_removals(stored: Sequence[Occurrence], now: datetime) -> list[Occurrence]:
+    """The feed was fetched fine again and is the same: what was missing is now removed."""
+    confirmed = []
+    for occurrence in stored:
+        if occurrence.missing_since is not None and occurrence.removed_at is None:
+            occurrence = _with_fingerprint(
+                replace(occurrence, status=Status.CANCELLED, removed_at=now)
+            )
+        confirmed.append(occurrence)
+    return confirmed

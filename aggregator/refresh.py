@@ -36,7 +36,7 @@ from aggregator.model import (
 from aggregator.parse import decode_body, feed_kind, parse_feed
 from aggregator.parse.feeds import item_events, read_feed
 from aggregator.parse.pages import event_from_ics, read_page
-from aggregator.reconcile import keep_past, reconcile, suspicious_drop
+from aggregator.reconcile import carry_over, confirm_removals, reconcile, suspicious_drop
 from aggregator.render import render_key
 from aggregator.render.ics import render_event
 from aggregator.store import Store
@@ -154,6 +154,23 @@ async def refresh_source(
         return SourceReport(source.id, "failed", count, error=error, duration=result.duration)
 
     async def unchanged(outcome: str, message: str) -> SourceReport:
+        if state.pending_removals:
+            # the same feed, fetched fine a second time: the vanished are confirmed gone
+            snapshot = confirm_removals(await store.load_occurrences(source.id), now)
+            message += f"; {state.pending_removals} vanished events confirmed removed"
+            await store.record_attempt(
+                source.id,
+                attempt("updated", message, validators=result.validators),
+                snapshot,
+            )
+            return SourceReport(
+                source.id,
+                "updated",
+                count,
+                changes={"removed": state.pending_removals},
+                warnings=state.warnings,
+                duration=result.duration,
+            )
         await store.record_attempt(
             source.id, attempt(outcome, message, validators=result.validators)
         )
@@ -191,8 +208,16 @@ async def refresh_source(
         return SourceReport(
             source.id, "held", count, warnings=parsed.warnings, error=drop, duration=result.duration
         )
-    oldest = now - timedelta(days=settings.limits.past_days)
-    snapshot = keep_past(stored, parsed.occurrences, now, oldest)
+    limits = settings.limits
+    snapshot = carry_over(
+        stored,
+        parsed.occurrences,
+        now,
+        oldest=now - timedelta(days=limits.past_days),
+        retention=timedelta(days=limits.retention_days),
+        recreate_window=timedelta(days=limits.recreate_window_days),
+        confirmed=bool(drop),
+    )
     changes = reconcile(stored, snapshot)
     counts = dict(Counter(c.kind.value for c in changes))
     summary = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))

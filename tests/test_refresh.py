@@ -17,6 +17,7 @@ from aiohttp import web
 
 from aggregator import parse
 from aggregator.fetch import http_url
+from aggregator.model import Status
 from aggregator.refresh import publish, refresh_all, refresh_source
 from aggregator.web import make_app
 from tests.conftest import DATA, FEEDS, fetching, make_settings, source
@@ -338,7 +339,9 @@ async def test_a_drop_seen_twice_is_applied_on_the_second(good, store, feed_serv
     )
     report = await refresh_source(store, fetcher, settings.sources[0], settings, now)
     assert report.outcome == "updated"
-    assert len(await store.load_occurrences("kultur")) < 34
+    # the second fetch confirms: what vanished is now shown cancelled, "removed"
+    removed = [o for o in await store.load_occurrences("kultur") if o.removed_at]
+    assert len(removed) == 29 and all(o.status is Status.CANCELLED for o in removed)
     state = await store.source_state("kultur")
     assert state.health == "ok"
     (latest, *_) = await store.fetch_history("kultur")
@@ -354,11 +357,47 @@ async def test_an_emptied_feed_is_held_before_it_is_believed(good, store, feed_s
     assert len(await store.load_occurrences("kultur")) == 34
 
 
-async def test_a_small_change_is_applied_at_once(good, store, feed_server, now):
+async def loppemarked(store):
+    (event,) = [o for o in await store.load_occurrences("kultur") if "Loppemarked" in o.title]
+    return event
+
+
+async def test_a_vanished_event_is_removed_when_the_next_fetch_confirms_it(
+    good, store, feed_server, now
+):
     settings, fetcher, _ = good
     feed_server.serve("/kultur.ics", without_events(GOOD, "Loppemarked"))
     report = await refresh_source(store, fetcher, settings.sources[0], settings, now)
-    assert report.outcome == "updated"
+    assert report.outcome != "held"  # one event of 34 is no suspicious drop
+    first = await loppemarked(store)
+    assert first.missing_since == now and first.status is Status.SCHEDULED
+    later = now + timedelta(hours=1)
+    await refresh_source(store, fetcher, settings.sources[0], settings, later)
+    second = await loppemarked(store)
+    assert second.removed_at == later and second.status is Status.CANCELLED
+
+
+async def test_a_failed_fetch_confirms_no_removal(good, store, feed_server, now):
+    settings, fetcher, _ = good
+    feed_server.serve("/kultur.ics", without_events(GOOD, "Loppemarked"))
+    await refresh_source(store, fetcher, settings.sources[0], settings, now)
+    feed_server.serve("/kultur.ics", b"", status=500)
+    await refresh_source(store, fetcher, settings.sources[0], settings, now)
+    assert (await loppemarked(store)).removed_at is None
+
+
+async def test_a_removed_event_listed_again_is_restored(good, store, feed_server, now):
+    settings, fetcher, _ = good
+    feed_server.serve("/kultur.ics", without_events(GOOD, "Loppemarked"))
+    for hours in (1, 2):
+        await refresh_source(
+            store, fetcher, settings.sources[0], settings, now + timedelta(hours=hours)
+        )
+    assert (await loppemarked(store)).removed_at is not None
+    feed_server.serve("/kultur.ics", GOOD)
+    await refresh_source(store, fetcher, settings.sources[0], settings, now + timedelta(hours=3))
+    back = await loppemarked(store)
+    assert back.removed_at is None and back.status is Status.SCHEDULED
 
 
 async def test_past_events_that_leave_the_feed_are_kept(store, feed_server, tmp_path, now):

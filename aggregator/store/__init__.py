@@ -179,10 +179,13 @@ class Store:
             values["moved_to"] = None
         if snapshot is not None:
             values.update(
-                content_hash=content_hash,
                 occurrence_count=len(snapshot),
-                warnings=list(warnings),
+                pending_removals=sum(
+                    o.missing_since is not None and o.removed_at is None for o in snapshot
+                ),
             )
+            if content_hash is not None:  # None: the same body confirmed removals
+                values.update(content_hash=content_hash, warnings=list(warnings))
         async with self._writing() as conn:
             await conn.execute(
                 insert(fetches).values(
@@ -386,6 +389,7 @@ def _source_state(row) -> SourceState:
         held_drop=row.held_drop,
         gone_at=row.gone_at,
         moved_to=row.moved_to,
+        pending_removals=row.pending_removals,
     )
 
 
@@ -408,6 +412,9 @@ def _occurrence_row(o: Occurrence) -> dict:
         "sequence": o.sequence,
         "fingerprint": o.fingerprint,
         "origin": o.origin,
+        "identity": o.identity,
+        "missing_since": o.missing_since,
+        "removed_at": o.removed_at,
     }
 
 
@@ -430,6 +437,9 @@ def _occurrence(row) -> Occurrence:
         sequence=row.sequence,
         fingerprint=row.fingerprint,
         origin=row.origin,
+        identity=row.identity,
+        missing_since=row.missing_since,
+        removed_at=row.removed_at,
     )
 
 

@@ -63,6 +63,8 @@ sources = Table(
     Column("held_drop", Text),
     Column("gone_at", UTCDateTime),
     Column("moved_to", Text),
+    # 0004: occurrences that left the feed, waiting for the next good fetch to confirm it
+    Column("pending_removals", Integer, nullable=False, default=0),
 )
 
 occurrences = Table(
@@ -86,6 +88,10 @@ occurrences = Table(
     Column("fingerprint", String(64), nullable=False),
     # 0003: how an RSS item's time was found
     Column("origin", Text, nullable=False, default=""),
+    # 0004: the lifecycle of an occurrence that left its feed, and inherited identities
+    Column("identity", Text, nullable=False, default=""),
+    Column("missing_since", UTCDateTime),
+    Column("removed_at", UTCDateTime),
     Index("ix_occurrences_source_id", "source_id"),
 )
 
@@ -132,6 +138,22 @@ pages = Table(
     Column("last_modified", Text),
     Column("data", JSON, nullable=False),
     Index("ix_pages_source_id", "source_id"),
+)
+
+changes = Table(
+    "changes",
+    metadata,
+    # 0004: what subscribers saw change, for the history and the Atom change feed
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    #: added, updated, rescheduled, cancelled, postponed, restored, removed
+    Column("kind", String(16), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("before", JSON),
+    Column("after", JSON, nullable=False),
+    Index("ix_changes_event_id", "event_id"),
+    Index("ix_changes_at", "at"),
 )
 
 meta = Table(
