@@ -162,14 +162,16 @@ def cmd_export(args) -> int:
         store = await Store.open(settings.database_url)
         try:
             events = await store.published_events()
+            changes = await store.recent_changes()
+            history = await store.event_history()
         finally:
             await store.close()
         args.out.mkdir(parents=True, exist_ok=True)
         written = []
         for name, data in (
             ("calendar.ics", render_calendar(events, settings.network)),
-            ("feed.atom", render_atom(events, settings.network)),
-            ("events.json", render_json(events, settings.network)),
+            ("feed.atom", render_atom(changes, settings.network)),
+            ("events.json", render_json(events, settings.network, history)),
         ):
             path = args.out / name
             path.write_bytes(data)

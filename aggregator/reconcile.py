@@ -10,8 +10,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 
-from aggregator.model import Change, ChangeKind, Occurrence, Status
-from aggregator.normalise import normalised_title, occurrence_fingerprint
+from aggregator.model import Change, ChangeKind, MergedEvent, Occurrence, Status
+from aggregator.normalise import iso, normalised_title, occurrence_fingerprint
 
 
 def reconcile(stored: Iterable[Occurrence], parsed: Iterable[Occurrence]) -> list[Change]:
@@ -163,3 +163,43 @@ def confirm_removals(stored: Sequence[Occurrence], now: datetime) -> list[Occurr
             )
         confirmed.append(occurrence)
     return confirmed
+
+
+#: the fields of a network event whose change subscribers see
+_WATCHED = ("title", "start", "end", "all_day", "location", "status", "description", "url")
+
+
+def event_change(old: MergedEvent | None, new: MergedEvent) -> tuple[str, dict | None, dict]:
+    """What a subscriber sees happen when `old` becomes `new`: a kind, before and after.
+
+    Kinds: added, cancelled, postponed, removed, restored, rescheduled (start or end moved),
+    updated (other fields; `after["fields"]` names them).
+    """
+    after = _summary(new)
+    if old is None:
+        return "added", None, after
+    before = _summary(old)
+    gone = (Status.CANCELLED, Status.POSTPONED)
+    if new.status in gone and old.status not in gone:
+        kind = "removed" if new.removed else new.status.value
+    elif new.status is Status.POSTPONED and old.status is Status.CANCELLED:
+        kind = "postponed"
+    elif old.status in gone and new.status not in gone:
+        kind = "restored"
+    elif (old.start, old.end) != (new.start, new.end):
+        kind = "rescheduled"
+    else:
+        kind = "updated"
+    after["fields"] = [f for f in _WATCHED if before.get(f) != after.get(f)]
+    return kind, before, after
+
+
+def _summary(event: MergedEvent) -> dict:
+    values = {f: getattr(event, f) for f in _WATCHED}
+    values.update(
+        start=iso(event.start),
+        end=iso(event.end),
+        status=event.status.value,
+        organisers=list(event.organisers),
+    )
+    return values

@@ -14,7 +14,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from aggregator.errors import ParseError
@@ -31,6 +31,7 @@ from aggregator.model import (
     Source,
     SourceKind,
     SourceState,
+    Status,
     Validators,
 )
 from aggregator.parse import decode_body, feed_kind, parse_feed
@@ -324,10 +325,26 @@ async def _read_page(
 
 
 async def publish(store: Store, settings: Settings, now: datetime) -> bool:
-    """Merge every source's occurrences and publish the network events that changed."""
-    merged = merge(await store.load_occurrences(), settings.sources)
+    """Merge every source's occurrences and publish the network events that changed.
+
+    Cancelled and postponed events stay until their date has passed by the retention time
+    (rule 7); then they leave every output.
+    """
+    retention = timedelta(days=settings.limits.retention_days)
+    merged = [
+        event
+        for event in merge(await store.load_occurrences(), settings.sources)
+        if not (
+            event.status in (Status.CANCELLED, Status.POSTPONED) and _ends(event) + retention < now
+        )
+    ]
     render = partial(_render_event, network=settings.network)
     return await store.publish(merged, render, render_key(settings.network), now)
+
+
+def _ends(event) -> datetime:
+    end = event.end
+    return end if isinstance(end, datetime) else datetime.combine(end, datetime.min.time(), UTC)
 
 
 def _render_event(event, sequence, created, last_modified, *, network):

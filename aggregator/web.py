@@ -220,10 +220,19 @@ def answer(
     return web.Response(body=body.data, headers={**headers, "Content-Type": content_type})
 
 
+CANCELLED_POLICIES = ("status", "prefix", "hide")
+
+
 async def calendar(request: web.Request) -> web.Response:
     network = request.app[SETTINGS].network
+    policy = request.query.get("cancelled", "status")
+    if policy not in CANCELLED_POLICIES:
+        raise web.HTTPBadRequest(
+            text=f"cancelled={policy!r}: use one of {', '.join(CANCELLED_POLICIES)}\n"
+        )
     body = await request.app[OUTPUTS].body(
-        "calendar.ics", lambda events: Body.of(render_calendar(events, network), ICS)
+        f"calendar.ics?cancelled={policy}",
+        lambda events: Body.of(render_calendar(events, network, cancelled=policy), ICS),
     )
     response = answer(request, body)
     response.headers["Content-Disposition"] = 'inline; filename="calendar.ics"'
@@ -232,18 +241,22 @@ async def calendar(request: web.Request) -> web.Response:
 
 async def atom(request: web.Request) -> web.Response:
     network = request.app[SETTINGS].network
-    body = await request.app[OUTPUTS].body(
-        "feed.atom", lambda events: Body.of(render_atom(events, network), ATOM)
-    )
-    return answer(request, body)
+    store = request.app[STORE]
+
+    async def render(_events) -> Body:
+        return Body.of(render_atom(await store.recent_changes(), network), ATOM)
+
+    return answer(request, await request.app[OUTPUTS].body("feed.atom", render))
 
 
 async def events_json(request: web.Request) -> web.Response:
     network = request.app[SETTINGS].network
-    body = await request.app[OUTPUTS].body(
-        "events.json", lambda events: Body.of(render_json(events, network), JSON)
-    )
-    return answer(request, body)
+    store = request.app[STORE]
+
+    async def render(events) -> Body:
+        return Body.of(render_json(events, network, await store.event_history()), JSON)
+
+    return answer(request, await request.app[OUTPUTS].body("events.json", render))
 
 
 async def _find(request: web.Request) -> NetworkEvent:
@@ -268,10 +281,13 @@ async def event_ics(request: web.Request) -> web.Response:
 async def event_detail(request: web.Request) -> web.Response:
     item = await _find(request)
     network = request.app[SETTINGS].network
-    body = await request.app[OUTPUTS].body(
-        f"events/{item.event.id}.json", lambda _: Body.of(_dumps(event_json(item, network)), JSON)
-    )
-    return answer(request, body)
+    store = request.app[STORE]
+
+    async def render(_events) -> Body:
+        history = (await store.event_history()).get(item.event.id, [])
+        return Body.of(_dumps(event_json(item, network, history)), JSON)
+
+    return answer(request, await request.app[OUTPUTS].body(f"events/{item.event.id}.json", render))
 
 
 def _source_json(source, state) -> dict:

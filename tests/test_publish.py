@@ -126,9 +126,10 @@ async def test_atom_and_json_are_valid_and_stable(store, tmp_path, now):
     )
     await publish(store, settings, now + timedelta(hours=1))
     events = await store.published_events()
-    atom = render_atom(events, settings.network)
-    assert atom == render_atom(events, settings.network)
+    changes = await store.recent_changes()
+    atom = render_atom(changes, settings.network)
+    assert atom == render_atom(await store.recent_changes(), settings.network)
     parsed = feedparser.parse(atom)
     assert not parsed.bozo
-    assert [e.title for e in parsed.entries] == ["Newer", "Older"]
+    assert [e.title for e in parsed.entries] == ["Ny / New: Newer", "Ny / New: Older"]
     assert render_json(events, settings.network) == render_json(events, settings.network)

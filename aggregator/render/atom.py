@@ -1,4 +1,5 @@
-"""Network events -> an Atom feed, written by feedgen. Newest events first."""
+"""The network's change feed: one Atom entry per change subscribers saw, newest first,
+written by feedgen (RFC 4287)."""
 
 from __future__ import annotations
 
@@ -7,41 +8,53 @@ from datetime import UTC, datetime
 
 from feedgen.feed import FeedGenerator
 
-from aggregator.model import NetworkEvent, Status
-from aggregator.render import event_url, organised_by
-from aggregator.render.text import when
+from aggregator.model import Network
+from aggregator.normalise import from_iso
+from aggregator.render import event_url
+from aggregator.render.text import label, short_when
 
-MAX_ENTRIES = 200
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def render_atom(events: Sequence[NetworkEvent], network) -> bytes:
-    """Same events, same bytes: every timestamp comes from the data, none from the clock."""
+def change_title(change: dict, network: Network) -> str:
+    """'Aflyst / Cancelled: Koncert', 'Flyttet / Moved: Foredrag fra/from ... til/to ...'."""
+    kind, title = change["kind"], change["title"]
+    if kind == "removed":
+        return f"{label(network, 'cancelled')}: {title} ({label(network, 'removed')})"
+    if kind == "rescheduled" and change.get("before"):
+        before = short_when(from_iso(change["before"]["start"]), network)
+        after = short_when(from_iso(change["after"]["start"]), network)
+        return (
+            f"{label(network, 'rescheduled')}: {title} {label(network, 'from')} {before} "
+            f"{label(network, 'to')} {after}"
+        )
+    return f"{label(network, kind)}: {title}"
+
+
+def render_atom(changes: Sequence[dict], network: Network) -> bytes:
+    """Same changes, same bytes: every timestamp comes from the data, none from the clock."""
     feed = FeedGenerator()
-    feed.id(f"{network.base_url}/")
+    feed.id(f"{network.base_url}/feed.atom")
     feed.title(network.name)
     feed.subtitle(network.description or network.name)
+    feed.author({"name": network.name, "uri": network.base_url})
     feed.link(href=f"{network.base_url}/feed.atom", rel="self", type="application/atom+xml")
     feed.link(href=f"{network.base_url}/", rel="alternate", type="text/html")
     feed.language(network.languages[0])
-    newest = sorted(events, key=lambda e: (e.last_modified, e.event.id), reverse=True)[:MAX_ENTRIES]
-    feed.updated(newest[0].last_modified if newest else _EPOCH)
-    for item in newest:
-        event = item.event
+    feed.updated(changes[0]["at"] if changes else _EPOCH)
+    for change in changes:
         entry = feed.add_entry(order="append")
-        entry.id(f"{event_url(network, event.id)}#{item.sequence}")
-        title = event.title
-        if event.status in (Status.CANCELLED, Status.POSTPONED):
-            title = f"[{event.status.value}] {title}"
-        entry.title(title)
-        entry.updated(item.last_modified)
-        entry.published(item.created)
-        entry.link(href=event_url(network, event.id), rel="alternate")
-        summary = [when(event, network.timezone)]
-        if event.location:
-            summary.append(event.location)
-        summary.append(organised_by(network, event.organisers))
+        # stable: the change's own number, never reused
+        entry.id(f"{network.base_url}/changes/{change['id']}")
+        entry.title(change_title(change, network))
+        entry.updated(change["at"])
+        entry.link(href=event_url(network, change["event_id"]), rel="alternate")
+        after = change["after"]
+        start = short_when(from_iso(after["start"]), network)
+        summary = [start]
+        if after.get("location"):
+            summary.append(after["location"])
+        if change["kind"] == "updated" and after.get("fields"):
+            summary.append(", ".join(after["fields"]))
         entry.summary(" · ".join(summary))
-        for category in event.categories:
-            entry.category(term=category)
     return feed.atom_str(pretty=True)

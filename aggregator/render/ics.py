@@ -16,6 +16,7 @@ from aggregator import __version__
 from aggregator.model import MergedEvent, Network, NetworkEvent, Status
 from aggregator.normalise import zone
 from aggregator.render import event_url, organised_by, uid_domain
+from aggregator.render.text import label, short_when, status_prefix
 
 PRODID = f"-//Network event aggregator//aggregator {__version__}//EN"
 _STATUS = {
@@ -37,7 +38,9 @@ def render_event(
     vevent.add("CREATED", created)
     vevent.add("LAST-MODIFIED", last_modified)
     vevent.add("SEQUENCE", sequence)
-    vevent.add("SUMMARY", event.title)
+    # RFC 5545 STATUS alone is not enough: Google drops CANCELLED events from subscriptions
+    # and many apps show the status nowhere, so the title says it in the network's words
+    vevent.add("SUMMARY", status_prefix(event, network) + event.title)
     if event.all_day:
         vevent.add("DTSTART", event.start)
         vevent.add("DTEND", event.end)
@@ -45,8 +48,15 @@ def render_event(
         local = zone(event.tzid) if event.tzid else None
         vevent.add("DTSTART", event.start.astimezone(local) if local else event.start)
         vevent.add("DTEND", event.end.astimezone(local) if local else event.end)
+    notes = []
+    if event.removed:
+        notes.append(f"{label(network, 'cancelled')} ({label(network, 'removed')})")
+    if event.previous_start is not None and event.previous_start != event.start:
+        notes.append(f"{label(network, 'moved_from')} {short_when(event.previous_start, network)}")
     description = "\n\n".join(
-        p for p in (event.description, organised_by(network, event.organisers)) if p
+        p
+        for p in ("\n".join(notes), event.description, organised_by(network, event.organisers))
+        if p
     )
     vevent.add("DESCRIPTION", description)
     if event.location:
@@ -80,8 +90,18 @@ def calendar_header(network: Network) -> icalendar.Calendar:
     return calendar
 
 
-def render_calendar(events: Sequence[NetworkEvent], network: Network) -> bytes:
-    """The calendar: header, one VTIMEZONE per TZID used, the events' stored bytes."""
+def render_calendar(
+    events: Sequence[NetworkEvent], network: Network, cancelled: str = "status"
+) -> bytes:
+    """The calendar: header, one VTIMEZONE per TZID used, the events' stored bytes.
+
+    `cancelled` picks how cancelled and postponed events reach a client:
+    'status' (RFC 5545: STATUS:CANCELLED, and the title says so), 'prefix' (STATUS:CONFIRMED,
+    only the title says so: Google Calendar deletes CANCELLED events from subscribed
+    calendars, so its subscribers would never see the cancellation), or 'hide'.
+    """
+    if cancelled == "hide":
+        events = [e for e in events if e.event.status not in (Status.CANCELLED, Status.POSTPONED)]
     head = calendar_header(network).to_ical()
     end = b"END:VCALENDAR\r\n"
     assert head.endswith(end)
@@ -94,7 +114,11 @@ def render_calendar(events: Sequence[NetworkEvent], network: Network) -> bytes:
     )
     parts = [head[: -len(end)]]
     parts.extend(vtimezone(tzid) for tzid in tzids)
-    parts.extend(e.ics for e in events)
+    for e in events:
+        if cancelled == "prefix":
+            parts.append(e.ics.replace(b"\r\nSTATUS:CANCELLED\r\n", b"\r\nSTATUS:CONFIRMED\r\n"))
+        else:
+            parts.append(e.ics)
     parts.append(end)
     return b"".join(parts)
 

@@ -18,8 +18,11 @@ _SCHEMA_STATUS = {
 }
 
 
-def event_json(item: NetworkEvent, network: Network) -> dict:
+def event_json(item: NetworkEvent, network: Network, history: list[dict] | None = None) -> dict:
     event = item.event
+    status = _SCHEMA_STATUS[event.status]
+    if event.previous_start is not None and event.status in (Status.SCHEDULED, Status.TENTATIVE):
+        status = "EventRescheduled"
     return {
         "id": event.id,
         "title": event.title,
@@ -28,7 +31,9 @@ def event_json(item: NetworkEvent, network: Network) -> dict:
         "all_day": event.all_day,
         "timezone": event.tzid,
         "status": event.status.value,
-        "eventStatus": f"https://schema.org/{_SCHEMA_STATUS[event.status]}",
+        "eventStatus": f"https://schema.org/{status}",
+        "previousStartDate": iso(event.previous_start),
+        "removed": event.removed,
         "location": event.location,
         "description": event.description,
         "url": event.url,
@@ -39,10 +44,21 @@ def event_json(item: NetworkEvent, network: Network) -> dict:
         "sequence": item.sequence,
         "created": iso(item.created),
         "last_modified": iso(item.last_modified),
+        "history": [
+            {
+                "at": iso(change["at"]),
+                "kind": change["kind"],
+                "before": change["before"],
+                "after": change["after"],
+            }
+            for change in history or ()
+        ],
     }
 
 
-def render_json(events: Sequence[NetworkEvent], network: Network) -> bytes:
+def render_json(
+    events: Sequence[NetworkEvent], network: Network, history: dict[str, list[dict]] | None = None
+) -> bytes:
     body = {
         "network": {
             "name": network.name,
@@ -50,6 +66,8 @@ def render_json(events: Sequence[NetworkEvent], network: Network) -> bytes:
             "timezone": network.timezone,
             "url": network.base_url,
         },
-        "events": [event_json(item, network) for item in events],
+        "events": [
+            event_json(item, network, (history or {}).get(item.event.id)) for item in events
+        ],
     }
     return json.dumps(body, ensure_ascii=False, indent=1, sort_keys=False).encode("utf-8") + b"\n"

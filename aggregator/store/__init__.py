@@ -10,7 +10,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -34,7 +34,8 @@ from aggregator.model import (
     Validators,
 )
 from aggregator.normalise import fingerprint, from_iso, iso
-from aggregator.store.schema import events, fetches, meta, occurrences, pages, sources
+from aggregator.reconcile import event_change
+from aggregator.store.schema import changes, events, fetches, meta, occurrences, pages, sources
 
 __all__ = ["Store"]
 
@@ -284,16 +285,27 @@ class Store:
             known = {
                 r.id: r
                 for r in await conn.execute(
-                    select(events.c.id, events.c.fingerprint, events.c.sequence, events.c.created)
+                    select(
+                        events.c.id,
+                        events.c.fingerprint,
+                        events.c.sequence,
+                        events.c.created,
+                        events.c.data,
+                    )
                 )
             }
-            seen, inserts, updates = set(), [], []
+            seen, inserts, updates, history = set(), [], [], []
             for item in merged:
                 seen.add(item.id)
                 print_ = fingerprint({"event": item.fingerprint, "render": render_key})
                 row = known.get(item.id)
                 if row is not None and row.fingerprint == print_:
                     continue
+                old = _merged(row.data) if row is not None else None
+                if old is not None:
+                    # "moved from": where it was before its latest move
+                    moved = (old.start, old.end) != (item.start, item.end)
+                    item = replace(item, previous_start=old.start if moved else old.previous_start)
                 sequence, created = (0, now) if row is None else (row.sequence + 1, row.created)
                 values = {
                     "fingerprint": print_,
@@ -308,6 +320,18 @@ class Store:
                     inserts.append({"id": item.id, **values})
                 else:
                     updates.append({"event_id": item.id, **values})
+                kind, before, after = event_change(old, item)
+                if old is None or after.get("fields") or kind != "updated":
+                    history.append(
+                        {
+                            "event_id": item.id,
+                            "at": now,
+                            "kind": kind,
+                            "title": item.title,
+                            "before": before,
+                            "after": after,
+                        }
+                    )
             gone = set(known) - seen
             # executemany: one statement for all, not one round trip per event
             if inserts:
@@ -318,10 +342,35 @@ class Store:
                 )
             if gone:
                 await conn.execute(delete(events).where(events.c.id.in_(gone)))
+            if history:
+                await conn.execute(insert(changes), history)
             changed = bool(inserts or updates or gone)
             if changed:
                 await _bump_version(conn)
         return changed
+
+    async def recent_changes(self, limit: int = 200, days: int = 30) -> list[dict]:
+        """The newest changes: at most `limit`, within `days` of the newest one."""
+        async with self.engine.connect() as conn:
+            newest = await conn.scalar(select(func.max(changes.c.at)))
+            if newest is None:
+                return []
+            result = await conn.execute(
+                select(changes)
+                .where(changes.c.at >= newest - timedelta(days=days))
+                .order_by(changes.c.at.desc(), changes.c.id.desc())
+                .limit(limit)
+            )
+            return [dict(row._mapping) for row in result]
+
+    async def event_history(self) -> dict[str, list[dict]]:
+        """Every event's changes, oldest first, by event id."""
+        async with self.engine.connect() as conn:
+            result = await conn.execute(select(changes).order_by(changes.c.at, changes.c.id))
+            history: dict[str, list[dict]] = {}
+            for row in result:
+                history.setdefault(row.event_id, []).append(dict(row._mapping))
+            return history
 
     async def published_events(self) -> list[NetworkEvent]:
         """Every published event, in a stable order: start, then id."""
@@ -484,7 +533,12 @@ def _page(data: dict) -> PageData:
 
 def _event_data(item: MergedEvent) -> dict:
     data = asdict(item)
-    data.update(start=iso(item.start), end=iso(item.end), status=item.status.value)
+    data.update(
+        start=iso(item.start),
+        end=iso(item.end),
+        status=item.status.value,
+        previous_start=iso(item.previous_start),
+    )
     return json.loads(json.dumps(data))  # tuples -> lists, so what we store is what we read
 
 
@@ -493,6 +547,8 @@ def _merged(data: dict) -> MergedEvent:
     values.update(
         start=from_iso(data["start"]), end=from_iso(data["end"]), status=Status(data["status"])
     )
+    if values.get("previous_start"):
+        values["previous_start"] = from_iso(values["previous_start"])
     for name in ("categories", "organisers", "source_ids", "members"):
         values[name] = tuple(values[name])
     return MergedEvent(**values)
