@@ -62,6 +62,11 @@ def _merge_group(
         "members": tuple(o.key for o in members),
         "removed": all(o.removed_at is not None for o in members),
     }
-    content = {k: iso(v) if k in ("start", "end") else v for k, v in values.items()}
+    # what subscribers see: not the member UID or keys, which a feed may change at will
+    content = {
+        k: iso(v) if k in ("start", "end") else v
+        for k, v in values.items()
+        if k not in ("uid", "members")
+    }
     content["status"] = status.value
     return MergedEvent(**values, fingerprint=fingerprint(content))

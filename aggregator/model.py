@@ -275,6 +275,8 @@ class SourceState:
     moved_to: str | None = None
     #: occurrences that left the feed, whose removal the next good fetch confirms
     pending_removals: int = 0
+    #: its UIDs change on every fetch (seen with Office 365): identity from start and title
+    unstable_uids: bool = False
 
     @property
     def health(self) -> str:
@@ -330,6 +332,8 @@ class Attempt:
     #: the remembered permanent address failed: fetch the configured one again
     forget_move: bool = False
     gone: bool = False
+    #: the source's UIDs were found to change on every fetch
+    unstable_uids: bool = False
     #: for 'held': why the new snapshot was not applied
     held_drop: str | None = None
 

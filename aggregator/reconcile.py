@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 
 from aggregator.model import Change, ChangeKind, MergedEvent, Occurrence, Status
-from aggregator.normalise import iso, normalised_title, occurrence_fingerprint
+from aggregator.normalise import iso, normalised_title, occurrence_fingerprint, occurrence_key
 
 
 def reconcile(stored: Iterable[Occurrence], parsed: Iterable[Occurrence]) -> list[Change]:
@@ -52,7 +52,16 @@ def suspicious_drop(
     future = {o.key for o in stored if is_future(o, now)}
     if not future:
         return None
-    lost = future - {o.key for o in parsed}
+    # an event listed again under another key (a new UID, same start and title) is not lost
+    keys = {o.key for o in parsed}
+    listed = {(iso(o.start), normalised_title(o.title)) for o in parsed}
+    lost = {
+        o.key
+        for o in stored
+        if o.key in future
+        and o.key not in keys
+        and (iso(o.start), normalised_title(o.title)) not in listed
+    }
     # which events went: a second fetch confirms a drop only when the same ones are gone
     ref = hashlib.sha256("\x1f".join(sorted(lost)).encode()).hexdigest()[:8]
     if not parsed:
@@ -114,6 +123,9 @@ def carry_over(
             heir = min(near, key=lambda new: abs(_ends(new) - _ends(old)))
             heirs[heir.key] = old
     moved = {old.key for old in heirs.values()}
+    # an occurrence gone from a series the feed still lists was taken out of it on purpose
+    # (EXDATE, a shortened RRULE, a cancelled override): cancelled at once
+    series_listed = {o.uid for o in parsed if o.recurrence_id is not None}
     snapshot = []
     for occurrence in parsed:
         previous = before.get(occurrence.key) or heirs.get(occurrence.key)
@@ -130,9 +142,10 @@ def carry_over(
             if until >= (now if _cancelled(old) else oldest):
                 snapshot.append(old)
             continue
+        explicit = old.recurrence_id is not None and old.uid in series_listed
         if old.removed_at is not None:
             snapshot.append(old)
-        elif old.missing_since is None and not confirmed:
+        elif old.missing_since is None and not confirmed and not explicit:
             snapshot.append(replace(old, missing_since=now))
         else:
             snapshot.append(
@@ -203,3 +216,32 @@ def _summary(event: MergedEvent) -> dict:
         organisers=list(event.organisers),
     )
     return values
+
+
+def uids_unstable(stored: Sequence[Occurrence], parsed: Sequence[Occurrence]) -> bool:
+    """Whether the feed gave the same events new UIDs: most of what it lists is 'new' by key
+    but has the start and title of an event we had (seen with Office 365 exports)."""
+    if len(parsed) < 3 or not stored:
+        return False
+    keys = {o.key for o in stored}
+    known = {(iso(o.start), normalised_title(o.title)) for o in stored}
+    renamed = [
+        o
+        for o in parsed
+        if o.key not in keys and (iso(o.start), normalised_title(o.title)) in known
+    ]
+    return len(renamed) >= 0.8 * len(parsed)
+
+
+def stable_identities(parsed: Sequence[Occurrence], source_id: str) -> list[Occurrence]:
+    """Occurrences keyed by their start and title instead of UIDs that cannot be trusted."""
+    stable = []
+    for occurrence in parsed:
+        raw = f"{iso(occurrence.start)}\x1f{normalised_title(occurrence.title)}"
+        uid = "start-title-" + hashlib.sha256(raw.encode()).hexdigest()[:20]
+        stable.append(
+            replace(
+                occurrence, uid=uid, recurrence_id=None, key=occurrence_key(source_id, uid, None)
+            )
+        )
+    return stable

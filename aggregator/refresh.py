@@ -37,7 +37,14 @@ from aggregator.model import (
 from aggregator.parse import decode_body, feed_kind, parse_feed
 from aggregator.parse.feeds import item_events, read_feed
 from aggregator.parse.pages import event_from_ics, read_page
-from aggregator.reconcile import carry_over, confirm_removals, reconcile, suspicious_drop
+from aggregator.reconcile import (
+    carry_over,
+    confirm_removals,
+    reconcile,
+    stable_identities,
+    suspicious_drop,
+    uids_unstable,
+)
 from aggregator.render import render_key
 from aggregator.render.ics import render_event
 from aggregator.store import Store
@@ -202,6 +209,13 @@ async def refresh_source(
     except ParseError as e:
         return await failed(f"could not read the feed: {e.message}")
     stored = await store.load_occurrences(source.id)
+    unstable = state.unstable_uids or uids_unstable(stored, parsed.occurrences)
+    if unstable:
+        occurrences = stable_identities(parsed.occurrences, source.id)
+        warning = "UIDs change on every fetch; events are identified by their start and title"
+        parsed = replace(
+            parsed, occurrences=tuple(occurrences), warnings=(warning, *parsed.warnings)
+        )
     drop = suspicious_drop(stored, parsed.occurrences, now, settings.limits.drop_threshold)
     if drop and drop != state.held_drop:  # a new drop, or a different one: hold it
         # not applied, validators and hash not kept: the next fetch reads it again
@@ -227,7 +241,12 @@ async def refresh_source(
         message += "; the drop held back last time is confirmed and applied"
     await store.record_attempt(
         source.id,
-        attempt("updated" if changes else "unchanged", message, validators=result.validators),
+        attempt(
+            "updated" if changes else "unchanged",
+            message,
+            validators=result.validators,
+            unstable_uids=unstable,
+        ),
         snapshot,
         content_hash=digest,
         warnings=parsed.warnings,

@@ -23,9 +23,11 @@ from aggregator.normalise import (
     all_day_end,
     clean_line,
     clean_text,
+    combine_status,
     iso,
     occurrence_fingerprint,
     occurrence_key,
+    title_status,
     to_utc,
     windows_zone,
     zone,
@@ -312,7 +314,8 @@ class _Reader:
 
     def _occurrence(self, occurrence, recurring: bool, cancel_all: bool) -> Occurrence:
         component = occurrence.as_component(False)
-        title = clean_line(component.get("SUMMARY")) or "(untitled)"
+        # "Aflyst: Koncert" is a cancellation whatever STATUS says (rule 3)
+        marker, title = title_status(clean_line(component.get("SUMMARY")) or "(untitled)")
         raw_start, raw_end = occurrence.start, occurrence.end
         all_day = not isinstance(raw_start, datetime)
         # as_component() fills DTEND in; the warning is about what the member wrote
@@ -357,7 +360,9 @@ class _Reader:
             description=clean_text(component.get("DESCRIPTION"))[:MAX_DESCRIPTION],
             url=clean_line(component.get("URL")) or None,
             location=clean_line(component.get("LOCATION")),
-            status=Status.CANCELLED if cancel_all else _status(component.get("STATUS")),
+            status=Status.CANCELLED
+            if cancel_all
+            else combine_status(_status(component.get("STATUS")), marker),
             categories=tuple(_categories(component.get("CATEGORIES"))),
             sequence=_int(component.get("SEQUENCE")),
         )

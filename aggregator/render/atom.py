@@ -25,8 +25,8 @@ def change_title(change: dict, network: Network) -> str:
         before = short_when(from_iso(change["before"]["start"]), network)
         after = short_when(from_iso(change["after"]["start"]), network)
         return (
-            f"{label(network, 'rescheduled')}: {title} {label(network, 'from')} {before} "
-            f"{label(network, 'to')} {after}"
+            f"{label(network, 'rescheduled')}: {title} {label(network, 'from', '/')} {before} "
+            f"{label(network, 'to', '/')} {after}"
         )
     return f"{label(network, kind)}: {title}"
 

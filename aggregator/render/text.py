@@ -30,11 +30,11 @@ _MONTHS = {
 }
 
 
-def label(network: Network, key: str) -> str:
+def label(network: Network, key: str, sep: str = " / ") -> str:
     """'Aflyst / Cancelled': the word in each of the network's languages."""
     words = WORDS[key]
     chosen = [words[lang] for lang in network.languages if lang in words] or [words["en"]]
-    return " / ".join(dict.fromkeys(chosen))
+    return sep.join(dict.fromkeys(chosen))
 
 
 def status_prefix(event: MergedEvent, network: Network) -> str:

@@ -77,8 +77,16 @@ class Store:
         engine = create_async_engine(url)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        async with engine.begin() as conn:
+        async with engine.connect() as conn:
+            sqlite = engine.dialect.name == "sqlite"
+            if sqlite:
+                # SQLite's batch migrations copy a table and drop the old one; with foreign
+                # keys on, that drop would cascade to the child rows (occurrences!)
+                await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
             await conn.run_sync(_upgrade)
+            await conn.commit()
+            if sqlite:
+                await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
         return cls(engine)
 
     async def close(self) -> None:
@@ -178,6 +186,8 @@ class Store:
                 values["moved_to"] = attempt.moved_to
         if attempt.forget_move:
             values["moved_to"] = None
+        if attempt.unstable_uids:
+            values["unstable_uids"] = True
         if snapshot is not None:
             values.update(
                 occurrence_count=len(snapshot),
@@ -439,6 +449,7 @@ def _source_state(row) -> SourceState:
         gone_at=row.gone_at,
         moved_to=row.moved_to,
         pending_removals=row.pending_removals,
+        unstable_uids=row.unstable_uids,
     )
 
 

@@ -65,6 +65,8 @@ sources = Table(
     Column("moved_to", Text),
     # 0004: occurrences that left the feed, waiting for the next good fetch to confirm it
     Column("pending_removals", Integer, nullable=False, default=0),
+    # 0004: the source's UIDs change on every fetch; identity from start and title instead
+    Column("unstable_uids", Boolean, nullable=False, default=False),
 )
 
 occurrences = Table(

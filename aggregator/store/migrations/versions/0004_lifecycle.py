@@ -22,6 +22,9 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("pending_removals", sa.Integer, nullable=False, server_default="0")
         )
+        batch.add_column(
+            sa.Column("unstable_uids", sa.Boolean, nullable=False, server_default=sa.false())
+        )
     with op.batch_alter_table("occurrences") as batch:
         batch.add_column(sa.Column("identity", sa.Text, nullable=False, server_default=""))
         batch.add_column(sa.Column("missing_since", UTCDateTime))
@@ -43,6 +46,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("changes")
     with op.batch_alter_table("sources") as batch:
+        batch.drop_column("unstable_uids")
         batch.drop_column("pending_removals")
     with op.batch_alter_table("occurrences") as batch:
         for column in ("removed_at", "missing_since", "identity"):
