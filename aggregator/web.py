@@ -172,7 +172,7 @@ def make_app(
     app.router.add_get("/events.json", events_json)
     app.router.add_get("/events/{id}.ics", event_ics)
     app.router.add_get("/events/{id}.json", event_detail)
-    app.router.add_get("/events/{id}", event_detail)
+    app.router.add_get("/events/{id}", event_page)
     app.router.add_get("/sources", sources_json)
     app.router.add_get("/sources/{id}", source_json)
     app.router.add_get("/healthz", healthz)
@@ -288,6 +288,58 @@ async def event_detail(request: web.Request) -> web.Response:
         return Body.of(_dumps(event_json(item, network, history)), JSON)
 
     return answer(request, await request.app[OUTPUTS].body(f"events/{item.event.id}.json", render))
+
+
+async def event_page(request: web.Request) -> web.Response:
+    """One event as HTML, with its member copies and its history; JSON when asked for it."""
+    accept = request.headers.get("Accept", "")
+    if "application/json" in accept and "text/html" not in accept:
+        return await event_detail(request)
+    item = await _find(request)
+    network = request.app[SETTINGS].network
+    store = request.app[STORE]
+
+    async def render(_events) -> Body:
+        history = (await store.event_history()).get(item.event.id, [])
+        return Body.of(_event_html(item, network, history), HTML)
+
+    body = await request.app[OUTPUTS].body(f"events/{item.event.id}.html", render)
+    return answer(request, body, cors=False, max_age=60)
+
+
+def _event_html(item: NetworkEvent, network, history: list[dict]) -> bytes:
+    """A plain page; the bilingual templates come with the embeddable page (Jinja2)."""
+    from aggregator.render.atom import change_title
+    from aggregator.render.text import status_prefix
+
+    esc = html.escape
+    event = item.event
+    title = status_prefix(event, network) + event.title
+    rows = "\n".join(
+        f'<li><time datetime="{iso(c["at"])}">{c["at"]:%Y-%m-%d %H:%M} UTC</time> '
+        f"{esc(change_title(c, network))}</li>"
+        for c in reversed(history)
+    )
+    cancelled = event.status.value in ("cancelled", "postponed")
+    style = ' style="text-decoration: line-through"' if cancelled else ""
+    page = f"""<!doctype html>
+<html lang="{esc(network.languages[0])}"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{esc(title)} - {esc(network.name)}</title></head><body>
+<p><a href="/">{esc(network.name)}</a></p>
+<h1{style}>{esc(title)}</h1>
+<p>{esc(when(event, network.timezone))}{" · " + esc(event.location) if event.location else ""}</p>
+<p>{esc(", ".join(event.organisers))}</p>
+<p style="white-space: pre-line">{esc(event.description)}</p>
+<p><a href="/events/{esc(event.id)}.ics">Download .ics</a> ·
+<a href="/events/{esc(event.id)}.json">JSON</a></p>
+<h2>Historik / History</h2>
+<ul>
+{rows}
+</ul>
+</body></html>
+"""
+    return page.encode("utf-8")
 
 
 def _source_json(source, state) -> dict:

@@ -275,3 +275,56 @@ async def test_uids_that_change_on_every_fetch_change_nothing(
     await store.close()
     assert state.unstable_uids
     assert any("UIDs change on every fetch" in w for w in state.warnings)
+
+
+async def test_sequence_rises_with_every_visible_change_only(feed_server, tmp_path, aiohttp_client):
+    net = Network(feed_server, tmp_path, aiohttp_client)
+    talk = lambda **kw: vevent("talk@m", kw.pop("title", "Foredrag"), kw.pop("at", JAN), **kw)  # noqa: E731
+    versions = [
+        calendar(talk(), BASE[1]),
+        calendar(talk(), BASE[1]),  # nothing changed
+        calendar(talk(status="CANCELLED"), BASE[1]),
+        calendar(talk(), BASE[1]),  # restored
+        calendar(talk(at=JAN + timedelta(hours=1)), BASE[1]),  # moved
+        calendar(talk(title="Foredrag om klima", at=JAN + timedelta(hours=1)), BASE[1]),
+        calendar(talk(title="Foredrag om klima", at=JAN + timedelta(hours=1)), BASE[1]),
+    ]
+    sequences = []
+    for n, body in enumerate(versions):
+        out = await net.step(body, T0 + timedelta(hours=n))
+        (event,) = [
+            e
+            for e in icalendar.Calendar.from_ical(out["status"]).walk("VEVENT")
+            if "Foredrag" in str(e["SUMMARY"])
+        ]
+        sequences.append(int(event["SEQUENCE"]))
+    assert sequences == [0, 0, 1, 2, 3, 4, 4]
+
+
+async def test_the_change_feed_has_what_rfc_4287_requires(feed_server, tmp_path, aiohttp_client):
+    from lxml import etree
+
+    net = Network(feed_server, tmp_path, aiohttp_client)
+    await net.step(None, T0)
+    out = await net.step(
+        calendar(vevent("talk@m", "Foredrag", JAN, status="CANCELLED"), BASE[1]),
+        T0 + timedelta(hours=1),
+    )
+    ns = {"a": "http://www.w3.org/2005/Atom"}
+    feed = etree.fromstring(out["atom"])
+    for required in ("a:id", "a:title", "a:updated", "a:author/a:name"):
+        assert feed.find(required, ns) is not None, required
+    assert feed.find("a:link[@rel='self']", ns) is not None
+    entries = feed.findall("a:entry", ns)
+    assert len(entries) == 3  # two added, one cancelled
+    for entry in entries:
+        for required in ("a:id", "a:title", "a:updated", "a:link"):
+            assert entry.find(required, ns) is not None, required
+        assert entry.find("a:link", ns).get("rel", "alternate") == "alternate"  # RFC 4287 4.2.7.2
+    ids = [e.find("a:id", ns).text for e in entries]
+    assert len(set(ids)) == len(ids)
+    updated = [e.find("a:updated", ns).text for e in entries]
+    assert updated == sorted(updated, reverse=True)  # newest change first
+    assert not feedparser.parse(out["atom"]).bozo
+    again = await net.outputs(T0 + timedelta(hours=5))
+    assert again["atom"] == out["atom"]  # stable entry ids and bytes after a restart

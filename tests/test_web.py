@@ -227,3 +227,20 @@ async def test_a_render_that_a_publish_overtakes_is_not_kept(aiohttp_client, dem
 
     await outputs.body("x", render_while_publishing)
     assert "x" not in outputs._bodies
+
+
+async def test_an_event_page_shows_the_event_and_its_history(aiohttp_client, demo):
+    client = await client_for(aiohttp_client, demo)
+    data = await (await client.get("/events.json")).json()
+    concert = next(e for e in data["events"] if "Brass" in e["title"])
+    page = await (await client.get(f"/events/{concert['id']}")).text()
+    assert "Aflyst / Cancelled: Koncert: Nørrebro Brass" in page
+    assert "Ny / New: Koncert: Nørrebro Brass" in page
+    asked = await client.get(f"/events/{concert['id']}", headers={"Accept": "application/json"})
+    assert (await asked.json())["id"] == concert["id"]
+
+
+async def test_an_unknown_cancelled_policy_is_refused(aiohttp_client, demo):
+    client = await client_for(aiohttp_client, demo)
+    response = await client.get("/calendar.ics?cancelled=maybe")
+    assert response.status == 400 and "status, prefix, hide" in await response.text()
