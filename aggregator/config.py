@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from aggregator.errors import ConfigError
-from aggregator.model import Limits, Network, Settings, Source, SourceKind
+from aggregator.model import Limits, MergeSettings, Network, Settings, Source, SourceKind
 
 DEFAULT_CONFIG = "sources.yaml"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///aggregator.db"
@@ -138,10 +138,18 @@ class LimitsConfig(_Model):
     recreate_window_days: int = Field(60, ge=0)
 
 
+class MergeConfig(_Model):
+    window_minutes: int = Field(30, ge=0, le=720)
+    title_threshold: float = Field(80.0, ge=0, le=100)
+    strict_threshold: float = Field(92.0, ge=0, le=100)
+    max_zone_shift_hours: int = Field(2, ge=0, le=12)
+
+
 class FileConfig(_Model):
     network: NetworkConfig
     sources: list[SourceConfig] = Field(default_factory=list)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    merge: MergeConfig = Field(default_factory=MergeConfig)
     database_url: str | None = None
 
 
@@ -197,6 +205,13 @@ def load_config(
                 parsed.limits.model_dump()
                 | {"max_backoff": parsed.limits.max_backoff.total_seconds()}
             )
+        ),
+        merging=MergeSettings(
+            window=timedelta(minutes=parsed.merge.window_minutes),
+            title_threshold=parsed.merge.title_threshold,
+            strict_threshold=parsed.merge.strict_threshold,
+            max_zone_shift=parsed.merge.max_zone_shift_hours,
+            network_zone=net.timezone,
         ),
         database_url=normalise_database_url(database_url),
         config_path=config_path,

@@ -93,10 +93,26 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class MergeSettings:
+    """When two members' copies are one event (rule 9)."""
+
+    #: starts at most this far apart are the same time
+    window: timedelta = timedelta(minutes=30)
+    #: title similarity (rapidfuzz token set ratio, 0-100) for copies at the same time
+    title_threshold: float = 80.0
+    #: title similarity for all-day against timed, and for whole-hour shifts
+    strict_threshold: float = 92.0
+    #: starts a whole number of hours apart, up to this many, are a time-zone mistake
+    max_zone_shift: int = 2
+    network_zone: str = "Europe/Copenhagen"
+
+
+@dataclass(frozen=True)
 class Settings:
     network: Network
     sources: tuple[Source, ...]
     limits: Limits = field(default_factory=Limits)
+    merging: MergeSettings = field(default_factory=MergeSettings)
     database_url: str = "sqlite+aiosqlite:///aggregator.db"
     #: the file the settings came from (relative source paths resolve against its folder)
     config_path: Path | None = None
@@ -365,6 +381,10 @@ class MergedEvent:
     removed: bool = False
     #: where it was before it last moved (kept by the store, not computed by merge)
     previous_start: datetime | date | None = None
+    #: the member identities ("uid\x1frecurrence id") joined in it
+    identities: tuple[str, ...] = ()
+    #: member organisations that list it as cancelled while it goes ahead
+    cancelled_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -352,7 +352,12 @@ async def publish(store: Store, settings: Settings, now: datetime) -> bool:
     retention = timedelta(days=settings.limits.retention_days)
     merged = [
         event
-        for event in merge(await store.load_occurrences(), settings.sources)
+        for event in merge(
+            await store.load_occurrences(),
+            settings.sources,
+            settings.merging,
+            await store.known_ids(),
+        )
         if not (
             event.status in (Status.CANCELLED, Status.POSTPONED) and _ends(event) + retention < now
         )

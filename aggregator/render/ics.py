@@ -51,6 +51,8 @@ def render_event(
     notes = []
     if event.removed:
         notes.append(f"{label(network, 'cancelled')} ({label(network, 'removed')})")
+    if event.cancelled_by:
+        notes.append(f"{label(network, 'cancelled_by')}: {', '.join(event.cancelled_by)}")
     if event.previous_start is not None and event.previous_start != event.start:
         notes.append(f"{label(network, 'moved_from')} {short_when(event.previous_start, network)}")
     description = "\n\n".join(

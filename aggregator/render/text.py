@@ -13,6 +13,7 @@ WORDS = {
     "postponed": {"da": "Udsat", "en": "Postponed"},
     "removed": {"da": "fjernet af arrangøren", "en": "removed by the organiser"},
     "moved_from": {"da": "Flyttet fra", "en": "Moved from"},
+    "cancelled_by": {"da": "Aflyst hos", "en": "Cancelled by"},
     "added": {"da": "Ny", "en": "New"},
     "updated": {"da": "Ændret", "en": "Updated"},
     "rescheduled": {"da": "Flyttet", "en": "Moved"},

@@ -35,7 +35,16 @@ from aggregator.model import (
 )
 from aggregator.normalise import fingerprint, from_iso, iso
 from aggregator.reconcile import event_change
-from aggregator.store.schema import changes, events, fetches, meta, occurrences, pages, sources
+from aggregator.store.schema import (
+    changes,
+    events,
+    fetches,
+    identities,
+    meta,
+    occurrences,
+    pages,
+    sources,
+)
 
 __all__ = ["Store"]
 
@@ -291,6 +300,7 @@ class Store:
         A changed event gets SEQUENCE + 1 and LAST-MODIFIED = now and is serialised again
         (rule 8); an unchanged one keeps its bytes. Returns whether anything changed.
         """
+        merged_list = list(merged)
         async with self._writing() as conn:
             known = {
                 r.id: r
@@ -305,7 +315,7 @@ class Store:
                 )
             }
             seen, inserts, updates, history = set(), [], [], []
-            for item in merged:
+            for item in merged_list:
                 seen.add(item.id)
                 print_ = fingerprint({"event": item.fingerprint, "render": render_key})
                 row = known.get(item.id)
@@ -354,10 +364,17 @@ class Store:
                 await conn.execute(delete(events).where(events.c.id.in_(gone)))
             if history:
                 await conn.execute(insert(changes), history)
+            await _remember_ids(conn, merged_list)
             changed = bool(inserts or updates or gone)
             if changed:
                 await _bump_version(conn)
         return changed
+
+    async def known_ids(self) -> dict[str, str]:
+        """Member identity -> the network id it was published under."""
+        async with self.engine.connect() as conn:
+            result = await conn.execute(select(identities.c.identity, identities.c.event_id))
+            return {row.identity: row.event_id for row in result}
 
     async def recent_changes(self, limit: int = 200, days: int = 30) -> list[dict]:
         """The newest changes: at most `limit`, within `days` of the newest one."""
@@ -409,6 +426,27 @@ class Store:
                 "occurrences": await conn.scalar(select(func.count()).select_from(occurrences)),
                 "events": await conn.scalar(select(func.count()).select_from(events)),
             }
+
+
+async def _remember_ids(conn, merged: Sequence[MergedEvent]) -> None:
+    """Keep, for every member identity, the id its event was published under."""
+    wanted = {identity: item.id for item in merged for identity in item.identities}
+    if not wanted:
+        return
+    stored = {
+        row.identity: row.event_id
+        for row in await conn.execute(select(identities.c.identity, identities.c.event_id))
+    }
+    new = [{"identity": i, "event_id": e} for i, e in wanted.items() if i not in stored]
+    moved = [
+        {"ident": i, "event_id": e} for i, e in wanted.items() if stored.get(i) not in (None, e)
+    ]
+    if new:
+        await conn.execute(insert(identities), new)
+    if moved:
+        await conn.execute(
+            update(identities).where(identities.c.identity == bindparam("ident")), moved
+        )
 
 
 async def _bump_version(conn) -> None:
@@ -560,6 +598,6 @@ def _merged(data: dict) -> MergedEvent:
     )
     if values.get("previous_start"):
         values["previous_start"] = from_iso(values["previous_start"])
-    for name in ("categories", "organisers", "source_ids", "members"):
-        values[name] = tuple(values[name])
+    for name in ("categories", "organisers", "source_ids", "members", "identities", "cancelled_by"):
+        values[name] = tuple(values.get(name, ()))
     return MergedEvent(**values)

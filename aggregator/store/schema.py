@@ -158,6 +158,15 @@ changes = Table(
     Index("ix_changes_at", "at"),
 )
 
+identities = Table(
+    "identities",
+    metadata,
+    # 0005: the network id each member identity was published under; a group keeps its id
+    # when members join or leave (rule 9)
+    Column("identity", Text, primary_key=True),
+    Column("event_id", String(64), nullable=False),
+)
+
 meta = Table(
     "meta",
     metadata,
