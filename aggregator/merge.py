@@ -227,12 +227,13 @@ def _merge_group(
         "removed": all(o.removed_at is not None for o in members),
         "identities": tuple(sorted({identity_of(o) for o in members})),
         "cancelled_by": cancelled_by,
+        "copies": tuple((o.source_id, o.title, o.url) for o in members),
     }
     # what subscribers see: not the member UIDs or keys, which a feed may change at will
     content = {
         k: iso(v) if k in ("start", "end") else v
         for k, v in values.items()
-        if k not in ("uid", "members", "identities")
+        if k not in ("uid", "members", "identities", "copies")
     }
     content["status"] = first.status.value
     return MergedEvent(**values, fingerprint=fingerprint(content))

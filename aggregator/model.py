@@ -385,6 +385,8 @@ class MergedEvent:
     identities: tuple[str, ...] = ()
     #: member organisations that list it as cancelled while it goes ahead
     cancelled_by: tuple[str, ...] = ()
+    #: each member's copy: (source id, title, url)
+    copies: tuple[tuple[str, str, str | None], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -403,7 +403,17 @@ async def source_json(request: web.Request) -> web.Response:
         }
         for row in await store.fetch_history(source.id, limit=500)
     ]
-    return _no_cache_json({**_source_json(source, state), "fetches": history})
+    merged = [
+        {
+            "event": item.event.id,
+            "title": item.event.title,
+            "start": iso(item.event.start),
+            "with": [s for s in item.event.source_ids if s != source.id],
+        }
+        for item in await request.app[OUTPUTS].events()
+        if source.id in item.event.source_ids and len(item.event.source_ids) > 1
+    ]
+    return _no_cache_json({**_source_json(source, state), "merged": merged, "fetches": history})
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -244,3 +244,21 @@ async def test_an_unknown_cancelled_policy_is_refused(aiohttp_client, demo):
     client = await client_for(aiohttp_client, demo)
     response = await client.get("/calendar.ics?cancelled=maybe")
     assert response.status == 400 and "status, prefix, hide" in await response.text()
+
+
+async def test_merged_copies_are_listed_on_the_event_and_the_sources(aiohttp_client, demo):
+    client = await client_for(aiohttp_client, demo)
+    data = await (await client.get("/events.json")).json()
+    (csrd,) = [e for e in data["events"] if len(e["sources"]) > 1]
+    assert {c["source"] for c in csrd["copies"]} == {"kulturhuset", "groen-omstilling"}
+    titles = {c["title"] for c in csrd["copies"]}
+    assert titles == {"CSRD workshop", "Workshop: Vi skal have CSRD tilpasset"}
+    source = await (await client.get("/sources/groen-omstilling")).json()
+    assert source["merged"] == [
+        {
+            "event": csrd["id"],
+            "title": csrd["title"],
+            "start": csrd["start"],
+            "with": ["kulturhuset"],
+        }
+    ]

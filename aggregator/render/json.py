@@ -41,6 +41,9 @@ def event_json(item: NetworkEvent, network: Network, history: list[dict] | None 
         "categories": list(event.categories),
         "organisers": list(event.organisers),
         "sources": list(event.source_ids),
+        "copies": [
+            {"source": source, "title": title, "url": url} for source, title, url in event.copies
+        ],
         "sequence": item.sequence,
         "created": iso(item.created),
         "last_modified": iso(item.last_modified),

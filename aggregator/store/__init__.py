@@ -600,4 +600,5 @@ def _merged(data: dict) -> MergedEvent:
         values["previous_start"] = from_iso(values["previous_start"])
     for name in ("categories", "organisers", "source_ids", "members", "identities", "cancelled_by"):
         values[name] = tuple(values.get(name, ()))
+    values["copies"] = tuple(tuple(copy) for copy in values.get("copies", ()))
     return MergedEvent(**values)
