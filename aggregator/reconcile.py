@@ -245,3 +245,20 @@ def stable_identities(parsed: Sequence[Occurrence], source_id: str) -> list[Occu
             )
         )
     return stable
+
+
+def collapse_duplicates(occurrences: Sequence[Occurrence]) -> tuple[list[Occurrence], list[str]]:
+    """A feed that lists the same event twice (same start and title, other UIDs): one kept
+    (the smallest key, so the choice does not depend on order), with a warning."""
+    kept: dict[tuple[str | None, str], Occurrence] = {}
+    warnings = []
+    for occurrence in sorted(occurrences, key=lambda o: o.key):
+        sig = (iso(occurrence.start), normalised_title(occurrence.title))
+        if sig in kept:
+            warnings.append(
+                f"'{occurrence.title}' on {sig[0]} is listed twice (UIDs {kept[sig].uid} and "
+                f"{occurrence.uid}); shown once"
+            )
+            continue
+        kept[sig] = occurrence
+    return list(kept.values()), warnings

@@ -39,6 +39,7 @@ from aggregator.parse.feeds import item_events, read_feed
 from aggregator.parse.pages import event_from_ics, read_page
 from aggregator.reconcile import (
     carry_over,
+    collapse_duplicates,
     confirm_removals,
     reconcile,
     stable_identities,
@@ -208,6 +209,11 @@ async def refresh_source(
             parsed = await asyncio.to_thread(read)
     except ParseError as e:
         return await failed(f"could not read the feed: {e.message}")
+    unique, duplicates = collapse_duplicates(parsed.occurrences)
+    if duplicates:
+        parsed = replace(
+            parsed, occurrences=tuple(unique), warnings=(*parsed.warnings, *duplicates)
+        )
     stored = await store.load_occurrences(source.id)
     unstable = state.unstable_uids or uids_unstable(stored, parsed.occurrences)
     if unstable:

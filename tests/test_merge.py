@@ -136,3 +136,41 @@ def test_adding_an_unrelated_event_changes_no_existing_id(items):
     unrelated = occ("gamma", "unrelated@x", "Sommerfest i gården", START + timedelta(days=40))
     after = {e.id for e in merge(items + [unrelated], SOURCES)}
     assert before <= after
+
+
+def test_a_feed_listing_an_event_twice_is_collapsed_with_a_warning():
+    from aggregator.reconcile import collapse_duplicates
+
+    twice = [occ("alpha", "a@x", "Klimacafé"), occ("alpha", "b@x", "Klimacafé")]
+    kept, warnings = collapse_duplicates(twice)
+    assert len(kept) == 1 and "listed twice" in warnings[0]
+    assert collapse_duplicates(list(reversed(twice)))[0] == kept
+
+
+def test_copies_with_other_uids_at_the_same_time_and_title_merge():
+    events = merge(
+        [occ("alpha", "a@x", "CSRD workshop"), occ("beta", "b@y", "Workshop: CSRD workshop")],
+        SOURCES,
+    )
+    assert len(events) == 1 and events[0].organisers == ("Alpha", "Beta")
+
+
+def test_the_same_title_a_week_apart_does_not_merge():
+    events = merge(
+        [occ("alpha", "a@x", "Klimacafé"), occ("beta", "b@y", "Klimacafé", START + timedelta(7))],
+        SOURCES,
+    )
+    assert len(events) == 2
+
+
+def test_different_places_at_the_same_time_do_not_merge():
+    a = replace(occ("alpha", "a@x", "Klimacafé"), location="Folkehuset, 8000 Aarhus C")
+    b = replace(occ("beta", "b@y", "Klimacafé"), location="Borgernes Hus, 5000 Odense C")
+    assert len(merge([a, b], SOURCES)) == 2
+
+
+def test_a_known_id_is_kept_when_the_first_publisher_leaves():
+    both = merge([occ("alpha", "a@x", "Konference"), occ("beta", "b@y", "Konference")], SOURCES)
+    known = {identity: both[0].id for identity in both[0].identities}
+    (alone,) = merge([occ("beta", "b@y", "Konference")], SOURCES, known_ids=known)
+    assert alone.id == both[0].id
