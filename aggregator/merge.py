@@ -15,7 +15,7 @@ derived from its smallest identity, so ids survive restarts and members leaving.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from urllib.parse import urlsplit
@@ -103,70 +103,214 @@ def _join_identical(items: list[Occurrence], sets: _Sets) -> None:
             by_url.setdefault((url, day), index)
 
 
+#: how many of a title's rarest words it is compared on
+_BLOCKING_WORDS = 3
+#: words too common to say two titles are about the same thing
+_STOP = frozenset(
+    "om i for og med til på af en et den det de the of and in at on a an to with by from".split()
+)
+
+
 def _join_similar(
     items: list[Occurrence], sets: _Sets, settings: MergeSettings, sources: Mapping[str, Source]
 ) -> None:
-    names = [normalised_title(s.name) for s in sources.values()]
+    """Join copies alike in time, title and place. Candidates meet in blocks of (a title
+    word, a local day): only copies that share a word on the same day are compared."""
+    names = _name_index(sources.values())
     titles = [_comparable_title(o.title, names) for o in items]
-    words = [frozenset(t.split()) for t in titles]
-    timed = sorted((i for i, o in enumerate(items) if not o.all_day), key=lambda i: items[i].start)
+    days = [_local_day(o, settings.network_zone) for o in items]
+    words = [
+        {w for w in title.split() if w not in _STOP and len(w) > 1} or set(title.split())
+        for title in titles
+    ]
+    for i, kept in enumerate(words):
+        words[i] = set(sorted(kept)[:])
+    # block on each title's rarest words: copies of one event share those, while a word
+    # every other title has ("workshop") would make too many pairs
+    frequency = Counter(w for kept in words for w in kept)
+    timed_blocks: dict[str, list[int]] = defaultdict(list)
+    day_blocks: dict[tuple[str, date], list[int]] = defaultdict(list)
+    for i, kept in enumerate(words):
+        for word in sorted(kept, key=lambda w: (frequency[w], w))[:_BLOCKING_WORDS]:
+            day_blocks[(word, days[i])].append(i)
+            if not items[i].all_day:
+                timed_blocks[word].append(i)
     reach = timedelta(hours=settings.max_zone_shift) + settings.window
-    # a sweep over starts: each occurrence meets only those close enough in time
-    for position, i in enumerate(timed):
-        start = items[i].start
-        for j in timed[position + 1 :]:
-            gap = items[j].start - start
-            if gap > reach:
-                break
-            if items[i].source_id == items[j].source_id or not words[i] & words[j]:
-                continue
-            threshold = settings.title_threshold
-            if gap > settings.window:
-                hours = gap.total_seconds() / 3600
-                if hours != int(hours):
-                    continue  # not a whole-hour zone mistake
-                threshold = settings.strict_threshold
-            if _alike(i, j, titles, items, threshold):
-                sets.union(i, j)
-    # all-day occurrences meet everything on their day(s)
-    by_day: dict[date, list[int]] = defaultdict(list)
+
+    def consider(i: int, j: int) -> None:
+        if items[i].source_id == items[j].source_id or sets.find(i) == sets.find(j):
+            return
+        threshold = _threshold(items[i], items[j], days[i], days[j], settings, reach)
+        if threshold is not None and _alike(i, j, titles, items, threshold):
+            sets.union(i, j)
+
+    # timed copies: a sweep over starts in each block, so each meets only its near ones
+    # (a zone mistake near midnight crosses into the next day, and is still met)
+    for block in timed_blocks.values():
+        block.sort(key=lambda i: (items[i].start, i))
+        for position, i in enumerate(block):
+            for j in block[position + 1 :]:
+                if items[j].start - items[i].start > reach:
+                    break
+                consider(i, j)
+    # all-day copies meet every copy of their day that shares a word
     for i, occurrence in enumerate(items):
-        by_day[_local_day(occurrence, settings.network_zone)].append(i)
-    for i, occurrence in enumerate(items):
-        if not occurrence.all_day:
-            continue
-        for j in by_day[occurrence.start]:
-            if j == i or items[j].source_id == occurrence.source_id:
-                continue
-            if not words[i] & words[j]:
-                continue
-            threshold = settings.title_threshold if items[j].all_day else settings.strict_threshold
-            if _alike(i, j, titles, items, threshold):
-                sets.union(i, j)
+        if occurrence.all_day:
+            for word in words[i]:
+                for j in day_blocks.get((word, days[i]), ()):
+                    if j != i:
+                        consider(min(i, j), max(i, j))
+
+
+def _threshold(
+    a: Occurrence, b: Occurrence, day_a: date, day_b: date, settings: MergeSettings, reach
+) -> float | None:
+    """How alike the titles must be for two copies at these times, or None: never."""
+    if a.all_day or b.all_day:
+        if day_a != day_b:
+            return None
+        both = a.all_day and b.all_day
+        return settings.title_threshold if both else settings.strict_threshold
+    gap = abs(a.start - b.start)
+    if gap <= settings.window:
+        return settings.title_threshold
+    hours = gap.total_seconds() / 3600
+    if gap <= reach and hours == int(hours):
+        return settings.strict_threshold  # a whole-hour time-zone mistake
+    return None
 
 
 def _alike(i: int, j: int, titles: list[str], items: list[Occurrence], threshold: float) -> bool:
-    if fuzz.token_set_ratio(titles[i], titles[j]) < threshold:
+    a, b = items[i], items[j]
+    place = _place_agreement(a.location, b.location)
+    if place == "different":
         return False
-    return not _places_contradict(items[i].location, items[j].location)
+    if place == "same" and not a.all_day and not b.all_day and a.start == b.start:
+        # the same house at the same minute: co-hosts word (or translate) titles freely
+        threshold = min(threshold, _SAME_PLACE_THRESHOLD)
+    else:
+        # each title has a word the other lacks ("for begyndere" / "for øvede"): parallel
+        # sessions, unless the titles are near-identical
+        words_a, words_b = set(titles[i].split()) - _STOP, set(titles[j].split()) - _STOP
+        if words_a - words_b and words_b - words_a:
+            threshold = max(threshold, settings_strict(threshold))
+    return fuzz.token_set_ratio(titles[i], titles[j]) >= threshold
 
 
-def _places_contradict(a: str, b: str) -> bool:
-    """Two places that are clearly not the same: different postcodes, or nothing in common."""
+def settings_strict(threshold: float) -> float:
+    return max(threshold, 90.0)
+
+
+#: title likeness enough for copies at the same place and the same minute
+_SAME_PLACE_THRESHOLD = 45.0
+
+
+def _place_agreement(a: str, b: str) -> str:
+    """'same', 'different' or 'unknown' (one is not given, or they say too little)."""
     if not a or not b:
-        return False
+        return "unknown"
     codes_a, codes_b = set(_POSTCODE.findall(a)), set(_POSTCODE.findall(b))
     if codes_a and codes_b and not codes_a & codes_b:
-        return True
-    return fuzz.token_set_ratio(normalised_title(a), normalised_title(b)) < 50
+        return "different"
+    parts_a = [normalised_title(p) for p in a.split(",") if p.strip()]
+    parts_b = [normalised_title(p) for p in b.split(",") if p.strip()]
+    if parts_a and parts_b and parts_a[0].startswith("online") and parts_b[0].startswith("online"):
+        return "same" if parts_a == parts_b else "different"  # Zoom is not Teams
+    shared = any(fuzz.token_set_ratio(p, q) >= 85 for p in parts_a for q in parts_b)
+    if (
+        len(parts_a) >= 2
+        and len(parts_b) >= 2
+        and fuzz.token_set_ratio(parts_a[0], parts_b[0]) < 60
+        and not shared
+    ):
+        return "different"  # "Hammer Bakker, ..." and "Marbæk Plantage, ..."
+    if len(parts_a) >= 3 and len(parts_b) >= 3:
+        numbers_a, numbers_b = set(re.findall(r"\d+", a)), set(re.findall(r"\d+", b))
+        if not (numbers_a <= numbers_b or numbers_b <= numbers_a):
+            return "different"  # "Mødelokale 1" and "Mødelokale 2" of one house
+        # the same house, other rooms: "Mødelokale 1" and "Store sal" are two events
+        odd_a = [p for p in parts_a if max(fuzz.ratio(p, q) for q in parts_b) < 85]
+        odd_b = [p for p in parts_b if max(fuzz.ratio(p, q) for q in parts_a) < 85]
+        if odd_a and odd_b:
+            return "different"
+    likeness = fuzz.token_set_ratio(normalised_title(a), normalised_title(b))
+    if likeness < 50:
+        return "different"
+    return "same" if likeness >= 80 or fuzz.ratio(parts_a[0], parts_b[0]) >= 80 else "unknown"
 
 
-def _comparable_title(title: str, organisation_names: list[str]) -> str:
+def _name_index(sources) -> dict[str, list[str]]:
+    """Member names (normalised), by their first word, for taking them out of titles."""
+    index: dict[str, list[str]] = defaultdict(list)
+    for source in sources:
+        name = normalised_title(source.name)
+        if name:
+            index[name.split()[0]].append(name)
+    return index
+
+
+def _comparable_title(title: str, names: Mapping[str, list[str]]) -> str:
     text = normalised_title(title)
-    for name in organisation_names:
-        if name and name in text:
-            text = text.replace(name, " ")
-    return " ".join(text.split()) or normalised_title(title)
+    for word in set(text.split()):
+        for name in names.get(word, ()):
+            if name in text:
+                text = text.replace(name, " ")
+    words = [_GLOSSARY.get(word, word) for word in text.split()]
+    return " ".join(words) or normalised_title(title)
+
+
+#: Danish words of NGO event titles in English, so a title and its translation compare
+_GLOSSARY = {
+    "generalforsamling": "general meeting",
+    "arsmode": "annual meeting",
+    "frivilligdag": "volunteer day",
+    "frivillige": "volunteers",
+    "frivillig": "volunteer",
+    "klimacafe": "climate cafe",
+    "sprogcafe": "language cafe",
+    "velkomstmode": "welcome meeting",
+    "julefrokost": "christmas lunch",
+    "nye": "new",
+    "dansk": "danish",
+    "engelsk": "english",
+    "foredrag": "talk",
+    "debatmode": "debate",
+    "debat": "debate",
+    "filmaften": "film night",
+    "loppemarked": "flea market",
+    "netvaerksmode": "network meeting",
+    "mode": "meeting",
+    "arbejdsmarked": "labour market",
+    "arbejdsmarkedet": "labour market",
+    "introduktion": "introduction",
+    "intro": "introduction",
+    "ungdomsorganisationer": "youth organisations",
+    "strandrydning": "beach clean up",
+    "klimahandling": "climate action",
+    "klima": "climate",
+    "foreninger": "associations",
+    "forening": "association",
+    "syd": "south",
+    "set": "seen",
+    "fra": "from",
+    "til": "to",
+    "og": "and",
+    "pa": "on",
+    "i": "in",
+    "om": "on",
+    "med": "with",
+    "unge": "young",
+    "born": "children",
+    "kursus": "course",
+    "konference": "conference",
+    "workshop": "workshop",
+    "sommerfest": "summer party",
+    "jul": "christmas",
+    "nytarskur": "new year reception",
+    "indsamling": "collection",
+    "vandring": "walk",
+    "naturvandring": "nature walk",
+}
 
 
 def _local_day(occurrence: Occurrence, zone_name: str) -> date:

@@ -174,3 +174,26 @@ def test_a_known_id_is_kept_when_the_first_publisher_leaves():
     known = {identity: both[0].id for identity in both[0].identities}
     (alone,) = merge([occ("beta", "b@y", "Konference")], SOURCES, known_ids=known)
     assert alone.id == both[0].id
+
+
+def test_the_labelled_pairs_merge_with_high_precision_and_recall():
+    """bench/merge_eval.py on tests/fixtures/merge/pairs.json (issue 7: p >= 0.99, r >= 0.90)."""
+    import sys
+
+    from tests.conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import merge_eval
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    results = merge_eval.evaluate()
+    assert len(results) >= 200
+    precision, recall = merge_eval.scores(results)
+    assert precision >= 0.99 and recall >= 0.90, (precision, recall)
+
+
+@settings(max_examples=60, deadline=None)
+@given(occurrences)
+def test_merging_twice_gives_the_same_events(items):
+    assert merge(items, SOURCES) == merge(list(items), SOURCES)

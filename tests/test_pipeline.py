@@ -9,7 +9,7 @@ import recurring_ical_events
 import x_wr_timezone
 
 from aggregator.config import load_config
-from aggregator.normalise import to_utc
+from aggregator.normalise import normalised_title, to_utc
 from aggregator.refresh import refresh_all
 from aggregator.store import Store
 from aggregator.web import make_app
@@ -115,9 +115,16 @@ async def test_corpus_series_served_over_http_expand_as_recurring_ical_events_do
             value = component["DTSTART"].dt
             if isinstance(value, datetime):
                 value = to_utc(value, settings.network.timezone)
-            expected.add((str(component["UID"]), value))
-        got = {(o.uid, o.start) for o in stored if o.source_id == src.id}
-        assert got == expected and len(got) > 1, name
+            expected.add((str(component["UID"]), value, normalised_title(component["SUMMARY"])))
+        mine = [o for o in stored if o.source_id == src.id]
+        got = {(o.uid, o.start) for o in mine}
+        # every occurrence is one recurring-ical-events gives; an event the feed lists twice
+        # under two UIDs (same start and title) is shown once, with a warning (issue 7)
+        assert got <= {(uid, when) for uid, when, _ in expected}, name
+        assert {(o.start, normalised_title(o.title)) for o in mine} == {
+            (when, title) for _, when, title in expected
+        }, name
+        assert len(got) > 1, name
 
 
 async def test_time_zones_survive_the_whole_pipeline(aiohttp_client, feed_server, tmp_path):
