@@ -18,6 +18,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from rapidfuzz import fuzz
@@ -148,11 +149,13 @@ def _join_similar(
     # (a zone mistake near midnight crosses into the next day, and is still met)
     for block in timed_blocks.values():
         block.sort(key=lambda i: (items[i].start, i))
+        starts = [items[i].start for i in block]
         for position, i in enumerate(block):
-            for j in block[position + 1 :]:
-                if items[j].start - items[i].start > reach:
+            # indexes, not block[position + 1:]: a slice per item would copy the block
+            for other in range(position + 1, len(block)):
+                if starts[other] - starts[position] > reach:
                     break
-                consider(i, j)
+                consider(i, block[other])
     # all-day copies meet every copy of their day that shares a word
     for i, occurrence in enumerate(items):
         if occurrence.all_day:
@@ -205,6 +208,7 @@ def settings_strict(threshold: float) -> float:
 _SAME_PLACE_THRESHOLD = 45.0
 
 
+@lru_cache(maxsize=65536)
 def _place_agreement(a: str, b: str) -> str:
     """'same', 'different' or 'unknown' (one is not given, or they say too little)."""
     if not a or not b:

@@ -220,6 +220,7 @@ def combine_status(*statuses: Status | None) -> Status:
     return Status.SCHEDULED
 
 
+@lru_cache(maxsize=131072)
 def normalised_title(title: str) -> str:
     """A title for comparing: status marker off, lowercased, accents folded, words only."""
     _, rest = title_status(title)
