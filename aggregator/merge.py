@@ -124,8 +124,6 @@ def _join_similar(
         {w for w in title.split() if w not in _STOP and len(w) > 1} or set(title.split())
         for title in titles
     ]
-    for i, kept in enumerate(words):
-        words[i] = set(sorted(kept)[:])
     # block on each title's rarest words: copies of one event share those, while a word
     # every other title has ("workshop") would make too many pairs
     frequency = Counter(w for kept in words for w in kept)
@@ -196,12 +194,12 @@ def _alike(i: int, j: int, titles: list[str], items: list[Occurrence], threshold
         # sessions, unless the titles are near-identical
         words_a, words_b = set(titles[i].split()) - _STOP, set(titles[j].split()) - _STOP
         if words_a - words_b and words_b - words_a:
-            threshold = max(threshold, settings_strict(threshold))
+            threshold = max(threshold, _PARALLEL_THRESHOLD)
     return fuzz.token_set_ratio(titles[i], titles[j]) >= threshold
 
 
-def settings_strict(threshold: float) -> float:
-    return max(threshold, 90.0)
+#: title likeness needed when each title has a word the other lacks
+_PARALLEL_THRESHOLD = 90.0
 
 
 #: title likeness enough for copies at the same place and the same minute
