@@ -13,6 +13,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -99,12 +100,12 @@ class Fetcher:
             attempt += 1
             result = await self._limited(url, validators, started)
             if not result.transient or attempt > self.limits.retries:
-                return _with(result, attempts=attempt, duration=time.monotonic() - started)
+                return replace(result, attempts=attempt, duration=time.monotonic() - started)
             # exponential backoff with jitter (0.5x-1.5x), never sooner than Retry-After
             delay = self.limits.retry_delay * 2 ** (attempt - 1) * (0.5 + self.jitter())
             if result.retry_after is not None:
                 if result.retry_after > self.limits.max_retry_wait:
-                    return _with(result, attempts=attempt, duration=time.monotonic() - started)
+                    return replace(result, attempts=attempt, duration=time.monotonic() - started)
                 delay = max(delay, result.retry_after)
             await self.sleep(delay)
 
@@ -268,12 +269,6 @@ def _retry_after(headers) -> float | None:
 def _aware(value: datetime) -> datetime:
     """'-0000' dates parse naive (RFC 5322: UTC, source unknown)."""
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def _with(result: FetchResult, **changes) -> FetchResult:
-    from dataclasses import replace
-
-    return replace(result, **changes)
 
 
 def _read_file(url: str, limits: Limits, started: float) -> FetchResult:

@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import unicodedata
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -114,6 +115,11 @@ def fingerprint(values: dict[str, object]) -> str:
     """Hash of normalised content. Callers leave out what churns on every export (DTSTAMP)."""
     raw = json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:32]
+
+
+def with_fingerprint(occurrence: Occurrence) -> Occurrence:
+    """The occurrence with its fingerprint computed from what it says now."""
+    return replace(occurrence, fingerprint=occurrence_fingerprint(occurrence))
 
 
 def occurrence_fingerprint(occ: Occurrence) -> str:

@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 
 from aggregator.model import Change, ChangeKind, MergedEvent, Occurrence, Status
-from aggregator.normalise import iso, normalised_title, occurrence_fingerprint, occurrence_key
+from aggregator.normalise import iso, normalised_title, occurrence_key, with_fingerprint
 
 
 def reconcile(stored: Iterable[Occurrence], parsed: Iterable[Occurrence]) -> list[Change]:
@@ -148,9 +148,7 @@ def carry_over(
         elif old.missing_since is None and not confirmed and not explicit:
             snapshot.append(replace(old, missing_since=now))
         else:
-            snapshot.append(
-                _with_fingerprint(replace(old, status=Status.CANCELLED, removed_at=now))
-            )
+            snapshot.append(with_fingerprint(replace(old, status=Status.CANCELLED, removed_at=now)))
     return snapshot
 
 
@@ -162,16 +160,12 @@ def _same_title(a: str, b: str) -> bool:
     return normalised_title(a) == normalised_title(b)
 
 
-def _with_fingerprint(occurrence: Occurrence) -> Occurrence:
-    return replace(occurrence, fingerprint=occurrence_fingerprint(occurrence))
-
-
 def confirm_removals(stored: Sequence[Occurrence], now: datetime) -> list[Occurrence]:
     """The feed was fetched fine again and is the same: what was missing is now removed."""
     confirmed = []
     for occurrence in stored:
         if occurrence.missing_since is not None and occurrence.removed_at is None:
-            occurrence = _with_fingerprint(
+            occurrence = with_fingerprint(
                 replace(occurrence, status=Status.CANCELLED, removed_at=now)
             )
         confirmed.append(occurrence)

@@ -368,17 +368,13 @@ async def publish(store: Store, settings: Settings, now: datetime) -> bool:
             event.status in (Status.CANCELLED, Status.POSTPONED) and _ends(event) + retention < now
         )
     ]
-    render = partial(_render_event, network=settings.network)
+    render = partial(render_event, network=settings.network)
     return await store.publish(merged, render, render_key(settings.network), now)
 
 
 def _ends(event) -> datetime:
     end = event.end
     return end if isinstance(end, datetime) else datetime.combine(end, datetime.min.time(), UTC)
-
-
-def _render_event(event, sequence, created, last_modified, *, network):
-    return render_event(event, sequence, created, last_modified, network)
 
 
 async def _record_bug(

@@ -26,11 +26,11 @@ from aggregator.normalise import (
     clean_line,
     combine_status,
     fingerprint,
-    occurrence_fingerprint,
     occurrence_key,
     text_status,
     title_status,
     to_utc,
+    with_fingerprint,
 )
 from aggregator.parse.dates import find_dates
 from aggregator.parse.pages import html_to_text, structured_events
@@ -236,4 +236,4 @@ def _occurrence(
         categories=item.categories,
         origin=f"{found.found_by}: {found.how}",
     )
-    return replace(draft, fingerprint=occurrence_fingerprint(draft))
+    return with_fingerprint(draft)

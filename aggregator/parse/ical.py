@@ -25,11 +25,11 @@ from aggregator.normalise import (
     clean_text,
     combine_status,
     iso,
-    occurrence_fingerprint,
     occurrence_key,
     title_status,
     to_utc,
     windows_zone,
+    with_fingerprint,
     zone,
 )
 
@@ -366,7 +366,7 @@ class _Reader:
             categories=tuple(_categories(component.get("CATEGORIES"))),
             sequence=_int(component.get("SEQUENCE")),
         )
-        return _with_fingerprint(draft)
+        return with_fingerprint(draft)
 
     def _tzid(self, prop, value: datetime, title: str) -> str | None:
         """The IANA name of the zone the member wrote the time in, when we can tell."""
@@ -391,12 +391,6 @@ class _Reader:
         if key and key != "UTC":
             return key
         return None
-
-
-def _with_fingerprint(occurrence: Occurrence) -> Occurrence:
-    from dataclasses import replace
-
-    return replace(occurrence, fingerprint=occurrence_fingerprint(occurrence))
 
 
 def _status(value: object) -> Status:
