@@ -14,9 +14,11 @@ derived from its smallest identity, so ids survive restarts and members leaving.
 
 from __future__ import annotations
 
+import gc
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from urllib.parse import urlsplit
@@ -57,7 +59,29 @@ def merge(
     The result does not depend on the order of `occurrences`; it is sorted by start, id.
     `known_ids` maps identities to the network ids the store has already given them.
     """
-    settings = settings or MergeSettings()
+    with _without_cycle_collection():
+        return _merge(occurrences, sources, settings or MergeSettings(), known_ids or {})
+
+
+@contextmanager
+def _without_cycle_collection() -> Iterator[None]:
+    """Merging makes a few objects per occurrence and no reference cycles; the cycle
+    collector would walk them again and again (a fifth of the time at 230,000)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _merge(
+    occurrences: Iterable[Occurrence],
+    sources: Sequence[Source],
+    settings: MergeSettings,
+    known: Mapping[str, str],
+) -> list[MergedEvent]:
     rank = {source.id: index for index, source in enumerate(sources)}
     by_id = {source.id: source for source in sources}
     items = sorted(
@@ -70,18 +94,14 @@ def merge(
     groups: dict[int, list[Occurrence]] = defaultdict(list)
     for index, occurrence in enumerate(items):
         groups[sets.find(index)].append(occurrence)
-    known = known_ids or {}
-    merged = [_merge_group(_group_id(g, known), g, rank, by_id) for g in groups.values()]
-    merged.sort(key=lambda e: (iso(e.start), e.id))
+    sites = {source.id: _site(source.homepage) for source in sources}
+    merged = [_merge_group(g, known, rank, by_id, sites) for g in groups.values()]
+    merged.sort(key=lambda e: (_iso(e.start), e.id))
     return merged
 
 
-def _group_id(members: list[Occurrence], known: Mapping[str, str]) -> str:
-    identities = sorted(identity_of(o) for o in members)
-    remembered = sorted({known[i] for i in identities if i in known})
-    if remembered:
-        return remembered[0]
-    return event_id(*identities[0].split("\x1f"))
+#: starts and ends repeat (series, the hour): their ISO forms are worth keeping
+_iso = lru_cache(maxsize=65536)(iso)
 
 
 def _join_identical(items: list[Occurrence], sets: _Sets) -> None:
@@ -104,98 +124,147 @@ def _join_identical(items: list[Occurrence], sets: _Sets) -> None:
             by_url.setdefault((url, day), index)
 
 
-#: how many of a title's rarest words it is compared on
-_BLOCKING_WORDS = 3
 #: words too common to say two titles are about the same thing
 _STOP = frozenset(
     "om i for og med til på af en et den det de the of and in at on a an to with by from".split()
 )
 
 
+class _Title:
+    """A title as merging compares it."""
+
+    __slots__ = ("text", "words", "key_words", "keys", "strict_keys")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        split = text.split()
+        #: every word but the stop words, for telling parallel sessions apart
+        self.words = frozenset(split) - _STOP
+        #: the words it may be blocked on
+        self.key_words = {w for w in self.words if len(w) > 1} or set(split)
+        #: the words it is blocked on, rarest first: set by _block_on
+        self.keys: tuple[str, ...] = ()
+        self.strict_keys: tuple[str, ...] = ()
+
+
+def _block_on(titles: Sequence[_Title]) -> None:
+    """Prefix filtering: order each title's words by how rare they are in the network, and
+    block it on its first ones. Two titles alike enough share a word among their first
+    ones, while a word most titles have ("workshop") is seldom needed and would make many
+    pairs. Titles alike at the title threshold share about half their words; near-identical
+    ones (the strict threshold) four in five, so fewer of their words are enough."""
+    frequency = Counter(w for title in titles for w in title.key_words)
+    rarest_first = {
+        w: r for r, w in enumerate(sorted(frequency, key=lambda w: (frequency[w], w)))
+    }.__getitem__
+    for title in set(titles):
+        words = sorted(title.key_words, key=rarest_first)
+        n = len(words)
+        title.keys = tuple(words[: max(3, (n + 1) // 2 + 1)])
+        title.strict_keys = tuple(words[: max(1, n - (4 * n + 4) // 5 + 1)])
+
+
 def _join_similar(
     items: list[Occurrence], sets: _Sets, settings: MergeSettings, sources: Mapping[str, Source]
 ) -> None:
-    """Join copies alike in time, title and place. Candidates meet in blocks of (a title
-    word, a local day): only copies that share a word on the same day are compared."""
+    """Join copies alike in time, title and place. Candidates meet in blocks of a title
+    word: timed copies within the window (a sweep over starts), timed copies a whole number
+    of hours apart (a lookup), all-day copies on the same local day."""
     names = _name_index(sources.values())
-    titles = [_comparable_title(o.title, names) for o in items]
-    days = [_local_day(o, settings.network_zone) for o in items]
-    words = [
-        {w for w in title.split() if w not in _STOP and len(w) > 1} or set(title.split())
-        for title in titles
-    ]
-    # block on each title's rarest words: copies of one event share those, while a word
-    # every other title has ("workshop") would make too many pairs
-    frequency = Counter(w for kept in words for w in kept)
-    timed_blocks: dict[str, list[int]] = defaultdict(list)
-    day_blocks: dict[tuple[str, date], list[int]] = defaultdict(list)
-    for i, kept in enumerate(words):
-        for word in sorted(kept, key=lambda w: (frequency[w], w))[:_BLOCKING_WORDS]:
-            day_blocks[(word, days[i])].append(i)
-            if not items[i].all_day:
-                timed_blocks[word].append(i)
-    reach = timedelta(hours=settings.max_zone_shift) + settings.window
+    by_text: dict[str, _Title] = {}
+    titles: list[_Title] = []
+    for occurrence in items:
+        title = by_text.get(occurrence.title)
+        if title is None:
+            title = by_text[occurrence.title] = _Title(_comparable_title(occurrence.title, names))
+        titles.append(title)
+    _block_on(titles)
 
-    def consider(i: int, j: int) -> None:
-        if items[i].source_id == items[j].source_id or sets.find(i) == sets.find(j):
+    network_zone = zone(settings.network_zone)
+    days: dict[date | datetime, int] = {}  # start -> local day (ordinal): starts repeat
+    day_of: list[int] = []
+    at: list[int] = []  # start, in seconds (0 for all-day)
+    for occurrence in items:
+        start = occurrence.start
+        day = days.get(start)
+        if day is None:
+            local = start.astimezone(network_zone) if isinstance(start, datetime) else start
+            day = days[start] = local.toordinal()
+        day_of.append(day)
+        at.append(0 if occurrence.all_day else int(start.timestamp()))
+    source_of = [o.source_id for o in items]
+    union = sets.union
+    ratio = fuzz.token_set_ratio
+
+    def check(i: int, j: int, threshold: float) -> None:
+        """Join i and j when they are alike: their places agree, their titles are alike."""
+        if source_of[i] == source_of[j]:
             return
-        threshold = _threshold(items[i], items[j], days[i], days[j], settings, reach)
-        if threshold is not None and _alike(i, j, titles, items, threshold):
-            sets.union(i, j)
-
-    # timed copies: a sweep over starts in each block, so each meets only its near ones
-    # (a zone mistake near midnight crosses into the next day, and is still met)
-    for block in timed_blocks.values():
-        block.sort(key=lambda i: (items[i].start, i))
-        starts = [items[i].start for i in block]
-        for position, i in enumerate(block):
-            # indexes, not block[position + 1:]: a slice per item would copy the block
-            for other in range(position + 1, len(block)):
-                if starts[other] - starts[position] > reach:
-                    break
-                consider(i, block[other])
-    # all-day copies meet every copy of their day that shares a word
-    for i, occurrence in enumerate(items):
-        if occurrence.all_day:
-            for word in words[i]:
-                for j in day_blocks.get((word, days[i]), ()):
-                    if j != i:
-                        consider(min(i, j), max(i, j))
-
-
-def _threshold(
-    a: Occurrence, b: Occurrence, day_a: date, day_b: date, settings: MergeSettings, reach
-) -> float | None:
-    """How alike the titles must be for two copies at these times, or None: never."""
-    if a.all_day or b.all_day:
-        if day_a != day_b:
-            return None
-        both = a.all_day and b.all_day
-        return settings.title_threshold if both else settings.strict_threshold
-    gap = abs(a.start - b.start)
-    if gap <= settings.window:
-        return settings.title_threshold
-    hours = gap.total_seconds() / 3600
-    if gap <= reach and hours == int(hours):
-        return settings.strict_threshold  # a whole-hour time-zone mistake
-    return None
-
-
-def _alike(i: int, j: int, titles: list[str], items: list[Occurrence], threshold: float) -> bool:
-    a, b = items[i], items[j]
-    place = _place_agreement(a.location, b.location)
-    if place == "different":
-        return False
-    if place == "same" and not a.all_day and not b.all_day and a.start == b.start:
-        # the same house at the same minute: co-hosts word (or translate) titles freely
-        threshold = min(threshold, _SAME_PLACE_THRESHOLD)
-    else:
-        # each title has a word the other lacks ("for begyndere" / "for øvede"): parallel
-        # sessions, unless the titles are near-identical
-        words_a, words_b = set(titles[i].split()) - _STOP, set(titles[j].split()) - _STOP
-        if words_a - words_b and words_b - words_a:
+        a, b = items[i], items[j]
+        title_a, title_b = titles[i], titles[j]
+        place = _place_agreement(a.location, b.location) if a.location and b.location else ""
+        if place == "different":
+            return
+        if place == "same" and not a.all_day and a.start == b.start:
+            # the same house at the same minute: co-hosts word (or translate) titles freely
+            threshold = min(threshold, _SAME_PLACE_THRESHOLD)
+        elif title_a.words - title_b.words and title_b.words - title_a.words:
+            # each has a word the other lacks ("for begyndere" / "for øvede"): parallel
+            # sessions, unless the titles are near-identical
             threshold = max(threshold, _PARALLEL_THRESHOLD)
-    return fuzz.token_set_ratio(titles[i], titles[j]) >= threshold
+        if ratio(title_a.text, title_b.text, score_cutoff=threshold):
+            union(i, j)
+
+    timed = [i for i, o in enumerate(items) if not o.all_day]
+    # timed copies within the window: a sweep over the starts in each block
+    window = int(settings.window.total_seconds())
+    blocks: dict[str, list[int]] = defaultdict(list)
+    for i in timed:
+        for word in titles[i].keys:
+            blocks[word].append(i)
+    for block in blocks.values():
+        if len(block) < 2:
+            continue
+        block.sort(key=at.__getitem__)
+        for position, i in enumerate(block):
+            latest = at[i] + window
+            for other in range(position + 1, len(block)):
+                j = block[other]
+                if at[j] > latest:
+                    break
+                check(i, j, settings.title_threshold)
+    # timed copies whole hours apart (a member's time-zone mistake): near-identical titles
+    reach = window + 3600 * settings.max_zone_shift
+    shifts = [3600 * k for k in range(1, reach // 3600 + 1) if 3600 * k > window]
+    exact: dict[str, dict[int, list[int]]] = defaultdict(dict)
+    for i in timed:
+        for word in titles[i].strict_keys:
+            exact[word].setdefault(at[i], []).append(i)
+    for i in timed:
+        for word in titles[i].strict_keys:
+            near = exact[word]
+            for shift in shifts:
+                for j in near.get(at[i] + shift, ()):
+                    check(i, j, settings.strict_threshold)
+    # all-day copies: against each other on their day, against timed ones of their day
+    all_day = [i for i, o in enumerate(items) if o.all_day]
+    whole_days: dict[tuple[str, int], list[int]] = defaultdict(list)
+    timed_days: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for i in all_day:
+        for word in titles[i].keys:
+            whole_days[(word, day_of[i])].append(i)
+    if all_day:
+        for i in timed:
+            for word in titles[i].strict_keys:
+                timed_days[(word, day_of[i])].append(i)
+    for block in whole_days.values():
+        for position, i in enumerate(block):
+            for j in block[position + 1 :]:
+                check(i, j, settings.title_threshold)
+    for i in all_day:
+        for word in titles[i].strict_keys:
+            for j in timed_days.get((word, day_of[i]), ()):
+                check(i, j, settings.strict_threshold)
 
 
 #: title likeness needed when each title has a word the other lacks
@@ -334,60 +403,103 @@ def _url_key(url: str | None) -> str | None:
 
 
 def _merge_group(
-    eid: str, members: list[Occurrence], rank: dict[str, int], by_id: dict[str, Source]
+    members: list[Occurrence],
+    known: Mapping[str, str],
+    rank: Mapping[str, int],
+    by_id: Mapping[str, Source],
+    sites: Mapping[str, str | None],
 ) -> MergedEvent:
     """One event from its members' copies: the owner's version wins (the member whose
     homepage is the event's site, else the first in the configuration); organisers and
-    categories are the union; it is cancelled only when every member says so."""
-    members.sort(key=lambda o: (not _owns(by_id[o.source_id], o.url), rank[o.source_id], o.key))
-    gone = (Status.CANCELLED, Status.POSTPONED)
-    live = [o for o in members if o.status not in gone]
-    # a merge never makes an event read as cancelled while a member still lists it
-    first = live[0] if live else members[0]
-    source_ids = tuple(sorted(dict.fromkeys(o.source_id for o in members), key=rank.get))
-    categories: dict[str, str] = {}  # casefolded -> first spelling seen
-    for occurrence in members:
-        for category in occurrence.categories + by_id[occurrence.source_id].categories:
-            categories.setdefault(category.casefold(), category)
-    cancelled_by = (
-        tuple(dict.fromkeys(by_id[o.source_id].name for o in members if o.status in gone))
-        if live
-        else ()
-    )
-    values = {
-        "id": eid,
-        "uid": first.uid,
-        "title": first.title,
-        "start": first.start,
-        "end": first.end,
-        "all_day": first.all_day,
-        "tzid": first.tzid,
-        "description": first.description,
-        "url": first.url or next((o.url for o in members if o.url), None),
-        "location": first.location or next((o.location for o in members if o.location), ""),
-        "status": first.status,
-        "categories": tuple(categories.values()),
-        "organisers": tuple(by_id[s].name for s in source_ids),
-        "source_ids": source_ids,
-        "members": tuple(o.key for o in members),
-        "removed": all(o.removed_at is not None for o in members),
-        "identities": tuple(sorted({identity_of(o) for o in members})),
-        "cancelled_by": cancelled_by,
-        "copies": tuple((o.source_id, o.title, o.url) for o in members),
-    }
+    categories are the union; it is cancelled only when every member says so.
+
+    Its id is the one the store already gave any of its identities, else one derived from
+    the smallest, so it survives restarts and the first publisher leaving."""
+    if len(members) == 1:  # most events: the same as below, without the work
+        first = members[0]
+        identities = [identity_of(first)]
+        eid = known.get(identities[0]) or event_id(*identities[0].split("\x1f"))
+        source = by_id[first.source_id]
+        source_ids, organisers, cancelled_by = (first.source_id,), (source.name,), ()
+        categories = _categories(first.categories + source.categories)
+        url, location, removed = first.url, first.location, first.removed_at is not None
+    else:
+        identities = sorted({identity_of(o) for o in members})
+        remembered = sorted({known[i] for i in identities if i in known})
+        eid = remembered[0] if remembered else event_id(*identities[0].split("\x1f"))
+        members.sort(key=lambda o: (not _owns(sites[o.source_id], o.url), rank[o.source_id], o.key))
+        gone = (Status.CANCELLED, Status.POSTPONED)
+        live = [o for o in members if o.status not in gone]
+        # a merge never makes an event read as cancelled while a member still lists it
+        first = live[0] if live else members[0]
+        source_ids = tuple(sorted({o.source_id for o in members}, key=rank.__getitem__))
+        organisers = tuple(by_id[s].name for s in source_ids)
+        cancelled_by = (
+            tuple(dict.fromkeys(by_id[o.source_id].name for o in members if o.status in gone))
+            if live
+            else ()
+        )
+        categories = _categories(
+            c for o in members for c in o.categories + by_id[o.source_id].categories
+        )
+        url = first.url or next((o.url for o in members if o.url), None)
+        location = first.location or next((o.location for o in members if o.location), "")
+        removed = all(o.removed_at is not None for o in members)
     # what subscribers see: not the member UIDs or keys, which a feed may change at will
     content = {
-        k: iso(v) if k in ("start", "end") else v
-        for k, v in values.items()
-        if k not in ("uid", "members", "identities", "copies")
+        "all_day": first.all_day,
+        "cancelled_by": cancelled_by,
+        "categories": categories,
+        "description": first.description,
+        "end": _iso(first.end),
+        "id": eid,
+        "location": location,
+        "organisers": organisers,
+        "removed": removed,
+        "source_ids": source_ids,
+        "start": _iso(first.start),
+        "status": first.status.value,
+        "title": first.title,
+        "tzid": first.tzid,
+        "url": url,
     }
-    content["status"] = first.status.value
-    return MergedEvent(**values, fingerprint=fingerprint(content))
+    return MergedEvent(
+        id=eid,
+        uid=first.uid,
+        title=first.title,
+        start=first.start,
+        end=first.end,
+        all_day=first.all_day,
+        tzid=first.tzid,
+        description=first.description,
+        url=url,
+        location=location,
+        status=first.status,
+        categories=categories,
+        organisers=organisers,
+        source_ids=source_ids,
+        members=tuple(o.key for o in members),
+        fingerprint=fingerprint(content),
+        removed=removed,
+        identities=tuple(identities),
+        cancelled_by=cancelled_by,
+        copies=tuple((o.source_id, o.title, o.url) for o in members),
+    )
 
 
-def _owns(source: Source, url: str | None) -> bool:
-    if not source.homepage or not url:
-        return False
-    home = urlsplit(source.homepage).netloc.lower().removeprefix("www.")
-    there = urlsplit(url).netloc.lower().removeprefix("www.")
-    return bool(home) and home == there
+def _categories(names: Iterable[str]) -> tuple[str, ...]:
+    """Each category once, ignoring case: the first spelling seen."""
+    seen: dict[str, str] = {}
+    for name in names:
+        seen.setdefault(name.casefold(), name)
+    return tuple(seen.values())
+
+
+def _owns(site: str | None, url: str | None) -> bool:
+    return bool(site) and bool(url) and _site(url) == site
+
+
+def _site(url: str | None) -> str | None:
+    if not url:
+        return None
+    return urlsplit(url).netloc.lower().removeprefix("www.") or None
