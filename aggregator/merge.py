@@ -15,18 +15,27 @@ derived from its smallest identity, so ids survive restarts and members leaving.
 from __future__ import annotations
 
 import gc
+import hashlib
 import re
+from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from urllib.parse import urlsplit
 
 from rapidfuzz import fuzz
 
 from aggregator.model import MergedEvent, MergeSettings, Occurrence, Source, Status
-from aggregator.normalise import event_id, fingerprint, iso, normalised_title, zone
+from aggregator.normalise import (
+    event_id,
+    iso,
+    normalised_title,
+    normalised_titles,
+    occurrence_fingerprint,
+    zone,
+)
 from aggregator.reconcile import identity_of
 
 _POSTCODE = re.compile(r"\b\d{4}\b")
@@ -128,82 +137,98 @@ def _join_identical(items: list[Occurrence], sets: _Sets) -> None:
 _STOP = frozenset(
     "om i for og med til på af en et den det de the of and in at on a an to with by from".split()
 )
+#: a title word in more than this share of all titles is common: it is not looked up by
+#: itself (at 230,000 occurrences, "workshop" would meet every workshop of the hour)
+_COMMON = 0.01
 
 
 class _Title:
     """A title as merging compares it."""
 
-    __slots__ = ("text", "words", "key_words", "keys", "strict_keys")
+    __slots__ = ("text", "words", "key_words", "probes", "rarest", "indexed")
 
     def __init__(self, text: str) -> None:
         self.text = text
         split = text.split()
         #: every word but the stop words, for telling parallel sessions apart
         self.words = frozenset(split) - _STOP
-        #: the words it may be blocked on
+        #: the words it can be found by
         self.key_words = {w for w in self.words if len(w) > 1} or set(split)
-        #: the words it is blocked on, rarest first: set by _block_on
-        self.keys: tuple[str, ...] = ()
-        self.strict_keys: tuple[str, ...] = ()
+        #: set by _choose_probes: the words it looks for copies by (rarest first), the
+        #: rarest one, and the words it is found by, which some title looks by
+        self.probes: tuple[str, ...] = ()
+        self.rarest: str | None = None
+        self.indexed: tuple[str, ...] = ()
 
 
-def _block_on(titles: Sequence[_Title]) -> None:
-    """Prefix filtering: order each title's words by how rare they are in the network, and
-    block it on its first ones. Two titles alike enough share a word among their first
-    ones, while a word most titles have ("workshop") is seldom needed and would make many
-    pairs. Titles alike at the title threshold share about half their words; near-identical
-    ones (the strict threshold) four in five, so fewer of their words are enough."""
+def _choose_probes(titles: Sequence[_Title]) -> None:
+    """Each title looks for its copies among the titles that have its rarest word, and its
+    second rarest unless that one is common. That finds every copy whose words include
+    the other's ("Invitation: X" and "X"), and near-identical ones with a word spelled
+    differently; copies worded differently at the same place are found by the place."""
     frequency = Counter(w for title in titles for w in title.key_words)
+    common = _COMMON * len(titles)
     rarest_first = {
         w: r for r, w in enumerate(sorted(frequency, key=lambda w: (frequency[w], w)))
     }.__getitem__
-    for title in set(titles):
+    distinct = set(titles)
+    probed: set[str] = set()
+    for title in distinct:
         words = sorted(title.key_words, key=rarest_first)
-        n = len(words)
-        title.keys = tuple(words[: max(3, (n + 1) // 2 + 1)])
-        title.strict_keys = tuple(words[: max(1, n - (4 * n + 4) // 5 + 1)])
+        title.probes = tuple(words[:1] + [w for w in words[1:2] if frequency[w] <= common])
+        title.rarest = words[0] if words else None
+        probed.update(title.probes)
+    for title in distinct:
+        title.indexed = tuple(w for w in title.key_words if w in probed)
 
 
 def _join_similar(
     items: list[Occurrence], sets: _Sets, settings: MergeSettings, sources: Mapping[str, Source]
 ) -> None:
-    """Join copies alike in time, title and place. Candidates meet in blocks of a title
-    word: timed copies within the window (a sweep over starts), timed copies a whole number
-    of hours apart (a lookup), all-day copies on the same local day."""
-    names = _name_index(sources.values())
+    """Join copies alike in time, title and place. Copies meet in blocks of a title word
+    that one of them looks for copies by (the timed ones within the window or whole hours
+    apart, the all-day ones on their day), and in blocks of a place and a minute."""
+    raw = list(dict.fromkeys(o.title for o in items))
     by_text: dict[str, _Title] = {}
-    titles: list[_Title] = []
-    for occurrence in items:
-        title = by_text.get(occurrence.title)
-        if title is None:
-            title = by_text[occurrence.title] = _Title(_comparable_title(occurrence.title, names))
-        titles.append(title)
-    _block_on(titles)
+    by_raw = {
+        title: by_text.get(text) or by_text.setdefault(text, _Title(text))
+        for title, text in zip(raw, _comparable_titles(raw, sources.values()), strict=True)
+    }
+    titles = [by_raw[o.title] for o in items]
+    _choose_probes(titles)
 
     network_zone = zone(settings.network_zone)
-    days: dict[date | datetime, int] = {}  # start -> local day (ordinal): starts repeat
+    times: dict[date | datetime, tuple[int, int]] = {}  # start -> (local day, seconds)
     day_of: list[int] = []
-    at: list[int] = []  # start, in seconds (0 for all-day)
+    at: list[int] = []  # 0 for all-day
     for occurrence in items:
         start = occurrence.start
-        day = days.get(start)
-        if day is None:
-            local = start.astimezone(network_zone) if isinstance(start, datetime) else start
-            day = days[start] = local.toordinal()
-        day_of.append(day)
-        at.append(0 if occurrence.all_day else int(start.timestamp()))
+        known = times.get(start)
+        if known is None:
+            if isinstance(start, datetime):
+                known = (start.astimezone(network_zone).toordinal(), int(start.timestamp()))
+            else:
+                known = (start.toordinal(), 0)
+            times[start] = known
+        day_of.append(known[0])
+        at.append(known[1])
     source_of = [o.source_id for o in items]
-    union = sets.union
+    find, union = sets.find, sets.union
     ratio = fuzz.token_set_ratio
+    tried: set[tuple[int, int]] = set()
 
     def check(i: int, j: int, threshold: float) -> None:
         """Join i and j when they are alike: their places agree, their titles are alike."""
-        if source_of[i] == source_of[j]:
+        if source_of[i] == source_of[j] or find(i) == find(j):
+            return
+        pair = (i, j) if i < j else (j, i)
+        if pair in tried:
             return
         a, b = items[i], items[j]
         title_a, title_b = titles[i], titles[j]
         place = _place_agreement(a.location, b.location) if a.location and b.location else ""
         if place == "different":
+            tried.add(pair)
             return
         if place == "same" and not a.all_day and a.start == b.start:
             # the same house at the same minute: co-hosts word (or translate) titles freely
@@ -214,57 +239,73 @@ def _join_similar(
             threshold = max(threshold, _PARALLEL_THRESHOLD)
         if ratio(title_a.text, title_b.text, score_cutoff=threshold):
             union(i, j)
+        else:
+            tried.add(pair)
 
-    timed = [i for i, o in enumerate(items) if not o.all_day]
-    # timed copies within the window: a sweep over the starts in each block
-    window = int(settings.window.total_seconds())
+    # timed copies: a sweep over the starts in each block. Within the window they meet
+    # when either looks by the block's word; whole hours apart (a member's time-zone
+    # mistake) when it is the rarest word of either, and only near-identical titles join.
+    timed = sorted((i for i, o in enumerate(items) if not o.all_day), key=at.__getitem__)
     blocks: dict[str, list[int]] = defaultdict(list)
     for i in timed:
-        for word in titles[i].keys:
+        for word in titles[i].indexed:
             blocks[word].append(i)
-    for block in blocks.values():
-        if len(block) < 2:
-            continue
-        block.sort(key=at.__getitem__)
+    window = int(settings.window.total_seconds())
+    reach = window + 3600 * settings.max_zone_shift
+    for word, block in blocks.items():
         for position, i in enumerate(block):
-            latest = at[i] + window
+            title, begins = titles[i], at[i]
             for other in range(position + 1, len(block)):
                 j = block[other]
-                if at[j] > latest:
+                gap = at[j] - begins
+                if gap > reach:
                     break
-                check(i, j, settings.title_threshold)
-    # timed copies whole hours apart (a member's time-zone mistake): near-identical titles
-    reach = window + 3600 * settings.max_zone_shift
-    shifts = [3600 * k for k in range(1, reach // 3600 + 1) if 3600 * k > window]
-    exact: dict[str, dict[int, list[int]]] = defaultdict(dict)
-    for i in timed:
-        for word in titles[i].strict_keys:
-            exact[word].setdefault(at[i], []).append(i)
-    for i in timed:
-        for word in titles[i].strict_keys:
-            near = exact[word]
-            for shift in shifts:
-                for j in near.get(at[i] + shift, ()):
+                if gap <= window:
+                    if word in title.probes or word in titles[j].probes:
+                        check(i, j, settings.title_threshold)
+                elif gap % 3600 == 0 and word in (title.rarest, titles[j].rarest):
                     check(i, j, settings.strict_threshold)
-    # all-day copies: against each other on their day, against timed ones of their day
-    all_day = [i for i, o in enumerate(items) if o.all_day]
-    whole_days: dict[tuple[str, int], list[int]] = defaultdict(list)
-    timed_days: dict[tuple[str, int], list[int]] = defaultdict(list)
-    for i in all_day:
-        for word in titles[i].keys:
-            whole_days[(word, day_of[i])].append(i)
-    if all_day:
-        for i in timed:
-            for word in titles[i].strict_keys:
-                timed_days[(word, day_of[i])].append(i)
-    for block in whole_days.values():
+    # the same place at the same minute, however the titles are worded
+    by_place: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for i in timed:
+        for mark in _place_marks(items[i].location):
+            by_place[(mark, at[i])].append(i)
+    for block in by_place.values():
         for position, i in enumerate(block):
             for j in block[position + 1 :]:
                 check(i, j, settings.title_threshold)
+    # all-day copies: against the all-day and the timed copies of their local day
+    all_day = [i for i, o in enumerate(items) if o.all_day]
+    whole_days: dict[tuple[str, int], list[int]] = defaultdict(list)
     for i in all_day:
-        for word in titles[i].strict_keys:
-            for j in timed_days.get((word, day_of[i]), ()):
-                check(i, j, settings.strict_threshold)
+        for word in titles[i].indexed:
+            whole_days[(word, day_of[i])].append(i)
+    start_of = at.__getitem__
+    for i in all_day:
+        title, day = titles[i], day_of[i]
+        midnight = datetime.combine(date.fromordinal(day), time(), network_zone)
+        today = (midnight.timestamp(), (midnight + timedelta(days=1)).timestamp())
+        for word in title.indexed:
+            for j in whole_days[(word, day)]:
+                if j > i and (word in title.probes or word in titles[j].probes):
+                    check(i, j, settings.title_threshold)
+            block = blocks.get(word, [])
+            first = bisect_left(block, today[0], key=start_of)
+            last = bisect_left(block, today[1], key=start_of)
+            for j in block[first:last]:
+                if word in title.probes or word in titles[j].probes:
+                    check(i, j, settings.strict_threshold)
+
+
+def _place_marks(location: str) -> set[str]:
+    """What a place is looked up by: its postcodes and the first word of its name."""
+    if not location:
+        return set()
+    marks = set(_POSTCODE.findall(location))
+    name = normalised_title(location.split(",")[0]).split()
+    if name and len(name[0]) > 2:
+        marks.add(name[0])
+    return marks
 
 
 #: title likeness needed when each title has a word the other lacks
@@ -320,14 +361,24 @@ def _name_index(sources) -> dict[str, list[str]]:
     return index
 
 
-def _comparable_title(title: str, names: Mapping[str, list[str]]) -> str:
-    text = normalised_title(title)
-    for word in set(text.split()):
-        for name in names.get(word, ()):
-            if name in text:
-                text = text.replace(name, " ")
-    words = [_GLOSSARY.get(word, word) for word in text.split()]
-    return " ".join(words) or normalised_title(title)
+def _comparable_titles(titles: Sequence[str], sources: Iterable[Source]) -> list[str]:
+    """Titles as merging compares them: normalised, without the names of member
+    organisations ("Klimacafé hos Grøn Omstilling"), Danish event words in English."""
+    names = _name_index(sources)
+    comparable = []
+    for text in normalised_titles(titles):
+        words = text.split()
+        if not names.keys().isdisjoint(words):
+            named = text
+            for word in set(words):
+                for name in names.get(word, ()):
+                    if name in named:
+                        named = named.replace(name, " ")
+            words = named.split() or words
+        if not _GLOSSARY.keys().isdisjoint(words):
+            words = [_GLOSSARY.get(word, word) for word in words]
+        comparable.append(" ".join(words))
+    return comparable
 
 
 #: Danish words of NGO event titles in English, so a title and its translation compare
@@ -445,24 +496,19 @@ def _merge_group(
         url = first.url or next((o.url for o in members if o.url), None)
         location = first.location or next((o.location for o in members if o.location), "")
         removed = all(o.removed_at is not None for o in members)
-    # what subscribers see: not the member UIDs or keys, which a feed may change at will
-    content = {
-        "all_day": first.all_day,
-        "cancelled_by": cancelled_by,
-        "categories": categories,
-        "description": first.description,
-        "end": _iso(first.end),
-        "id": eid,
-        "location": location,
-        "organisers": organisers,
-        "removed": removed,
-        "source_ids": source_ids,
-        "start": _iso(first.start),
-        "status": first.status.value,
-        "title": first.title,
-        "tzid": first.tzid,
-        "url": url,
-    }
+    # what subscribers see changes with the owner's copy (its fingerprint covers its
+    # title, times, text, place, status and categories) and with what the merge adds
+    content = (
+        eid,
+        first.fingerprint or occurrence_fingerprint(first),
+        url,
+        location,
+        categories,
+        organisers,
+        source_ids,
+        cancelled_by,
+        removed,
+    )
     return MergedEvent(
         id=eid,
         uid=first.uid,
@@ -479,7 +525,7 @@ def _merge_group(
         organisers=organisers,
         source_ids=source_ids,
         members=tuple(o.key for o in members),
-        fingerprint=fingerprint(content),
+        fingerprint=hashlib.sha256(repr(content).encode()).hexdigest()[:32],
         removed=removed,
         identities=tuple(identities),
         cancelled_by=cancelled_by,

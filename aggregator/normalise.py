@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -239,6 +240,23 @@ def normalised_title(title: str) -> str:
     return " ".join(_WORD.findall(text))
 
 
+def normalised_titles(titles: Sequence[str]) -> list[str]:
+    """normalised_title of each title, each step done once on all of them joined: several
+    times faster for a network's worth of titles."""
+    if not titles:
+        return []
+    joined = "\n".join(title_status(title)[1] for title in titles)
+    if joined.count("\n") != max(len(titles) - 1, 0):  # a title with a line break
+        return [normalised_title(title) for title in titles]
+    # accents are folded where they are: runs of other than ASCII, a few per title
+    text = _NOT_ASCII.sub(lambda run: _fold_run(run.group()), joined.casefold())
+    lines = text.translate(_ASCII_NOT_WORD).split("\n")
+    return [
+        " ".join(line.split()) if line.isascii() else " ".join(_WORD.findall(line))
+        for line in lines
+    ]
+
+
 def fold_accents(text: str) -> str:
     """Letters without their accents; ø, æ and å as o, ae and a."""
     folded = unicodedata.normalize("NFKD", text)
@@ -251,3 +269,9 @@ _FOLD_LATIN = str.maketrans(
     {chr(c): fold_accents(chr(c)) for c in range(0xC0, 0x250) if fold_accents(chr(c)) != chr(c)}
 )
 _WORD = re.compile(r"\w+")
+_NOT_ASCII = re.compile(r"[^\x00-\x7f]+")
+_fold_run = lru_cache(maxsize=4096)(fold_accents)
+#: ASCII other than letters, digits, _ and line breaks: what \w+ would leave out
+_ASCII_NOT_WORD = str.maketrans(
+    {c: " " for c in map(chr, range(128)) if not (c.isalnum() or c in "_\n")}
+)

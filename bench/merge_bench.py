@@ -5,7 +5,8 @@
 Generated like a real network: most events are a member's own (titles drawn from a
 vocabulary of NGO events, starts over two years, mostly daytime), some published by two or
 three members (retitled, some an hour off), a few all-day. Prints the time per size, the
-time per 1,000 occurrences (flat when growth is linear) and the number of events.
+time per 1,000 occurrences (flat when growth is linear), the number of events, and the
+precision and recall of the pairs of copies it joined (the generator knows which are one).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 
 from aggregator.merge import merge
@@ -36,6 +38,14 @@ START = datetime(2026, 9, 1, tzinfo=UTC)
 
 
 def network(n: int, sources: int = 1000, seed: int = 7) -> tuple[list[Occurrence], list[Source]]:
+    occurrences, members, _ = labelled_network(n, sources, seed)
+    return occurrences, members
+
+
+def labelled_network(
+    n: int, sources: int = 1000, seed: int = 7
+) -> tuple[list[Occurrence], list[Source], dict[str, int]]:
+    """The network, and for each occurrence key the event it is a copy of."""
     rng = random.Random(seed)
     # a network of 1,000 members talks about many things: a vocabulary that grows with it
     syllables = ["ka", "mo", "ri", "sa", "te", "lu", "vo", "ne", "di", "ga", "pe", "fo", "bi"]
@@ -44,7 +54,9 @@ def network(n: int, sources: int = 1000, seed: int = 7) -> tuple[list[Occurrence
     )
     members = [Source(id=f"s{i}", name=f"Forening {i}", url=f"/s{i}.ics") for i in range(sources)]
     occurrences: list[Occurrence] = []
+    truth: dict[str, int] = {}
     while len(occurrences) < n:
+        event = len(truth)  # a new number for each event: truth grows by its copies
         owner = rng.randrange(sources)
         title = (
             f"{rng.choice(WORDS).capitalize()} om {rng.choice(TOPICS)} og {rng.choice(vocabulary)} "
@@ -65,6 +77,7 @@ def network(n: int, sources: int = 1000, seed: int = 7) -> tuple[list[Occurrence
         for member, text, begins in copies:
             uid = f"{member}-{len(occurrences)}@bench"
             key = occurrence_key(f"s{member}", uid, None)
+            truth[key] = event
             occurrences.append(
                 Occurrence(
                     key=key,
@@ -79,20 +92,36 @@ def network(n: int, sources: int = 1000, seed: int = 7) -> tuple[list[Occurrence
                     fingerprint=key,
                 )
             )
-    return occurrences[:n], members
+    return occurrences[:n], members, truth
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="23000,57500,115000,230000")
     args = parser.parse_args()
-    print(f"{'occurrences':>12}{'seconds':>10}{'ms per 1k':>11}{'events':>9}")
+    header = ("occurrences", 12), ("seconds", 10), ("ms per 1k", 11), ("events", 9)
+    print("".join(f"{name:>{width}}" for name, width in header) + f"{'precision':>11}{'recall':>8}")
     for n in (int(s) for s in args.sizes.split(",")):
-        occurrences, sources = network(n)
+        occurrences, sources, truth = labelled_network(n)
         started = time.perf_counter()
         events = merge(occurrences, sources)
         took = time.perf_counter() - started
-        print(f"{n:>12,}{took:>10.2f}{took / n * 1e6:>11.1f}{len(events):>9,}")
+        precision, recall = _pairwise(events, truth)
+        print(
+            f"{n:>12,}{took:>10.2f}{took / n * 1e6:>11.1f}{len(events):>9,}"
+            f"{precision:>11.4f}{recall:>8.4f}"
+        )
+
+
+def _pairwise(events, truth: dict[str, int]) -> tuple[float, float]:
+    """Pairs of copies put in one event that are one event, and the other way round."""
+    merged = right = 0
+    for event in events:
+        merged += len(event.members) * (len(event.members) - 1) // 2
+        right += sum(c * (c - 1) // 2 for c in Counter(truth[k] for k in event.members).values())
+    sizes = Counter(truth[k] for event in events for k in event.members)
+    real = sum(c * (c - 1) // 2 for c in sizes.values())
+    return (right / merged if merged else 1.0), (right / real if real else 1.0)
 
 
 if __name__ == "__main__":
