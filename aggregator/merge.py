@@ -23,6 +23,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
+from itertools import chain
+from operator import attrgetter
 from urllib.parse import urlsplit
 
 from rapidfuzz import fuzz
@@ -30,7 +32,6 @@ from rapidfuzz import fuzz
 from aggregator.model import MergedEvent, MergeSettings, Occurrence, Source, Status
 from aggregator.normalise import (
     event_id,
-    iso,
     normalised_title,
     normalised_titles,
     occurrence_fingerprint,
@@ -65,7 +66,8 @@ def merge(
 ) -> list[MergedEvent]:
     """The network events: one per group of occurrences that are the same event.
 
-    The result does not depend on the order of `occurrences`; it is sorted by start, id.
+    The result does not depend on the order of `occurrences`: events come in the order of
+    their smallest member key.
     `known_ids` maps identities to the network ids the store has already given them.
     """
     with _without_cycle_collection():
@@ -75,12 +77,16 @@ def merge(
 @contextmanager
 def _without_cycle_collection() -> Iterator[None]:
     """Merging makes a few objects per occurrence and no reference cycles; the cycle
-    collector would walk them again and again (a fifth of the time at 230,000)."""
+    collector would walk them again and again (a fifth of the time at 230,000). The events
+    it returns live until the next merge: they join the oldest generation at once (freeze,
+    then unfreeze) rather than be walked by the young ones on their way there."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        gc.freeze()
+        gc.unfreeze()
         if enabled:
             gc.enable()
 
@@ -104,26 +110,18 @@ def _merge(
     for index, occurrence in enumerate(items):
         groups[sets.find(index)].append(occurrence)
     sites = {source.id: _site(source.homepage) for source in sources}
-    merged = [_merge_group(g, known, rank, by_id, sites) for g in groups.values()]
-    merged.sort(key=lambda e: (_iso(e.start), e.id))
-    return merged
-
-
-#: starts and ends repeat (series, the hour): their ISO forms are worth keeping
-_iso = lru_cache(maxsize=65536)(iso)
+    return [_merge_group(g, known, rank, by_id, sites) for g in groups.values()]
 
 
 def _join_identical(items: list[Occurrence], sets: _Sets) -> None:
-    first: dict[str, int] = {}
+    first: dict[tuple[str, str], int] = {}
     by_url: dict[tuple[str, date], int] = {}
     for index, occurrence in enumerate(items):
         uid, _, rid = identity_of(occurrence).partition("\x1f")
-        key = f"{uid.strip().lower()}\x1f{rid}"
-        if key in first:
-            sets.union(first[key], index)
-        else:
-            first[key] = index
-        url = _url_key(occurrence.url)
+        other = first.setdefault((uid.strip().lower(), rid), index)
+        if other != index:
+            sets.union(other, index)
+        url = occurrence.url and _url_key(occurrence.url)
         if url:
             day = _local_day(occurrence, "UTC")
             for near in (day - timedelta(days=1), day, day + timedelta(days=1)):
@@ -147,18 +145,20 @@ class _Title:
 
     __slots__ = ("text", "words", "key_words", "probes", "rarest", "indexed")
 
-    def __init__(self, text: str) -> None:
-        self.text = text
-        split = text.split()
+    def __init__(self, split: list[str]) -> None:
+        self.text = " ".join(split)
         #: every word but the stop words, for telling parallel sessions apart
-        self.words = frozenset(split) - _STOP
-        #: the words it can be found by
-        self.key_words = {w for w in self.words if len(w) > 1} or set(split)
+        self.words = set(split) - _STOP
+        #: the words it can be found by: not single letters, unless there is nothing else
+        if min(map(len, self.words), default=0) > 1:
+            self.key_words = self.words
+        else:
+            self.key_words = {w for w in self.words if len(w) > 1} or set(split)
         #: set by _choose_probes: the words it looks for copies by (rarest first), the
         #: rarest one, and the words it is found by, which some title looks by
         self.probes: tuple[str, ...] = ()
         self.rarest: str | None = None
-        self.indexed: tuple[str, ...] = ()
+        self.indexed: set[str] = set()
 
 
 def _choose_probes(titles: Sequence[_Title]) -> None:
@@ -166,20 +166,22 @@ def _choose_probes(titles: Sequence[_Title]) -> None:
     second rarest unless that one is common. That finds every copy whose words include
     the other's ("Invitation: X" and "X"), and near-identical ones with a word spelled
     differently; copies worded differently at the same place are found by the place."""
-    frequency = Counter(w for title in titles for w in title.key_words)
+    frequency = Counter(chain.from_iterable(title.key_words for title in titles))
     common = _COMMON * len(titles)
     rarest_first = {
         w: r for r, w in enumerate(sorted(frequency, key=lambda w: (frequency[w], w)))
     }.__getitem__
     distinct = set(titles)
-    probed: set[str] = set()
     for title in distinct:
         words = sorted(title.key_words, key=rarest_first)
-        title.probes = tuple(words[:1] + [w for w in words[1:2] if frequency[w] <= common])
+        if len(words) > 1 and frequency[words[1]] <= common:
+            title.probes = (words[0], words[1])
+        else:
+            title.probes = tuple(words[:1])
         title.rarest = words[0] if words else None
-        probed.update(title.probes)
+    probed = {word for title in distinct for word in title.probes}
     for title in distinct:
-        title.indexed = tuple(w for w in title.key_words if w in probed)
+        title.indexed = title.key_words & probed
 
 
 def _join_similar(
@@ -188,12 +190,8 @@ def _join_similar(
     """Join copies alike in time, title and place. Copies meet in blocks of a title word
     that one of them looks for copies by (the timed ones within the window or whole hours
     apart, the all-day ones on their day), and in blocks of a place and a minute."""
-    raw = list(dict.fromkeys(o.title for o in items))
-    by_text: dict[str, _Title] = {}
-    by_raw = {
-        title: by_text.get(text) or by_text.setdefault(text, _Title(text))
-        for title, text in zip(raw, _comparable_titles(raw, sources.values()), strict=True)
-    }
+    raw = list(dict.fromkeys(map(attrgetter("title"), items)))
+    by_raw = dict(zip(raw, _titles(raw, sources.values()), strict=True))
     titles = [by_raw[o.title] for o in items]
     _choose_probes(titles)
 
@@ -361,23 +359,28 @@ def _name_index(sources) -> dict[str, list[str]]:
     return index
 
 
-def _comparable_titles(titles: Sequence[str], sources: Iterable[Source]) -> list[str]:
+def _titles(titles: Sequence[str], sources: Iterable[Source]) -> list[_Title]:
     """Titles as merging compares them: normalised, without the names of member
     organisations ("Klimacafé hos Grøn Omstilling"), Danish event words in English."""
     names = _name_index(sources)
+    made: dict[str, _Title] = {}
     comparable = []
     for text in normalised_titles(titles):
-        words = text.split()
-        if not names.keys().isdisjoint(words):
-            named = text
-            for word in set(words):
-                for name in names.get(word, ()):
-                    if name in named:
-                        named = named.replace(name, " ")
-            words = named.split() or words
-        if not _GLOSSARY.keys().isdisjoint(words):
-            words = [_GLOSSARY.get(word, word) for word in words]
-        comparable.append(" ".join(words))
+        title = made.get(text)
+        if title is None:
+            words = text.split()
+            if not names.keys().isdisjoint(words):
+                named = text
+                for word in set(words):
+                    for name in names.get(word, ()):
+                        if name in named:
+                            named = named.replace(name, " ")
+                words = named.split() or words
+            if not _GLOSSARY.keys().isdisjoint(words):
+                # an entry may be words: "sprogcafe" is "language cafe"
+                words = " ".join([_GLOSSARY.get(word, word) for word in words]).split()
+            title = made[text] = _Title(words)
+        comparable.append(title)
     return comparable
 
 
@@ -468,14 +471,17 @@ def _merge_group(
     the smallest, so it survives restarts and the first publisher leaving."""
     if len(members) == 1:  # most events: the same as below, without the work
         first = members[0]
-        identities = [identity_of(first)]
+        identities = (identity_of(first),)
         eid = known.get(identities[0]) or event_id(*identities[0].split("\x1f"))
         source = by_id[first.source_id]
         source_ids, organisers, cancelled_by = (first.source_id,), (source.name,), ()
-        categories = _categories(first.categories + source.categories)
+        categories = first.categories + source.categories
+        if len(categories) > 1:
+            categories = _categories(categories)
         url, location, removed = first.url, first.location, first.removed_at is not None
+        keys, copies = (first.key,), ((first.source_id, first.title, first.url),)
     else:
-        identities = sorted({identity_of(o) for o in members})
+        identities = tuple(sorted({identity_of(o) for o in members}))
         remembered = sorted({known[i] for i in identities if i in known})
         eid = remembered[0] if remembered else event_id(*identities[0].split("\x1f"))
         members.sort(key=lambda o: (not _owns(sites[o.source_id], o.url), rank[o.source_id], o.key))
@@ -496,6 +502,8 @@ def _merge_group(
         url = first.url or next((o.url for o in members if o.url), None)
         location = first.location or next((o.location for o in members if o.location), "")
         removed = all(o.removed_at is not None for o in members)
+        keys = tuple(o.key for o in members)
+        copies = tuple((o.source_id, o.title, o.url) for o in members)
     # what subscribers see changes with the owner's copy (its fingerprint covers its
     # title, times, text, place, status and categories) and with what the merge adds
     content = (
@@ -524,12 +532,12 @@ def _merge_group(
         categories=categories,
         organisers=organisers,
         source_ids=source_ids,
-        members=tuple(o.key for o in members),
+        members=keys,
         fingerprint=hashlib.sha256(repr(content).encode()).hexdigest()[:32],
         removed=removed,
-        identities=tuple(identities),
+        identities=identities,
         cancelled_by=cancelled_by,
-        copies=tuple((o.source_id, o.title, o.url) for o in members),
+        copies=copies,
     )
 
 

@@ -1,10 +1,13 @@
 """Merging speed: N occurrences from 1,000 sources, and how time grows with N.
 
-    .venv/bin/python bench/merge_bench.py [--sizes 23000,57500,115000,230000]
+    .venv/bin/python bench/merge_bench.py [--sizes 23000,57500,115000,230000] [--series 0.5]
 
-Generated like a real network: most events are a member's own (titles drawn from a
-vocabulary of NGO events, starts over two years, mostly daytime), some published by two or
-three members (retitled, some an hour off), a few all-day. Prints the time per size, the
+Generated like a real network: half of the occurrences come from recurring series (weekly,
+fortnightly, monthly; now and then a co-host lists one of their dates), the rest are one-off
+events (titles drawn from a vocabulary of NGO events, starts over two years, mostly daytime),
+a tenth of them published by two or three members (retitled, some an hour off), a few
+all-day. `--series 0` makes every event a one-off with its own title: the worst case.
+Prints the time per size, the
 time per 1,000 occurrences (flat when growth is linear), the number of events, and the
 precision and recall of the pairs of copies it joined (the generator knows which are one).
 """
@@ -37,13 +40,24 @@ PLACES = (
 START = datetime(2026, 9, 1, tzinfo=UTC)
 
 
-def network(n: int, sources: int = 1000, seed: int = 7) -> tuple[list[Occurrence], list[Source]]:
-    occurrences, members, _ = labelled_network(n, sources, seed)
+#: the share of occurrences that come from recurring series (weekly, fortnightly, monthly)
+SERIES = 0.5
+#: intervals of series in days, and the occurrences a series has over two years
+INTERVALS = (7, 14, 28)
+_PER_SERIES = sum(730 // days for days in INTERVALS) / len(INTERVALS)
+#: a one-off event has this many copies on average (a tenth are co-published by 1-2 more)
+_PER_EVENT = 1.15
+
+
+def network(
+    n: int, sources: int = 1000, seed: int = 7, series: float = SERIES
+) -> tuple[list[Occurrence], list[Source]]:
+    occurrences, members, _ = labelled_network(n, sources, seed, series)
     return occurrences, members
 
 
 def labelled_network(
-    n: int, sources: int = 1000, seed: int = 7
+    n: int, sources: int = 1000, seed: int = 7, series: float = SERIES
 ) -> tuple[list[Occurrence], list[Source], dict[str, int]]:
     """The network, and for each occurrence key the event it is a copy of."""
     rng = random.Random(seed)
@@ -55,54 +69,76 @@ def labelled_network(
     members = [Source(id=f"s{i}", name=f"Forening {i}", url=f"/s{i}.ics") for i in range(sources)]
     occurrences: list[Occurrence] = []
     truth: dict[str, int] = {}
+    events = 0
+
+    def add(member: int, uid: str, rid: str | None, title: str, start, all_day: bool) -> None:
+        key = occurrence_key(f"s{member}", uid, rid)
+        truth[key] = events
+        occurrences.append(
+            Occurrence(
+                key=key,
+                source_id=f"s{member}",
+                uid=uid,
+                recurrence_id=rid,
+                title=title,
+                start=start,
+                end=start + (timedelta(days=1) if all_day else timedelta(hours=2)),
+                all_day=all_day,
+                status=Status.SCHEDULED,
+                fingerprint=key,
+            )
+        )
+
+    # how often a step starts a series, for `series` of the occurrences to be in one
+    chance = series * _PER_EVENT / (_PER_SERIES * (1 - series) + series * _PER_EVENT)
     while len(occurrences) < n:
-        event = len(truth)  # a new number for each event: truth grows by its copies
         owner = rng.randrange(sources)
         title = (
             f"{rng.choice(WORDS).capitalize()} om {rng.choice(TOPICS)} og {rng.choice(vocabulary)} "
             f"i {rng.choice(PLACES)}"
         )
+        if rng.random() < chance:  # a series; now and then a co-host lists one of its dates
+            interval, hour = rng.choice(INTERVALS), rng.randrange(8, 21)
+            first = START + timedelta(days=rng.randrange(interval), hours=hour)
+            uid = f"{owner}-series-{len(occurrences)}@bench"
+            for week in range(730 // interval):
+                start = first + timedelta(days=week * interval)
+                add(owner, uid, start.strftime("%Y%m%dT%H%M%SZ"), title, start, False)
+                if rng.random() < 0.02:
+                    cohost = rng.randrange(sources)
+                    add(cohost, f"{cohost}-{len(occurrences)}@bench", None, title, start, False)
+                events += 1
+            continue
         day = rng.randrange(730)
         if rng.random() < 0.03:
-            start, end, all_day = date(2026, 9, 1) + timedelta(days=day), None, True
-            end = start + timedelta(days=1)
+            start, all_day = date(2026, 9, 1) + timedelta(days=day), True
         else:
-            start = START + timedelta(days=day, hours=rng.randrange(8, 21))
-            end, all_day = start + timedelta(hours=2), False
-        copies = [(owner, title, start)]
-        if rng.random() < 0.1:  # co-published
+            start, all_day = START + timedelta(days=day, hours=rng.randrange(8, 21)), False
+        add(owner, f"{owner}-{len(occurrences)}@bench", None, title, start, all_day)
+        if rng.random() < 0.1:  # co-published, retitled, now and then an hour off
             for _ in range(rng.randrange(1, 3)):
+                member = rng.randrange(sources)
                 shift = timedelta(hours=1) if not all_day and rng.random() < 0.2 else timedelta(0)
-                copies.append((rng.randrange(sources), f"Invitation: {title}", start + shift))
-        for member, text, begins in copies:
-            uid = f"{member}-{len(occurrences)}@bench"
-            key = occurrence_key(f"s{member}", uid, None)
-            truth[key] = event
-            occurrences.append(
-                Occurrence(
-                    key=key,
-                    source_id=f"s{member}",
-                    uid=uid,
-                    recurrence_id=None,
-                    title=text,
-                    start=begins,
-                    end=end if all_day else begins + timedelta(hours=2),
-                    all_day=all_day,
-                    status=Status.SCHEDULED,
-                    fingerprint=key,
-                )
-            )
+                uid = f"{member}-{len(occurrences)}@bench"
+                add(member, uid, None, f"Invitation: {title}", start + shift, all_day)
+        events += 1
     return occurrences[:n], members, truth
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="23000,57500,115000,230000")
+    parser.add_argument(
+        "--series",
+        type=float,
+        default=SERIES,
+        help="share of occurrences from recurring series; 0: every title distinct (worst case)",
+    )
     args = parser.parse_args()
     header = ("occurrences", 12), ("seconds", 10), ("ms per 1k", 11), ("events", 9)
     print("".join(f"{name:>{width}}" for name, width in header) + f"{'precision':>11}{'recall':>8}")
     for n in (int(s) for s in args.sizes.split(",")):
-        occurrences, sources, truth = labelled_network(n)
+        occurrences, sources, truth = labelled_network(n, series=args.series)
         started = time.perf_counter()
         events = merge(occurrences, sources)
         took = time.perf_counter() - started
