@@ -9,15 +9,18 @@ a tenth of them published by two or three members (retitled, some an hour off), 
 all-day. `--series 0` makes every event a one-off with its own title: the worst case.
 Prints the time per size, the
 time per 1,000 occurrences (flat when growth is linear), the number of events, and the
-precision and recall of the pairs of copies it joined (the generator knows which are one).
+precision and recall of the pairs of copies it joined (the generator knows which are one);
+beside it the baseline, a merge by UID alone, with its time, its recall and the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import time
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 from aggregator.merge import merge
@@ -135,27 +138,65 @@ def main() -> None:
         help="share of occurrences from recurring series; 0: every title distinct (worst case)",
     )
     args = parser.parse_args()
-    header = ("occurrences", 12), ("seconds", 10), ("ms per 1k", 11), ("events", 9)
-    print("".join(f"{name:>{width}}" for name, width in header) + f"{'precision':>11}{'recall':>8}")
+    columns = (
+        ("occurrences", 12),
+        ("seconds", 9),
+        ("ms/1k", 7),
+        ("events", 9),
+        ("precision", 10),
+        ("recall", 7),
+        ("UID only s", 11),
+        ("ms/1k", 7),
+        ("recall", 7),
+        ("ratio", 7),
+    )
+    print("".join(f"{name:>{width}}" for name, width in columns))
     for n in (int(s) for s in args.sizes.split(",")):
         occurrences, sources, truth = labelled_network(n, series=args.series)
+        # as the store hands them over: in the order of their keys, made in that order
+        occurrences = [replace(o) for o in sorted(occurrences, key=lambda o: o.key)]
         started = time.perf_counter()
         events = merge(occurrences, sources)
         took = time.perf_counter() - started
-        precision, recall = _pairwise(events, truth)
-        print(
-            f"{n:>12,}{took:>10.2f}{took / n * 1e6:>11.1f}{len(events):>9,}"
-            f"{precision:>11.4f}{recall:>8.4f}"
+        precision, recall = _pairwise([e.members for e in events], truth)
+        gc.disable()  # as merge does: else the collector walks the heap, not the baseline
+        started = time.perf_counter()
+        groups = uid_only(occurrences)
+        baseline = time.perf_counter() - started
+        gc.enable()
+        _, baseline_recall = _pairwise(groups, truth)
+        values = (
+            f"{n:,}",
+            f"{took:.2f}",
+            f"{took / n * 1e6:.1f}",
+            f"{len(events):,}",
+            f"{precision:.4f}",
+            f"{recall:.4f}",
+            f"{baseline:.2f}",
+            f"{baseline / n * 1e6:.1f}",
+            f"{baseline_recall:.4f}",
+            f"{took / baseline:.1f}",
         )
+        widths = [width for _, width in columns]
+        print("".join(f"{value:>{width}}" for value, width in zip(values, widths, strict=True)))
 
 
-def _pairwise(events, truth: dict[str, int]) -> tuple[float, float]:
-    """Pairs of copies put in one event that are one event, and the other way round."""
+def uid_only(occurrences: list[Occurrence]) -> list[tuple[str, ...]]:
+    """The baseline: a merge by UID alone (what mergecal does), one pass with a dict, the
+    keys of each group."""
+    groups: dict[tuple[str, str | None], list[str]] = {}
+    for o in occurrences:
+        groups.setdefault((o.uid.strip().lower(), o.recurrence_id), []).append(o.key)
+    return [tuple(keys) for keys in groups.values()]
+
+
+def _pairwise(groups: list[tuple[str, ...]], truth: dict[str, int]) -> tuple[float, float]:
+    """Pairs of copies put in one group that are one event, and the other way round."""
     merged = right = 0
-    for event in events:
-        merged += len(event.members) * (len(event.members) - 1) // 2
-        right += sum(c * (c - 1) // 2 for c in Counter(truth[k] for k in event.members).values())
-    sizes = Counter(truth[k] for event in events for k in event.members)
+    for keys in groups:
+        merged += len(keys) * (len(keys) - 1) // 2
+        right += sum(c * (c - 1) // 2 for c in Counter(truth[k] for k in keys).values())
+    sizes = Counter(truth[k] for keys in groups for k in keys)
     real = sum(c * (c - 1) // 2 for c in sizes.values())
     return (right / merged if merged else 1.0), (right / real if real else 1.0)
 
