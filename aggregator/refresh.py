@@ -356,14 +356,12 @@ async def publish(store: Store, settings: Settings, now: datetime) -> bool:
     (rule 7); then they leave every output.
     """
     retention = timedelta(days=settings.limits.retention_days)
+    occurrences, known = await store.load_occurrences(), await store.known_ids()
+    # seconds for a large network: in a thread, so the server keeps answering meanwhile
+    events = await asyncio.to_thread(merge, occurrences, settings.sources, settings.merging, known)
     merged = [
         event
-        for event in merge(
-            await store.load_occurrences(),
-            settings.sources,
-            settings.merging,
-            await store.known_ids(),
-        )
+        for event in events
         if not (
             event.status in (Status.CANCELLED, Status.POSTPONED) and _ends(event) + retention < now
         )

@@ -158,13 +158,13 @@ def main() -> None:
         started = time.perf_counter()
         events = merge(occurrences, sources)
         took = time.perf_counter() - started
-        precision, recall = _pairwise([e.members for e in events], truth)
+        precision, recall = pairwise([e.members for e in events], truth)
         gc.disable()  # as merge does: else the collector walks the heap, not the baseline
         started = time.perf_counter()
         groups = uid_only(occurrences)
         baseline = time.perf_counter() - started
         gc.enable()
-        _, baseline_recall = _pairwise(groups, truth)
+        _, baseline_recall = pairwise(groups, truth)
         values = (
             f"{n:,}",
             f"{took:.2f}",
@@ -190,7 +190,7 @@ def uid_only(occurrences: list[Occurrence]) -> list[tuple[str, ...]]:
     return [tuple(keys) for keys in groups.values()]
 
 
-def _pairwise(groups: list[tuple[str, ...]], truth: dict[str, int]) -> tuple[float, float]:
+def pairwise(groups: list[tuple[str, ...]], truth: dict[str, int]) -> tuple[float, float]:
     """Pairs of copies put in one group that are one event, and the other way round."""
     merged = right = 0
     for keys in groups:
