@@ -25,6 +25,7 @@ from aggregator.render.ics import render_calendar
 from aggregator.render.json import event_json, render_json
 from aggregator.render.text import when
 from aggregator.schedule import Scheduler
+from aggregator.selection import Selection
 from aggregator.store import Store
 
 Clock = Callable[[], datetime]
@@ -38,6 +39,10 @@ ICS = "text/calendar"
 ATOM = "application/atom+xml"
 JSON = "application/json"
 HTML = "text/html"
+#: entries in the Atom feed (the newest changes, within 30 days)
+FEED_ENTRIES = 200
+#: rendered bodies kept at most: filtered outputs each have their own
+KEPT_BODIES = 256
 
 
 def system_clock() -> datetime:
@@ -117,6 +122,8 @@ class Outputs:
                 result = render(await self.events())
                 body = await result if asyncio.iscoroutine(result) else result
                 if generation == self._generation:
+                    if len(self._bodies) >= KEPT_BODIES:  # the oldest filter goes first
+                        del self._bodies[next(iter(self._bodies))]
                     self._bodies[name] = body
             return body
 
@@ -230,9 +237,12 @@ async def calendar(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(
             text=f"cancelled={policy!r}: use one of {', '.join(CANCELLED_POLICIES)}\n"
         )
+    chosen = selection(request)
     body = await request.app[OUTPUTS].body(
-        f"calendar.ics?cancelled={policy}",
-        lambda events: Body.of(render_calendar(events, network, cancelled=policy), ICS),
+        f"calendar.ics?cancelled={policy}&{chosen.query()}",
+        lambda events: Body.of(
+            render_calendar([e for e in events if chosen.admits(e.event)], network, policy), ICS
+        ),
     )
     response = answer(request, body)
     response.headers["Content-Disposition"] = 'inline; filename="calendar.ics"'
@@ -243,20 +253,40 @@ async def atom(request: web.Request) -> web.Response:
     network = request.app[SETTINGS].network
     store = request.app[STORE]
 
-    async def render(_events) -> Body:
-        return Body.of(render_atom(await store.recent_changes(), network), ATOM)
+    chosen = selection(request)
 
-    return answer(request, await request.app[OUTPUTS].body("feed.atom", render))
+    async def render(events) -> Body:
+        if not chosen:
+            return Body.of(render_atom(await store.recent_changes(), network), ATOM)
+        # an event's changes are in when the event is (as it is now)
+        wanted = {e.event.id for e in events if chosen.admits(e.event)}
+        changes = [c for c in await store.recent_changes(None) if c["event_id"] in wanted]
+        return Body.of(render_atom(changes[:FEED_ENTRIES], network), ATOM)
+
+    name = f"feed.atom?{chosen.query()}"
+    return answer(request, await request.app[OUTPUTS].body(name, render))
 
 
 async def events_json(request: web.Request) -> web.Response:
     network = request.app[SETTINGS].network
     store = request.app[STORE]
 
-    async def render(events) -> Body:
-        return Body.of(render_json(events, network, await store.event_history()), JSON)
+    chosen = selection(request)
 
-    return answer(request, await request.app[OUTPUTS].body("events.json", render))
+    async def render(events) -> Body:
+        shown = [e for e in events if chosen.admits(e.event)]
+        return Body.of(render_json(shown, network, await store.event_history()), JSON)
+
+    name = f"events.json?{chosen.query()}"
+    return answer(request, await request.app[OUTPUTS].body(name, render))
+
+
+def selection(request: web.Request) -> Selection:
+    """The ?source=&category=&status= of a filtered output; 400 with the reason if wrong."""
+    try:
+        return Selection.from_query(request.query, (s.id for s in request.app[SETTINGS].sources))
+    except ValueError as error:
+        raise web.HTTPBadRequest(text=f"{error}\n") from None
 
 
 async def _find(request: web.Request) -> NetworkEvent:

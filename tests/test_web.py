@@ -262,3 +262,58 @@ async def test_merged_copies_are_listed_on_the_event_and_the_sources(aiohttp_cli
             "with": ["kulturhuset"],
         }
     ]
+
+
+async def test_filtered_outputs_show_only_the_chosen_events(aiohttp_client, demo):
+    client = await client_for(aiohttp_client, demo)
+    everything = icalendar.Calendar.from_ical(await (await client.get("/calendar.ics")).read())
+    url = "/calendar.ics?source=groen-omstilling"
+    mine = icalendar.Calendar.from_ical(await (await client.get(url)).read()).walk("VEVENT")
+    assert 0 < len(mine) < len(everything.walk("VEVENT"))
+    # a co-hosted event is in the filtered calendar of each of its members
+    assert any("CSRD" in str(e["SUMMARY"]) for e in mine)
+    data = await (await client.get("/events.json?source=groen-omstilling")).json()
+    assert len(data["events"]) == len(mine)
+    # categories: the source's own, case-insensitively; several values widen the choice
+    klima = await (await client.get("/events.json?category=KLIMA")).json()
+    assert {e["id"] for e in klima["events"]} == {e["id"] for e in data["events"]}
+    two = await (await client.get("/events.json?category=klima,unge")).json()
+    assert len(two["events"]) > len(klima["events"])
+    cancelled = await (await client.get("/events.json?status=cancelled")).json()
+    assert cancelled["events"] and all(
+        e["eventStatus"].endswith("EventCancelled") for e in cancelled["events"]
+    )
+    atom = feedparser.parse(await (await client.get("/feed.atom?status=cancelled")).read())
+    whole = feedparser.parse(await (await client.get("/feed.atom")).read())
+    assert 0 < len(atom.entries) < len(whole.entries)
+
+
+async def test_each_filtered_output_has_its_own_etag_and_304(aiohttp_client, demo):
+    client = await client_for(aiohttp_client, demo)
+    tags = set()
+    for path in (
+        "/calendar.ics?source=groen-omstilling",
+        "/calendar.ics?source=kulturhuset",
+        "/feed.atom?category=klima",
+        "/events.json?status=cancelled",
+    ):
+        first = await client.get(path)
+        assert first.status == 200, path
+        tags.add(first.headers["ETag"])
+        again = await client.get(path, headers={"If-None-Match": first.headers["ETag"]})
+        assert again.status == 304, path
+    assert len(tags) == 4
+    # the same selection written another way is the same body
+    a = await client.get("/calendar.ics?source=kulturhuset,groen-omstilling")
+    b = await client.get("/calendar.ics?source=groen-omstilling&source=kulturhuset")
+    assert a.headers["ETag"] == b.headers["ETag"]
+
+
+async def test_a_filter_naming_an_unknown_source_or_status_is_refused(aiohttp_client, demo):
+    client = await client_for(aiohttp_client, demo)
+    wrong = await client.get("/calendar.ics?source=nope")
+    assert wrong.status == 400
+    assert "source=nope" in await wrong.text()
+    wrong = await client.get("/events.json?status=gone")
+    assert wrong.status == 400
+    assert "status=gone" in await wrong.text()

@@ -376,8 +376,9 @@ class Store:
             result = await conn.execute(select(identities.c.identity, identities.c.event_id))
             return {row.identity: row.event_id for row in result}
 
-    async def recent_changes(self, limit: int = 200, days: int = 30) -> list[dict]:
-        """The newest changes: at most `limit`, within `days` of the newest one."""
+    async def recent_changes(self, limit: int | None = 200, days: int = 30) -> list[dict]:
+        """The newest changes first: at most `limit` (None: all), within `days` of the
+        newest one."""
         async with self.engine.connect() as conn:
             newest = await conn.scalar(select(func.max(changes.c.at)))
             if newest is None:

@@ -1,0 +1,75 @@
+"""Filtered outputs: `?source=a,b&category=x&status=cancelled` on the calendar, the Atom feed
+and the JSON. Pure: a selection read from a query, and whether an event is in it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from multidict import MultiMapping
+
+from aggregator.model import MergedEvent, Status
+
+#: the query parameters a selection is read from
+PARAMETERS = ("source", "category", "status")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which events a filtered output shows: each part left empty admits everything."""
+
+    sources: frozenset[str] = frozenset()
+    #: casefolded
+    categories: frozenset[str] = frozenset()
+    statuses: frozenset[Status] = frozenset()
+
+    @classmethod
+    def from_query(cls, query: MultiMapping[str], sources: Iterable[str]) -> Selection:
+        """Read ?source=, ?category= and ?status= (repeated, or comma-separated).
+
+        Raises ValueError, with a message naming the parameter, for a source that is not
+        configured or a status that does not exist: a typo must not look like an empty
+        calendar."""
+        known = set(sources)
+        chosen = {name: _values(query, name) for name in PARAMETERS}
+        unknown = sorted(chosen["source"] - known)
+        if unknown:
+            raise ValueError(
+                f"source={','.join(unknown)}: no such source; use one of {', '.join(sorted(known))}"
+            )
+        statuses = set()
+        for value in chosen["status"]:
+            try:
+                statuses.add(Status(value.lower()))
+            except ValueError:
+                raise ValueError(
+                    f"status={value}: use one of {', '.join(s.value for s in Status)}"
+                ) from None
+        return cls(
+            sources=frozenset(chosen["source"]),
+            categories=frozenset(c.casefold() for c in chosen["category"]),
+            statuses=frozenset(statuses),
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.sources or self.categories or self.statuses)
+
+    def query(self) -> str:
+        """The canonical query string: the same selection, the same string (and cache entry)."""
+        parts = {
+            "source": sorted(self.sources),
+            "category": sorted(self.categories),
+            "status": sorted(s.value for s in self.statuses),
+        }
+        return "&".join(f"{name}={','.join(values)}" for name, values in parts.items() if values)
+
+    def admits(self, event: MergedEvent) -> bool:
+        if self.sources and self.sources.isdisjoint(event.source_ids):
+            return False
+        if self.categories and self.categories.isdisjoint(c.casefold() for c in event.categories):
+            return False
+        return not self.statuses or event.status in self.statuses
+
+
+def _values(query: MultiMapping[str], name: str) -> set[str]:
+    return {v.strip() for raw in query.getall(name, ()) for v in raw.split(",") if v.strip()}
