@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
+from aggregator import metrics
 from aggregator.errors import ParseError
 from aggregator.fetch import Fetcher, is_local
 from aggregator.merge import merge
@@ -127,6 +128,20 @@ async def refresh_source(
 
     `state` is the source's stored state when the caller has it already.
     """
+    report = await _refresh_source(store, fetcher, source, settings, now, state)
+    metrics.FETCHES.labels(source.id, report.outcome).inc()
+    metrics.FETCH_SECONDS.labels(source.id).observe(report.duration)
+    return report
+
+
+async def _refresh_source(
+    store: Store,
+    fetcher: Fetcher,
+    source: Source,
+    settings: Settings,
+    now: datetime,
+    state: SourceState | None,
+) -> SourceReport:
     state = state or await store.source_state(source.id)
     same_url = state.url == source.url
     # validators only for what was read today: a new day moves the horizon, so read in full

@@ -9,13 +9,15 @@ import gzip
 import hashlib
 import html
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from aggregator import __version__
+from aggregator import __version__, metrics
 from aggregator.fetch import Fetcher, open_session
 from aggregator.model import NetworkEvent, Settings
 from aggregator.normalise import iso
@@ -119,8 +121,12 @@ class Outputs:
             body = self._bodies.get(name)
             if body is None:
                 generation = self._generation
-                result = render(await self.events())
+                events = await self.events()
+                started = time.perf_counter()
+                result = render(events)
                 body = await result if asyncio.iscoroutine(result) else result
+                took = time.perf_counter() - started
+                metrics.RENDER_SECONDS.labels(metrics.output_name(name)).observe(took)
                 if generation == self._generation:
                     if len(self._bodies) >= KEPT_BODIES:  # the oldest filter goes first
                         del self._bodies[next(iter(self._bodies))]
@@ -148,7 +154,7 @@ def make_app(
     scheduler: bool = True,
 ) -> web.Application:
     """The web application; with scheduler=True it also refreshes sources on their schedule."""
-    app = web.Application()
+    app = web.Application(middlewares=[measured])
     app[SETTINGS] = settings
     app[CLOCK] = clock
 
@@ -183,7 +189,42 @@ def make_app(
     app.router.add_get("/sources", sources_json)
     app.router.add_get("/sources/{id}", source_json)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_text)
     return app
+
+
+@web.middleware
+async def measured(request: web.Request, handler) -> web.StreamResponse:
+    """Requests by route (its pattern, not the path: /events/{id}) and status; 304s."""
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    try:
+        response = await handler(request)
+    except web.HTTPException as error:
+        metrics.REQUESTS.labels(route, str(error.status)).inc()
+        raise
+    metrics.REQUESTS.labels(route, str(response.status)).inc()
+    if response.status == 304:
+        metrics.NOT_MODIFIED.labels(route).inc()
+    return response
+
+
+async def metrics_text(request: web.Request) -> web.Response:
+    """Prometheus text format; each member source's occurrences and state read now."""
+    settings = request.app[SETTINGS]
+    store = request.app[STORE]
+    states = await store.source_states()
+    metrics.OCCURRENCES.clear()
+    for source in settings.sources:
+        state = states.get(source.id)
+        health = state.health if state else "never fetched"
+        count = state.occurrence_count if state else 0
+        metrics.OCCURRENCES.labels(source.id, health).set(count)
+    metrics.EVENTS.set(len(await request.app[OUTPUTS].events()))
+    return web.Response(
+        body=generate_latest(metrics.REGISTRY),
+        headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"},
+    )
 
 
 def accepts_gzip(header: str) -> bool:

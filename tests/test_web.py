@@ -317,3 +317,43 @@ async def test_a_filter_naming_an_unknown_source_or_status_is_refused(aiohttp_cl
     wrong = await client.get("/events.json?status=gone")
     assert wrong.status == 400
     assert "status=gone" in await wrong.text()
+
+
+async def test_metrics_parse_and_count_fetches_renders_requests_and_304s(
+    aiohttp_client, demo
+):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    client = await client_for(aiohttp_client, demo)
+
+    async def scrape() -> dict[str, list]:
+        response = await client.get("/metrics")
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain")
+        families = text_string_to_metric_families(await response.text())
+        return {family.name: family.samples for family in families}
+
+    def value(samples, **labels) -> float:
+        return sum(
+            s.value for s in samples if all(s.labels.get(k) == v for k, v in labels.items())
+        )
+
+    first = await client.get("/calendar.ics")
+    before = await scrape()
+    again = await client.get("/calendar.ics", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status == 304
+    await client.get("/events/no-such-event")
+    after = await scrape()
+    route = "/calendar.ics"
+    assert value(after["aggregator_not_modified"], route=route) == (
+        value(before["aggregator_not_modified"], route=route) + 1
+    )
+    assert value(after["aggregator_requests"], route="/events/{id}", status="404") >= 1
+    # the demo's refresh fetched every source once (the counter is per process)
+    fetched = {s.labels["source"] for s in after["aggregator_fetches"] if s.value > 0}
+    assert {s.id for s in demo.sources} <= fetched
+    assert value(after["aggregator_fetch_duration_seconds"], source=demo.sources[0].id) > 0
+    assert value(after["aggregator_render_duration_seconds"], output="calendar.ics") > 0
+    occurrences = after["aggregator_source_occurrences"]
+    assert value(occurrences, source="kulturhuset", state="ok") > 0
+    assert value(after["aggregator_events"]) == DEMO_EVENTS
