@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aggregator import __version__
-from aggregator.errors import ConfigError, ParseError
+from aggregator.check import CheckReport, check_feed
+from aggregator.errors import ConfigError
 from aggregator.fetch import Fetcher, is_local, open_session
-from aggregator.model import FetchOutcome, Limits, Network, Settings, Source, SourceKind
+from aggregator.model import Limits, Network, Settings, SourceKind
 from aggregator.normalise import iso
-from aggregator.parse import feed_kind, parse_feed
-from aggregator.refresh import read_rss, refresh_all
+from aggregator.refresh import refresh_all
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,72 +195,34 @@ def cmd_check(args) -> int:
     target = args.target
     if is_local(target):
         target = str(Path(target).resolve())
-    source = Source(id="check", name="check", url=target, kind=SourceKind(args.kind))
-
     now = datetime.now(UTC)
     if args.no_pages:
         limits = replace(limits, max_pages=0)
-    settings_for_check = Settings(network=network, sources=(source,), limits=limits)
 
-    async def run():
+    async def run() -> CheckReport:
         async with open_session(network, limits) as session:
             fetcher = Fetcher(session, limits)
-            result = await fetcher.fetch(target)
-            if result.outcome is not FetchOutcome.OK:
-                return result, None
-            if feed_kind(result, source) is SourceKind.RSS:
-                # the same reading as a refresh, linked pages included, nothing stored
-                return result, await read_rss(
-                    None, fetcher, source, result, settings_for_check, now
-                )
-            return result, parse_feed(
-                result, source, network_zone=network.timezone, now=now, limits=limits
-            )
+            return await check_feed(target, fetcher, network, limits, now, SourceKind(args.kind))
 
-    try:
-        result, parsed = asyncio.run(run())
-    except ParseError as e:
-        return _check_failed(args, f"could not read the feed: {e.message}")
-    if parsed is None:
-        return _check_failed(args, f"could not fetch the feed: {result.error}")
-    occurrences = sorted(parsed.occurrences, key=lambda o: (iso(o.start), o.key))
+    report = asyncio.run(run())
+    if report.error:
+        return _check_failed(args, report.error)
+    occurrences = report.occurrences
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "occurrences": [
-                        {
-                            "uid": o.uid,
-                            "recurrence_id": o.recurrence_id,
-                            "title": o.title,
-                            "start": iso(o.start),
-                            "end": iso(o.end),
-                            "all_day": o.all_day,
-                            "status": o.status.value,
-                            "tzid": o.tzid,
-                            "found_by": o.origin or "iCalendar",
-                        }
-                        for o in occurrences
-                    ],
-                    "warnings": list(parsed.warnings),
-                },
-                ensure_ascii=False,
-                indent=1,
-            )
-        )
+        print(json.dumps(report.as_json(), ensure_ascii=False, indent=1))
         return 0
     print(
         f"{target}: {len(occurrences)} occurrences from "
         f"{iso(now.date())} - {limits.past_days} days to + {limits.future_days} days "
-        f"({parsed.series} repeating series)"
+        f"({report.series} repeating series)"
     )
     for o in occurrences:
         flag = "" if o.status.value == "scheduled" else f" [{o.status.value}]"
         how = f"  (found by {o.origin})" if o.origin else ""
         print(f"  {iso(o.start)}  {o.title}{flag}{how}")
-    if parsed.warnings:
-        print(f"{len(parsed.warnings)} warnings:")
-        for warning in parsed.warnings:
+    if report.warnings:
+        print(f"{len(report.warnings)} warnings:")
+        for warning in report.warnings:
             print(f"  - {warning}")
     else:
         print("no warnings")

@@ -46,14 +46,18 @@ def timeouts(limits: Limits) -> aiohttp.ClientTimeout:
     )
 
 
-def open_session(network: Network, limits: Limits) -> aiohttp.ClientSession:
+def open_session(
+    network: Network, limits: Limits, resolver: aiohttp.abc.AbstractResolver | None = None
+) -> aiohttp.ClientSession:
     """One session per process (aiohttp: "Don't create a session per request")."""
     return aiohttp.ClientSession(
         timeout=timeouts(limits),
         headers={"User-Agent": user_agent(network), "Accept": ACCEPT},
         # a member's server may send cookies; we never want them to change what we read
         cookie_jar=aiohttp.DummyCookieJar(),
-        connector=aiohttp.TCPConnector(limit=limits.concurrency, limit_per_host=limits.per_host),
+        connector=aiohttp.TCPConnector(
+            limit=limits.concurrency, limit_per_host=limits.per_host, resolver=resolver
+        ),
     )
 
 
@@ -79,17 +83,22 @@ class Fetcher:
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
+        check_url: Callable[[str], None] | None = None,
     ) -> None:
         self.session = session
         self.limits = limits
         self.sleep = sleep
         self.jitter = jitter
+        #: called with every address before it is asked, redirects included; raises to refuse
+        self.check_url = check_url
         self._all = asyncio.Semaphore(limits.concurrency)
         self._hosts: dict[str, asyncio.Semaphore] = {}
 
     async def fetch(self, url: str, validators: Validators | None = None) -> FetchResult:
         """Fetch once, retrying transient failures with backoff inside this call."""
         started = time.monotonic()
+        if self.check_url is not None:
+            self.check_url(url)
         if is_local(url):
             return _read_file(url, self.limits, started)
         if self.session is None:
@@ -114,7 +123,9 @@ class Fetcher:
         per_host = self._hosts.setdefault(host, asyncio.Semaphore(self.limits.per_host))
         # the host's turn first: a busy host must not hold global slots others could use
         async with per_host, self._all:
-            return await _fetch_http(self.session, url, self.limits, validators, started)
+            return await _fetch_http(
+                self.session, url, self.limits, validators, started, self.check_url
+            )
 
 
 async def _fetch_http(
@@ -123,6 +134,7 @@ async def _fetch_http(
     limits: Limits,
     validators: Validators,
     started: float,
+    check_url: Callable[[str], None] | None = None,
 ) -> FetchResult:
     headers = {}
     if validators.etag:
@@ -160,6 +172,8 @@ async def _fetch_http(
                     if target in visited:
                         loop = " -> ".join(visited[visited.index(target) :] + [target])
                         return failed(f"the server redirects in a loop: {loop}", response.status)
+                    if check_url is not None:
+                        check_url(target)
                     visited.append(target)
                     current = target
                     continue

@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from aggregator import __version__, metrics
+from aggregator.check import check_feed, read_body, uploaded
 from aggregator.fetch import Fetcher, open_session
+from aggregator.guard import Guard, Refused
 from aggregator.model import NetworkEvent, Settings
 from aggregator.normalise import iso
 from aggregator.refresh import publish
@@ -36,6 +39,7 @@ SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 OUTPUTS = web.AppKey("outputs", "Outputs")
 CLOCK = web.AppKey("clock", Clock)
+CHECKER = web.AppKey("checker", "Checker")
 
 ICS = "text/calendar"
 ATOM = "application/atom+xml"
@@ -152,9 +156,15 @@ def make_app(
     store: Store | None = None,
     clock: Clock = system_clock,
     scheduler: bool = True,
+    check_guard: Guard | None = None,
+    check_resolver: AbstractResolver | None = None,
 ) -> web.Application:
-    """The web application; with scheduler=True it also refreshes sources on their schedule."""
-    app = web.Application(middlewares=[measured])
+    """The web application; with scheduler=True it also refreshes sources on their schedule.
+
+    `check_guard` and `check_resolver` are for tests of /check: a guard that lets a local
+    server play a public one, and a resolver that sends its name there.
+    """
+    app = web.Application(middlewares=[measured], client_max_size=settings.limits.max_bytes)
     app[SETTINGS] = settings
     app[CLOCK] = clock
 
@@ -166,6 +176,10 @@ def make_app(
         await publish(app[STORE], settings, clock())
         app[OUTPUTS] = Outputs(app[STORE], settings)
         session = open_session(settings.network, settings.limits)
+        guard = check_guard or Guard()
+        app[CHECKER] = Checker(
+            guard, open_session(settings.network, settings.limits, guard.resolver(check_resolver))
+        )
         jobs = None
         if scheduler:
             fetcher = Fetcher(session, settings.limits)
@@ -175,6 +189,7 @@ def make_app(
         if jobs is not None:
             jobs.shutdown()
         await session.close()
+        await app[CHECKER].session.close()
         if own_store:
             await app[STORE].close()
 
@@ -190,7 +205,123 @@ def make_app(
     app.router.add_get("/sources/{id}", source_json)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_text)
+    app.router.add_get("/check", check_page)
+    app.router.add_post("/check", check_page)
     return app
+
+
+class Checker:
+    """What /check fetches with: its own session, whose resolver refuses non-public
+    addresses, and how often each client has asked lately."""
+
+    #: checks per client in `PER` seconds
+    RATE = 10
+    PER = 600.0
+
+    def __init__(self, guard: Guard, session) -> None:
+        self.guard = guard
+        self.session = session
+        self._asked: dict[str, list[datetime]] = {}
+
+    def wait(self, client: str, now: datetime) -> float:
+        """Seconds until `client` may check again (0: now), counting this request."""
+        recent = [t for t in self._asked.get(client, []) if (now - t).total_seconds() < self.PER]
+        if len(recent) >= self.RATE:
+            self._asked[client] = recent
+            return self.PER - (now - recent[0]).total_seconds()
+        self._asked[client] = [*recent, now]
+        if len(self._asked) > 10_000:  # forget the quiet ones
+            self._asked = {
+                c: t for c, t in self._asked.items() if (now - t[-1]).total_seconds() < self.PER
+            }
+        return 0.0
+
+
+async def check_page(request: web.Request) -> web.Response:
+    """A member pastes a feed URL (or uploads a file) and gets the report of
+    `aggregator check`, with nothing stored. Only public addresses are fetched."""
+    settings = request.app[SETTINGS]
+    wants_json = request.query.get("format") == "json" or (
+        "application/json" in request.headers.get("Accept", "")
+        and "text/html" not in request.headers.get("Accept", "")
+    )
+    form = await request.post() if request.method == "POST" else request.query
+    url = str(form.get("url") or "").strip()
+    upload = form.get("file")
+    if not url and not getattr(upload, "file", None):
+        if wants_json:
+            raise web.HTTPBadRequest(text="give a feed address as ?url=, or upload a file\n")
+        return _html_response(_check_html(settings, None))
+    checker = request.app[CHECKER]
+    now = request.app[CLOCK]()
+    wait = checker.wait(request.remote or "unknown", now)
+    if wait > 0:
+        raise web.HTTPTooManyRequests(
+            text=f"too many checks from your address; try again in {wait:.0f} s\n",
+            headers={"Retry-After": str(max(1, round(wait)))},
+        )
+    limits = settings.limits
+    fetcher = Fetcher(checker.session, limits, check_url=checker.guard.check_url)
+    try:
+        if url:
+            report = await check_feed(url, fetcher, settings.network, limits, now)
+        else:
+            body = upload.file.read(limits.max_bytes + 1)
+            if len(body) > limits.max_bytes:
+                raise Refused(f"the file is larger than {limits.max_bytes} bytes")
+            name = upload.filename or "upload"
+            result = uploaded(body, name)
+            report = await read_body(result, name, fetcher, settings.network, limits, now)
+    except Refused as refused:
+        if wants_json:
+            return web.json_response({"error": refused.message}, status=400)
+        return _html_response(_check_html(settings, None, refused.message), status=400)
+    if wants_json:
+        return _no_cache_json({"target": report.target, **report.as_json()})
+    return _html_response(_check_html(settings, report))
+
+
+def _html_response(page: str, status: int = 200) -> web.Response:
+    return web.Response(
+        text=page,
+        status=status,
+        content_type=HTML,
+        charset="utf-8",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _check_html(settings: Settings, report, refused: str | None = None) -> str:
+    esc = html.escape
+    parts = [
+        "<!doctype html>",
+        f'<html lang="{esc(settings.network.languages[0])}"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>Tjek et feed / Check a feed - {esc(settings.network.name)}</title></head><body>",
+        "<h1>Tjek et feed / Check a feed</h1>",
+        '<form method="post" action="/check" enctype="multipart/form-data">',
+        '<p><label for="url">Feed-adresse / Feed address</label> ',
+        '<input id="url" name="url" type="url" size="60"></p>',
+        '<p><label for="file">eller en fil / or a file</label> ',
+        '<input id="file" name="file" type="file" accept=".ics,.xml,.rss,.atom"></p>',
+        "<p><button>Tjek / Check</button></p></form>",
+    ]
+    if refused:
+        parts.append(f'<p role="alert"><strong>Afvist / Refused:</strong> {esc(refused)}</p>')
+    if report is not None:
+        parts.append(f"<h2>{esc(report.target)}</h2>")
+        if report.error:
+            parts.append(f'<p role="alert">{esc(report.error)}</p>')
+        parts.append(f"<p>{len(report.occurrences)} occurrences</p><ul>")
+        for o in report.occurrences:
+            how = f" ({esc(o.origin)})" if o.origin else ""
+            status = "" if o.status.value == "scheduled" else f" [{esc(o.status.value)}]"
+            parts.append(f"<li>{esc(iso(o.start) or '')} {esc(o.title)}{status}{how}</li>")
+        parts.append("</ul><h2>Advarsler / Warnings</h2><ul>")
+        parts.extend(f"<li>{esc(w)}</li>" for w in report.warnings)
+        parts.append("</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
 
 
 @web.middleware
