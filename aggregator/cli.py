@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import shutil
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -101,13 +102,7 @@ def cmd_refresh(args) -> int:
 
         store = await Store.open(settings.database_url)
         total = len(settings.sources)
-        done = 0
-
-        def progress(report) -> None:
-            nonlocal done
-            done += 1
-            print(f"[{done}/{total}] {report.line()}", flush=True)
-
+        progress = Progress(total, sys.stdout)
         try:
             async with open_session(settings.network, settings.limits) as session:
                 reports, changed = await refresh_all(
@@ -115,8 +110,10 @@ def cmd_refresh(args) -> int:
                     Fetcher(session, settings.limits),
                     settings,
                     datetime.now(UTC),
-                    on_report=progress,
+                    on_report=progress.done,
+                    on_start=progress.started,
                 )
+            progress.close()
             states = await store.source_states()
             counts = await store.counts()
         finally:
@@ -134,6 +131,49 @@ def cmd_refresh(args) -> int:
         return 1 if reports and failed == len(reports) else 0
 
     return asyncio.run(run())
+
+
+class Progress:
+    """A refresh's progress: in a terminal, a status line kept at the bottom (sources done
+    of all, the ones being read now) above which each source's report appears; otherwise
+    just the reports, one plain line each, for logs and cron mail."""
+
+    def __init__(self, total: int, out) -> None:
+        self.total = total
+        self.out = out
+        self.terminal = out.isatty()
+        self.count = 0
+        self.reading: dict[str, None] = {}
+
+    def started(self, source) -> None:
+        self.reading[source.id] = None
+        self._status()
+
+    def done(self, report) -> None:
+        self.count += 1
+        self.reading.pop(report.source_id, None)
+        self._clear()
+        print(f"[{self.count}/{self.total}] {report.line()}", file=self.out, flush=True)
+        self._status()
+
+    def close(self) -> None:
+        self._clear()
+
+    def _clear(self) -> None:
+        if self.terminal:
+            self.out.write("\r\x1b[2K")
+
+    def _status(self) -> None:
+        if not self.terminal:
+            return
+        now = ", ".join(self.reading)
+        line = (
+            f"[{self.count}/{self.total}] reading {now}" if now else f"[{self.count}/{self.total}]"
+        )
+        width = shutil.get_terminal_size().columns - 1
+        self._clear()
+        self.out.write(line[:width])
+        self.out.flush()
 
 
 def cmd_migrate(args) -> int:

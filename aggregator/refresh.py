@@ -418,8 +418,11 @@ async def refresh_all(
     now: datetime,
     sources: Sequence[Source] | None = None,
     on_report: Callable[[SourceReport], None] | None = None,
+    on_start: Callable[[Source], None] | None = None,
 ) -> tuple[list[SourceReport], bool]:
-    """One full cycle: every source (the fetcher keeps it polite per host), then publish once."""
+    """One full cycle: every source (the fetcher keeps it polite per host), then publish once.
+
+    `on_start` hears of each source as its fetch begins, `on_report` as it ends."""
     sources_changed = await store.sync_sources(settings.sources)
     await store.prune_history(now)
     states = await store.source_states()
@@ -427,6 +430,8 @@ async def refresh_all(
 
     async def one(source: Source) -> SourceReport:
         async with limit:
+            if on_start:
+                on_start(source)
             try:
                 report = await refresh_source(
                     store, fetcher, source, settings, now, states[source.id]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -129,3 +130,31 @@ def test_python_dash_m_runs_the_cli():
         [sys.executable, "-m", "aggregator", "--help"], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0 and "refresh" in done.stdout
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_refresh_progress_is_a_status_line_in_a_terminal_and_plain_lines_otherwise():
+    from aggregator.cli import Progress
+    from aggregator.model import Source
+    from aggregator.refresh import SourceReport
+
+    a, b = Source(id="a", name="A", url="/a.ics"), Source(id="b", name="B", url="/b.ics")
+    for stream in (_Terminal(), io.StringIO()):
+        progress = Progress(2, stream)
+        progress.started(a)
+        progress.started(b)
+        progress.done(SourceReport("a", "updated", 3))
+        progress.done(SourceReport("b", "failed", 0, error="HTTP 500"))
+        progress.close()
+        text = stream.getvalue()
+        if stream.isatty():
+            assert "[0/2] reading a, b" in text and "[1/2] reading b" in text
+            assert text.endswith("\r\x1b[2K")
+        else:
+            assert "\r" not in text and "reading" not in text
+            assert text.splitlines()[0].startswith("[1/2] a: updated")
+            assert text.splitlines()[1] == "[2/2] b: FAILED - HTTP 500 (last good events kept)"

@@ -217,6 +217,13 @@ class Store:
                     bytes=attempt.bytes,
                     error=attempt.error,
                     message=attempt.message,
+                    occurrences=(
+                        len(snapshot)
+                        if snapshot is not None
+                        else select(sources.c.occurrence_count)
+                        .where(sources.c.id == source_id)
+                        .scalar_subquery()
+                    ),
                 )
             )
             await conn.execute(update(sources).where(sources.c.id == source_id).values(**values))

@@ -125,6 +125,8 @@ fetches = Table(
     Column("error", Text),
     # 0002: what came of the attempt, in words
     Column("message", Text),
+    # 0006: the source's occurrences after the fetch
+    Column("occurrences", Integer),
     Index("ix_fetches_source_at", "source_id", "at"),
 )
 
