@@ -24,11 +24,11 @@ from aggregator.fetch import Fetcher, open_session
 from aggregator.guard import Guard, Refused
 from aggregator.model import NetworkEvent, Settings
 from aggregator.normalise import iso
+from aggregator.page import choose_language, page_filters, render_event, render_index
 from aggregator.refresh import publish
 from aggregator.render.atom import render_atom
 from aggregator.render.ics import render_calendar
 from aggregator.render.json import event_json, render_json
-from aggregator.render.text import when
 from aggregator.schedule import Scheduler
 from aggregator.selection import Selection
 from aggregator.store import Store
@@ -498,50 +498,18 @@ async def event_page(request: web.Request) -> web.Response:
     if "application/json" in accept and "text/html" not in accept:
         return await event_detail(request)
     item = await _find(request)
-    network = request.app[SETTINGS].network
+    settings = request.app[SETTINGS]
     store = request.app[STORE]
+    lang = language(request)
 
     async def render(_events) -> Body:
         history = (await store.event_history()).get(item.event.id, [])
-        return Body.of(_event_html(item, network, history), HTML)
+        return Body.of(render_event(item, settings, history, lang=lang).encode("utf-8"), HTML)
 
-    body = await request.app[OUTPUTS].body(f"events/{item.event.id}.html", render)
-    return answer(request, body, cors=False, max_age=60)
-
-
-def _event_html(item: NetworkEvent, network, history: list[dict]) -> bytes:
-    """A plain page; the bilingual templates come with the embeddable page (Jinja2)."""
-    from aggregator.render.atom import change_title
-    from aggregator.render.text import status_prefix
-
-    esc = html.escape
-    event = item.event
-    title = status_prefix(event, network) + event.title
-    rows = "\n".join(
-        f'<li><time datetime="{iso(c["at"])}">{c["at"]:%Y-%m-%d %H:%M} UTC</time> '
-        f"{esc(change_title(c, network))}</li>"
-        for c in reversed(history)
-    )
-    cancelled = event.status.value in ("cancelled", "postponed")
-    style = ' style="text-decoration: line-through"' if cancelled else ""
-    page = f"""<!doctype html>
-<html lang="{esc(network.languages[0])}"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{esc(title)} - {esc(network.name)}</title></head><body>
-<p><a href="/">{esc(network.name)}</a></p>
-<h1{style}>{esc(title)}</h1>
-<p>{esc(when(event, network.timezone))}{" · " + esc(event.location) if event.location else ""}</p>
-<p>{esc(", ".join(event.organisers))}</p>
-<p style="white-space: pre-line">{esc(event.description)}</p>
-<p><a href="/events/{esc(event.id)}.ics">Download .ics</a> ·
-<a href="/events/{esc(event.id)}.json">JSON</a></p>
-<h2>Historik / History</h2>
-<ul>
-{rows}
-</ul>
-</body></html>
-"""
-    return page.encode("utf-8")
+    body = await request.app[OUTPUTS].body(f"events/{item.event.id}.html?lang={lang}", render)
+    response = answer(request, body, cors=False, max_age=60)
+    response.headers["Vary"] = "Accept-Encoding, Accept-Language"
+    return response
 
 
 def _source_json(source, state) -> dict:
@@ -629,56 +597,35 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def index(request: web.Request) -> web.Response:
+    """The embeddable page: ?lang=, ?source=, ?category=, ?embed=1 (see page.py)."""
     settings = request.app[SETTINGS]
+    lang = language(request)
+    filters = page_filters(request.query.items())
+    embed = request.query.get("embed") == "1"
+    now = request.app[CLOCK]()
+    # "upcoming" moves with the clock: a kept page lives at most until the hour turns
+    chosen = "&".join(f"{k}={','.join(v)}" for k, v in filters.items())
+    name = f"index.html?lang={lang}&embed={embed}&{chosen}&hour={now:%Y%m%d%H}"
     body = await request.app[OUTPUTS].body(
-        "index.html",
-        lambda events: Body.of(_index_html(events, settings, request.app[CLOCK]()), HTML),
+        name,
+        lambda events: Body.of(
+            render_index(events, settings, lang=lang, now=now, filters=filters, embed=embed).encode(
+                "utf-8"
+            ),
+            HTML,
+        ),
     )
-    return answer(request, body, cors=False, max_age=60)
+    response = answer(request, body, cors=False, max_age=60)
+    response.headers["Vary"] = "Accept-Encoding, Accept-Language"
+    return response
 
 
-def _index_html(events: list[NetworkEvent], settings: Settings, now: datetime) -> bytes:
-    """A plain list of upcoming events; the full bilingual page comes with the Jinja2 templates."""
-    network = settings.network
-    esc = html.escape
-    rows = []
-    for item in events:
-        event = item.event
-        end = (
-            event.end
-            if not event.all_day
-            else datetime.combine(event.end, datetime.min.time(), UTC)
-        )
-        if end < now:
-            continue
-        style = (
-            ' style="text-decoration: line-through"'
-            if event.status.value in ("cancelled", "postponed")
-            else ""
-        )
-        rows.append(
-            f'<li{style}><a href="/events/{esc(event.id)}">{esc(event.title)}</a> '
-            f"— {esc(when(event, network.timezone))}"
-            f"{' — ' + esc(event.location) if event.location else ''}"
-            f" <small>({esc(', '.join(event.organisers))})</small></li>"
-        )
-    webcal = "webcal://" + network.base_url.split("://", 1)[1] + "/calendar.ics"
-    page = f"""<!doctype html>
-<html lang="{esc(network.languages[0])}"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{esc(network.name)}</title>
-<link rel="alternate" type="application/atom+xml" href="/feed.atom" title="{esc(network.name)}">
-</head><body>
-<h1>{esc(network.name)}</h1>
-<p>{esc(network.description)}</p>
-<p><a href="{esc(webcal)}">Abonnér / Subscribe</a> · <a href="/calendar.ics">calendar.ics</a> ·
-<a href="/feed.atom">Atom</a> · <a href="/events.json">JSON</a> · <a href="/sources">Sources</a></p>
-<ul>
-{chr(10).join(rows)}
-</ul>
-</body></html>
-"""
-    return page.encode("utf-8")
+def language(request: web.Request) -> str:
+    return choose_language(
+        request.query.get("lang"),
+        request.headers.get("Accept-Language"),
+        request.app[SETTINGS].network.languages,
+    )
 
 
 def _dumps(value: object) -> bytes:

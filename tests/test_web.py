@@ -171,7 +171,9 @@ async def test_the_index_page_lists_events_and_escapes_them(aiohttp_client, demo
     client = await client_for(aiohttp_client, demo)
     page = await (await client.get("/")).text()
     assert "Julemarked" in page and "webcal://" in page
-    assert "line-through" in page  # the cancelled concert
+    assert "<del>" in page and "Aflyst" in page  # the cancelled concert
+    english = await (await client.get("/", headers={"Accept-Language": "en-GB,en;q=0.8"})).text()
+    assert '<html lang="en">' in english and "Cancelled" in english
 
 
 async def test_gzip_refused_with_q_zero_is_not_sent(aiohttp_client, demo):
@@ -234,8 +236,10 @@ async def test_an_event_page_shows_the_event_and_its_history(aiohttp_client, dem
     data = await (await client.get("/events.json")).json()
     concert = next(e for e in data["events"] if "Brass" in e["title"])
     page = await (await client.get(f"/events/{concert['id']}")).text()
-    assert "Aflyst / Cancelled: Koncert: Nørrebro Brass" in page
-    assert "Ny / New: Koncert: Nørrebro Brass" in page
+    assert '<span class="mark">Aflyst</span> <del>Koncert: Nørrebro Brass</del>' in page
+    assert "Historik" in page and "</time>: Ny</li>" in page
+    english = await (await client.get(f"/events/{concert['id']}?lang=en")).text()
+    assert '<span class="mark">Cancelled</span>' in english and "History" in english
     asked = await client.get(f"/events/{concert['id']}", headers={"Accept": "application/json"})
     assert (await asked.json())["id"] == concert["id"]
 
@@ -319,9 +323,7 @@ async def test_a_filter_naming_an_unknown_source_or_status_is_refused(aiohttp_cl
     assert "status=gone" in await wrong.text()
 
 
-async def test_metrics_parse_and_count_fetches_renders_requests_and_304s(
-    aiohttp_client, demo
-):
+async def test_metrics_parse_and_count_fetches_renders_requests_and_304s(aiohttp_client, demo):
     from prometheus_client.parser import text_string_to_metric_families
 
     client = await client_for(aiohttp_client, demo)
@@ -334,9 +336,7 @@ async def test_metrics_parse_and_count_fetches_renders_requests_and_304s(
         return {family.name: family.samples for family in families}
 
     def value(samples, **labels) -> float:
-        return sum(
-            s.value for s in samples if all(s.labels.get(k) == v for k, v in labels.items())
-        )
+        return sum(s.value for s in samples if all(s.labels.get(k) == v for k, v in labels.items()))
 
     first = await client.get("/calendar.ics")
     before = await scrape()
