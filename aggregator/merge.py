@@ -32,6 +32,8 @@ from rapidfuzz import fuzz
 from aggregator.model import MergedEvent, MergeSettings, Occurrence, Source, Status
 from aggregator.normalise import (
     event_id,
+    from_iso,
+    iso,
     normalised_title,
     normalised_titles,
     occurrence_fingerprint,
@@ -504,10 +506,15 @@ def _merge_group(
         removed = all(o.removed_at is not None for o in members)
         keys = tuple(o.key for o in members)
         copies = tuple((o.source_id, o.title, o.url) for o in members)
+    # an override that moved one date of a series: moved from the series' slot
+    previous = None
+    if first.recurrence_id and first.recurrence_id != _iso(first.start):
+        previous = from_iso(first.recurrence_id)
     # what subscribers see changes with the owner's copy (its fingerprint covers its
     # title, times, text, place, status and categories) and with what the merge adds
     content = (
         eid,
+        first.recurrence_id,
         first.fingerprint or occurrence_fingerprint(first),
         url,
         location,
@@ -538,7 +545,12 @@ def _merge_group(
         identities=identities,
         cancelled_by=cancelled_by,
         copies=copies,
+        previous_start=previous,
     )
+
+
+#: series' starts repeat (weekly, at the hour): their ISO forms are worth keeping
+_iso = lru_cache(maxsize=65536)(iso)
 
 
 def _categories(names: Iterable[str]) -> tuple[str, ...]:

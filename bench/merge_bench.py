@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from aggregator.merge import merge
 from aggregator.model import Occurrence, Source, Status
-from aggregator.normalise import occurrence_key
+from aggregator.normalise import iso, occurrence_key
 
 WORDS = (
     "klimacafé workshop foredrag debatmøde generalforsamling fundraising frivilligdag "
@@ -106,7 +106,7 @@ def labelled_network(
             uid = f"{owner}-series-{len(occurrences)}@bench"
             for week in range(730 // interval):
                 start = first + timedelta(days=week * interval)
-                add(owner, uid, start.strftime("%Y%m%dT%H%M%SZ"), title, start, False)
+                add(owner, uid, iso(start), title, start, False)
                 if rng.random() < 0.02:
                     cohost = rng.randrange(sources)
                     add(cohost, f"{cohost}-{len(occurrences)}@bench", None, title, start, False)

@@ -357,3 +357,21 @@ async def test_metrics_parse_and_count_fetches_renders_requests_and_304s(aiohttp
     occurrences = after["aggregator_source_occurrences"]
     assert value(occurrences, source="kulturhuset", state="ok") > 0
     assert value(after["aggregator_events"]) == DEMO_EVENTS
+
+
+async def test_an_override_that_moves_one_date_of_a_series_reads_as_moved(aiohttp_client, demo):
+    """The demo's series has its New Year dinner an hour later than usual (RECURRENCE-ID
+    18:00, DTSTART 19:00): subscribers see it moved from the series' slot."""
+    client = await client_for(aiohttp_client, demo)
+    data = await (await client.get("/events.json")).json()
+    (moved,) = [e for e in data["events"] if e.get("previousStartDate")]
+    assert moved["title"] == "Fællesspisning (nytårsudgave)"
+    assert (moved["previousStartDate"], moved["start"]) == (
+        "2027-01-07T17:00:00Z",
+        "2027-01-07T18:00:00Z",
+    )
+    calendar = icalendar.Calendar.from_ical(await (await client.get("/calendar.ics")).read())
+    (event,) = [e for e in calendar.walk("VEVENT") if "nytårsudgave" in str(e["SUMMARY"])]
+    assert "Flyttet fra / Moved from" in str(event["DESCRIPTION"])
+    page = await (await client.get("/?lang=en")).text()
+    assert "Moved from" in page
