@@ -28,6 +28,35 @@ from aggregator.render.text import WORDS
 #: the page's own words; the status words come from render.text.WORDS, so the page, the
 #: calendar and the feed say the same thing
 PAGE_WORDS = {
+    "sources_heading": {"da": "Medlemmernes kilder", "en": "Member sources"},
+    "source": {"da": "Kilde", "en": "Source"},
+    "state": {"da": "Tilstand", "en": "State"},
+    "last_success": {"da": "Sidst hentet", "en": "Last read"},
+    "next_fetch": {"da": "Næste hentning", "en": "Next fetch"},
+    "read": {"da": "Læst", "en": "Read"},
+    "occurrences_n": {"da": "forekomster", "en": "occurrences"},
+    "series_n": {"da": "gentagne serier", "en": "repeating series"},
+    "cancelled_n": {"da": "aflyste", "en": "cancelled"},
+    "skipped": {"da": "Sprunget over eller gættet", "en": "Skipped or guessed"},
+    "nothing_skipped": {"da": "Intet sprunget over.", "en": "Nothing skipped."},
+    "fix": {"da": "Sådan retter I det", "en": "How to fix it"},
+    "problems": {"da": "Problemer", "en": "Problems"},
+    "merged_with": {"da": "Slået sammen med", "en": "Merged with"},
+    "nothing_merged": {
+        "da": "Ingen af kildens arrangementer findes hos andre medlemmer.",
+        "en": "None of its events are published by other members.",
+    },
+    "timeline": {"da": "De sidste 30 dage", "en": "The last 30 days"},
+    "timeline_help": {
+        "da": "Streger: hentninger (grøn: opdateret, grå: uændret, gul: holdt tilbage, "
+        "rød: fejlede). Linje: antal forekomster.",
+        "en": "Ticks: fetches (green: updated, grey: unchanged, yellow: held, red: failed). "
+        "Line: number of occurrences.",
+    },
+    "fetches": {"da": "Hentninger", "en": "Fetches"},
+    "outcome": {"da": "Resultat", "en": "Outcome"},
+    "never": {"da": "aldrig", "en": "never"},
+    "check_heading": {"da": "Tjek et feed", "en": "Check a feed"},
     "all_events": {"da": "Alle arrangementer", "en": "All events"},
     "upcoming": {"da": "Kommende arrangementer", "en": "Upcoming events"},
     "none": {"da": "Ingen kommende arrangementer.", "en": "No upcoming events."},
@@ -320,6 +349,77 @@ def render_event(
         "switch": _switch(network.languages, lang, lambda other: path + _query({}, lang=other)),
     }
     return _ENV.get_template("event.html").render(context)
+
+
+def render_sources(
+    settings: Settings, rows: Sequence[Mapping[str, Any]], *, lang: str, now: datetime
+) -> str:
+    """/sources: each member source's state in words, for the member organisations.
+
+    `rows` are web.py's source reports (as /sources gives them in JSON)."""
+    network = settings.network
+    tz = zone(network.timezone) or UTC
+    locale = _locale(lang)
+    context = {
+        "lang": lang,
+        "t": _words(lang),
+        "network": network,
+        "embed": False,
+        "sources": [_source_view(row, tz, locale, lang) for row in rows],
+        "home_href": "/" + _query({}, lang=lang),
+        "switch": _switch(
+            network.languages, lang, lambda other: "/sources" + _query({}, lang=other)
+        ),
+    }
+    return _ENV.get_template("sources.html").render(context)
+
+
+def render_source(
+    settings: Settings,
+    row: Mapping[str, Any],
+    *,
+    lang: str,
+    now: datetime,
+    timeline: str,
+) -> str:
+    """/sources/{id}: one source's state, what was read and skipped (each with a hint to fix
+    it), what was merged with whom, its fetches, and `timeline` (an SVG made by
+    render.health.timeline_svg from our own numbers, inserted as markup)."""
+    from markupsafe import Markup
+
+    network = settings.network
+    tz = zone(network.timezone) or UTC
+    locale = _locale(lang)
+    path = f"/sources/{quote(row['id'], safe='')}"
+    context = {
+        "lang": lang,
+        "t": _words(lang),
+        "network": network,
+        "embed": False,
+        "source": _source_view(row, tz, locale, lang),
+        "timeline": Markup(timeline),  # noqa: S704 - ours, its text escaped where it is made
+        "home_href": "/" + _query({}, lang=lang),
+        "sources_href": "/sources" + _query({}, lang=lang),
+        "switch": _switch(network.languages, lang, lambda other: path + _query({}, lang=other)),
+    }
+    return _ENV.get_template("source.html").render(context)
+
+
+def _source_view(row: Mapping[str, Any], tz: tzinfo, locale: Locale, lang: str) -> dict:
+    def moment(value: str | None) -> str:
+        return _moment(from_iso(value), tz, locale, lang) if value else _word("never", lang)
+
+    fetches = [
+        {**f, "at": moment(f["at"]), "datetime": f["at"]} for f in row.get("fetches", ())[:50]
+    ]
+    return {
+        **row,
+        "href": f"/sources/{quote(row['id'], safe='')}" + _query({}, lang=lang),
+        "homepage": http_url(row.get("homepage")),
+        "last_success": moment(row.get("last_success_at")),
+        "next_fetch": moment(row.get("next_check_at")),
+        "fetches": fetches,
+    }
 
 
 @dataclass(frozen=True)

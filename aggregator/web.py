@@ -22,11 +22,19 @@ from aggregator import __version__, metrics
 from aggregator.check import check_feed, read_body, uploaded
 from aggregator.fetch import Fetcher, open_session
 from aggregator.guard import Guard, Refused
-from aggregator.model import NetworkEvent, Settings
+from aggregator.model import NetworkEvent, Settings, Status
 from aggregator.normalise import iso
-from aggregator.page import choose_language, page_filters, render_event, render_index
+from aggregator.page import (
+    choose_language,
+    page_filters,
+    render_event,
+    render_index,
+    render_source,
+    render_sources,
+)
 from aggregator.refresh import publish
 from aggregator.render.atom import render_atom
+from aggregator.render.health import hint, state_hints, timeline_svg
 from aggregator.render.ics import render_calendar
 from aggregator.render.json import event_json, render_json
 from aggregator.schedule import Scheduler
@@ -201,8 +209,10 @@ def make_app(
     app.router.add_get("/events/{id}.ics", event_ics)
     app.router.add_get("/events/{id}.json", event_detail)
     app.router.add_get("/events/{id}", event_page)
-    app.router.add_get("/sources", sources_json)
-    app.router.add_get("/sources/{id}", source_json)
+    app.router.add_get("/sources", sources_page)
+    app.router.add_get("/sources.json", sources_page)
+    app.router.add_get("/sources/{id}.json", source_page)
+    app.router.add_get("/sources/{id}", source_page)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_text)
     app.router.add_get("/check", check_page)
@@ -544,17 +554,27 @@ def _no_cache_json(value: object) -> web.Response:
     )
 
 
-async def sources_json(request: web.Request) -> web.Response:
+def wants_html(request: web.Request) -> bool:
+    """A browser (it asks for text/html) gets the page; curl, scripts and ?format=json JSON."""
+    if request.query.get("format") == "json" or request.path.endswith(".json"):
+        return False
+    return "text/html" in request.headers.get("Accept", "")
+
+
+async def sources_page(request: web.Request) -> web.Response:
     """Every member source's health: what a member organisation looks at first."""
     settings = request.app[SETTINGS]
     states = await request.app[STORE].source_states()
-    return _no_cache_json(
-        {"sources": [_source_json(s, states.get(s.id)) for s in settings.sources]}
-    )
+    rows = [_source_json(s, states.get(s.id)) for s in settings.sources]
+    if not wants_html(request):
+        return _no_cache_json({"sources": rows})
+    page = render_sources(settings, rows, lang=language(request), now=request.app[CLOCK]())
+    return _html_response(page)
 
 
-async def source_json(request: web.Request) -> web.Response:
-    """One source's health and its fetch history (30 days)."""
+async def source_page(request: web.Request) -> web.Response:
+    """One source's health: state, what was read and skipped (with hints to fix it), what
+    was merged with whom, and its fetches of the last 30 days (a timeline and a list)."""
     settings = request.app[SETTINGS]
     try:
         source = settings.source(request.match_info["id"])
@@ -562,6 +582,8 @@ async def source_json(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(text=f"no source {request.match_info['id']!r}\n") from None
     store = request.app[STORE]
     state = (await store.source_states()).get(source.id)
+    lang = language(request)
+    fetches = await store.fetch_history(source.id, limit=500)
     history = [
         {
             "at": iso(row["at"]),
@@ -570,20 +592,37 @@ async def source_json(request: web.Request) -> web.Response:
             "status": row["status"],
             "duration": round(row["duration"], 3),
             "bytes": row["bytes"],
+            "occurrences": row["occurrences"],
         }
-        for row in await store.fetch_history(source.id, limit=500)
+        for row in fetches
     ]
+    names = {s.id: s.name for s in settings.sources}
     merged = [
         {
             "event": item.event.id,
             "title": item.event.title,
             "start": iso(item.event.start),
             "with": [s for s in item.event.source_ids if s != source.id],
+            "with_names": [names[s] for s in item.event.source_ids if s != source.id],
         }
         for item in await request.app[OUTPUTS].events()
         if source.id in item.event.source_ids and len(item.event.source_ids) > 1
     ]
-    return _no_cache_json({**_source_json(source, state), "merged": merged, "fetches": history})
+    occurrences = await store.load_occurrences(source.id)
+    row = {
+        **_source_json(source, state),
+        "series": len({o.uid for o in occurrences if o.recurrence_id}),
+        "cancelled": sum(o.status in (Status.CANCELLED, Status.POSTPONED) for o in occurrences),
+        "problems": [{"what": w, "hint": h} for w, h in state_hints(state, lang)],
+        "hints": [{"what": w, "hint": hint(w, lang)} for w in (state.warnings if state else ())],
+        "merged": merged,
+        "fetches": history,
+    }
+    if not wants_html(request):
+        return _no_cache_json(row)
+    now = request.app[CLOCK]()
+    timeline = timeline_svg(fetches, now)
+    return _html_response(render_source(settings, row, lang=lang, now=now, timeline=timeline))
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -264,8 +264,13 @@ async def test_merged_copies_are_listed_on_the_event_and_the_sources(aiohttp_cli
             "title": csrd["title"],
             "start": csrd["start"],
             "with": ["kulturhuset"],
+            "with_names": ["Kulturhuset Nørrebro"],
         }
     ]
+    page = await (
+        await client.get("/sources/groen-omstilling", headers={"Accept": "text/html"})
+    ).text()
+    assert "CSRD workshop</a>: Kulturhuset Nørrebro" in page
 
 
 async def test_filtered_outputs_show_only_the_chosen_events(aiohttp_client, demo):
