@@ -23,6 +23,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from aggregator.model import MergedEvent, NetworkEvent, Settings, Status
 from aggregator.normalise import from_iso, iso, zone
+from aggregator.render.health import hint
 from aggregator.render.text import WORDS
 
 #: the page's own words; the status words come from render.text.WORDS, so the page, the
@@ -57,6 +58,19 @@ PAGE_WORDS = {
     "outcome": {"da": "Resultat", "en": "Outcome"},
     "never": {"da": "aldrig", "en": "never"},
     "check_heading": {"da": "Tjek et feed", "en": "Check a feed"},
+    "check_intro": {
+        "da": "Indsæt adressen på jeres kalender- eller RSS-feed, eller vælg en fil, og se "
+        "hvad vi læser i den: arrangementerne, hvordan hver dato blev fundet, og hvad vi "
+        "sprang over. Intet gemmes.",
+        "en": "Paste the address of your calendar or RSS feed, or choose a file, and see what "
+        "we read in it: the events, how each date was found, and what we skipped. Nothing "
+        "is stored.",
+    },
+    "feed_address": {"da": "Feedets adresse", "en": "The feed's address"},
+    "or_file": {"da": "eller en fil", "en": "or a file"},
+    "check": {"da": "Tjek", "en": "Check"},
+    "refused": {"da": "Afvist", "en": "Refused"},
+    "found_by": {"da": "fundet ved", "en": "found by"},
     "all_events": {"da": "Alle arrangementer", "en": "All events"},
     "upcoming": {"da": "Kommende arrangementer", "en": "Upcoming events"},
     "none": {"da": "Ingen kommende arrangementer.", "en": "No upcoming events."},
@@ -403,6 +417,45 @@ def render_source(
         "switch": _switch(network.languages, lang, lambda other: path + _query({}, lang=other)),
     }
     return _ENV.get_template("source.html").render(context)
+
+
+def render_check(settings: Settings, report: Any = None, *, lang: str, refused: str = "") -> str:
+    """/check: the form, and the report of a check (a check.CheckReport) or why it was
+    refused."""
+    network = settings.network
+    tz = zone(network.timezone) or UTC
+    locale = _locale(lang)
+    found = None
+    if report is not None:
+        found = {
+            "target": report.target,
+            "error": report.error,
+            "warnings": [{"what": w, "hint": hint(w, lang)} for w in report.warnings],
+            "occurrences": [
+                {
+                    "when": _moment(o.start, tz, locale, lang),
+                    "title": o.title,
+                    "status": "" if o.status is Status.SCHEDULED else _status_word(o.status, lang),
+                    "origin": o.origin,
+                }
+                for o in report.occurrences
+            ],
+        }
+    context = {
+        "lang": lang,
+        "t": _words(lang),
+        "network": network,
+        "embed": False,
+        "report": found,
+        "refused": refused,
+        "home_href": "/" + _query({}, lang=lang),
+        "switch": _switch(network.languages, lang, lambda other: "/check" + _query({}, lang=other)),
+    }
+    return _ENV.get_template("check.html").render(context)
+
+
+def _status_word(status: Status, lang: str) -> str:
+    return _word(status.value, lang, default=status.value)
 
 
 def _source_view(row: Mapping[str, Any], tz: tzinfo, locale: Locale, lang: str) -> dict:

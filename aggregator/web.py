@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
-import html
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,6 +26,7 @@ from aggregator.normalise import iso
 from aggregator.page import (
     choose_language,
     page_filters,
+    render_check,
     render_event,
     render_index,
     render_source,
@@ -261,7 +261,7 @@ async def check_page(request: web.Request) -> web.Response:
     if not url and not getattr(upload, "file", None):
         if wants_json:
             raise web.HTTPBadRequest(text="give a feed address as ?url=, or upload a file\n")
-        return _html_response(_check_html(settings, None))
+        return _html_response(render_check(settings, lang=language(request)))
     checker = request.app[CHECKER]
     now = request.app[CLOCK]()
     wait = checker.wait(request.remote or "unknown", now)
@@ -285,10 +285,11 @@ async def check_page(request: web.Request) -> web.Response:
     except Refused as refused:
         if wants_json:
             return web.json_response({"error": refused.message}, status=400)
-        return _html_response(_check_html(settings, None, refused.message), status=400)
+        page = render_check(settings, lang=language(request), refused=refused.message)
+        return _html_response(page, status=400)
     if wants_json:
         return _no_cache_json({"target": report.target, **report.as_json()})
-    return _html_response(_check_html(settings, report))
+    return _html_response(render_check(settings, report, lang=language(request)))
 
 
 def _html_response(page: str, status: int = 200) -> web.Response:
@@ -299,39 +300,6 @@ def _html_response(page: str, status: int = 200) -> web.Response:
         charset="utf-8",
         headers={"Cache-Control": "no-store"},
     )
-
-
-def _check_html(settings: Settings, report, refused: str | None = None) -> str:
-    esc = html.escape
-    parts = [
-        "<!doctype html>",
-        f'<html lang="{esc(settings.network.languages[0])}"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>Tjek et feed / Check a feed - {esc(settings.network.name)}</title></head><body>",
-        "<h1>Tjek et feed / Check a feed</h1>",
-        '<form method="post" action="/check" enctype="multipart/form-data">',
-        '<p><label for="url">Feed-adresse / Feed address</label> ',
-        '<input id="url" name="url" type="url" size="60"></p>',
-        '<p><label for="file">eller en fil / or a file</label> ',
-        '<input id="file" name="file" type="file" accept=".ics,.xml,.rss,.atom"></p>',
-        "<p><button>Tjek / Check</button></p></form>",
-    ]
-    if refused:
-        parts.append(f'<p role="alert"><strong>Afvist / Refused:</strong> {esc(refused)}</p>')
-    if report is not None:
-        parts.append(f"<h2>{esc(report.target)}</h2>")
-        if report.error:
-            parts.append(f'<p role="alert">{esc(report.error)}</p>')
-        parts.append(f"<p>{len(report.occurrences)} occurrences</p><ul>")
-        for o in report.occurrences:
-            how = f" ({esc(o.origin)})" if o.origin else ""
-            status = "" if o.status.value == "scheduled" else f" [{esc(o.status.value)}]"
-            parts.append(f"<li>{esc(iso(o.start) or '')} {esc(o.title)}{status}{how}</li>")
-        parts.append("</ul><h2>Advarsler / Warnings</h2><ul>")
-        parts.extend(f"<li>{esc(w)}</li>" for w in report.warnings)
-        parts.append("</ul>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
 
 
 @web.middleware

@@ -119,7 +119,7 @@ async def test_a_public_address_redirecting_inside_is_refused(client, feed_serve
 async def test_the_form_and_the_html_report(client, feed_server):
     form = await client.get("/check")
     assert form.status == 200
-    assert '<form method="post" action="/check"' in await form.text()
+    assert '<form method="post" action="/check?lang=da"' in await form.text()
     page = await client.post("/check", data={"url": "http://10.0.0.1/x.ics"})
     assert page.status == 400
     assert "private network address" in await page.text()
