@@ -1,5 +1,6 @@
 # Two commands: `make run` serves the bundled demo network; `make test` runs the suite.
-# Both set everything up first (a .venv with the package, ical.js for the client tests).
+# Both set everything up first (a .venv with the package, ical.js for the client tests, and
+# for `make test` only, Debian's chromium for the browser tests).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -8,8 +9,11 @@ STAMP  := $(VENV)/.installed
 JS     := tests/js/node_modules/.package-lock.json
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
+# Debian's build, driven by Playwright (never `playwright install`, which downloads its own);
+# DejaVu so that screenshots have the same glyphs on every machine.
+CHROMIUM_PKGS := chromium fonts-dejavu-core
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test chromium lint bench clean
 
 install: $(STAMP)
 
@@ -22,12 +26,19 @@ $(STAMP): pyproject.toml
 $(JS): tests/js/package.json tests/js/package-lock.json
 	cd tests/js && npm ci --no-audit --no-fund --loglevel=error
 
+# Installed only when missing; needs root (a fresh Debian CI machine or container).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian chromium for the browser tests"; \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(CHROMIUM_PKGS) >/dev/null; }
+
 run: $(STAMP)
 	$(BIN)/aggregator migrate
 	-$(BIN)/aggregator refresh
 	$(BIN)/aggregator serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP) $(JS)
+test: $(STAMP) $(JS) chromium
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -37,4 +48,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/parse_bench.py
 
 clean:
-	rm -rf $(VENV) tests/js/node_modules aggregator.db .pytest_cache
+	rm -rf $(VENV) tests/js/node_modules aggregator.db .pytest_cache test-artifacts

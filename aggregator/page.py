@@ -507,12 +507,12 @@ def _event_view(
         marks.append(_word("postponed", lang))
     elif event.status is Status.TENTATIVE:
         marks.append(_word("tentative", lang))
-    elif event.status is Status.RESCHEDULED and event.previous_start is None:
-        marks.append(_word("rescheduled", lang))
+    elif event.status is Status.RESCHEDULED or event.previous_start is not None:
+        marks.append(_word("rescheduled", lang))  # "Flyttet" / "Moved"
     if event.removed:
         notes.append(_word("removed", lang))
     if event.previous_start is not None:
-        old = _moment(event.previous_start, tz, locale, lang)
+        old = _moment(event.previous_start, tz, locale, lang, year=year)
         notes.append(f"{_word('moved_from', lang)} {old}")
     if event.cancelled_by:
         notes.append(f"{_word('cancelled_by', lang)}: {', '.join(event.cancelled_by)}")
@@ -612,12 +612,14 @@ def _clock(value: datetime, locale: Locale, lang: str) -> str:
     return f"{prefix} {text}" if prefix else text
 
 
-def _moment(value: date | datetime, tz: tzinfo, locale: Locale, lang: str) -> str:
+def _moment(
+    value: date | datetime, tz: tzinfo, locale: Locale, lang: str, *, year: bool = True
+) -> str:
     """'tors. 28. jan. 2027 kl. 13.00' / 'Thu, 28 Jan 2027 13:00'; a date without a time."""
     if isinstance(value, datetime):
         local = value.astimezone(tz)
-        return f"{_day(local.date(), locale, year=True)} {_clock(local, locale, lang)}"
-    return _day(value, locale, year=True)
+        return f"{_day(local.date(), locale, year=year)} {_clock(local, locale, lang)}"
+    return _day(value, locale, year=year)
 
 
 def _span(event: MergedEvent, tz: tzinfo, locale: Locale, lang: str, *, year: bool) -> str:

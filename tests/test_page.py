@@ -90,7 +90,12 @@ def index(events=EVENTS, **kwargs) -> lxml.html.HtmlElement:
 
 
 def titles(page: lxml.html.HtmlElement) -> list[str]:
-    return [h.text_content().strip() for h in page.xpath(f"//li[{EVENT}]/h3/a")]
+    """The titles as they read, without the status words kept for screen readers."""
+    hidden = "contains(concat(' ', @class, ' '), ' visually-hidden ')"
+    return [
+        "".join(a.xpath(f".//text()[not(ancestor::span[{hidden}])]")).strip()
+        for a in page.xpath(f"//li[{EVENT}]/h3/a")
+    ]
 
 
 def event_item(page: lxml.html.HtmlElement, title: str) -> lxml.html.HtmlElement:
@@ -160,9 +165,14 @@ def test_a_postponed_event_is_struck_through_and_says_udsat():
 
 def test_a_moved_event_says_where_it_was_moved_from():
     moved = [network_event("talk", "Foredrag", FEB, previous_start=JAN)]
-    assert "Flyttet fra tors. 14. jan. 2027 kl. 13.00" in index(moved, lang="da").text_content()
-    assert "Moved from Thu, 14 Jan 2027 13:00" in index(moved, lang="en").text_content()
+    # in the list the year goes without saying, as in the event's own time
+    assert "Flyttet fra tors. 14. jan. kl. 13.00" in index(moved, lang="da").text_content()
+    assert "Moved from Thu 14 Jan 13:00" in index(moved, lang="en").text_content()
     assert not index(moved).xpath("//del")
+    # a badge too, and the word in the link's name for screen readers
+    (item,) = index(moved, lang="en").xpath(f"//li[{EVENT}]")
+    assert item.xpath(".//h3/span[@class='mark']")[0].text == "Moved"
+    assert item.xpath(".//h3/a")[0].text_content().startswith("Moved: ")
 
 
 def test_an_all_day_event_shows_its_day_and_no_time():
@@ -325,7 +335,7 @@ def test_the_event_page_shows_details_copies_and_history():
     ]
     page = lxml.html.fromstring(render_event(item, SETTINGS, history, lang="da"))
     assert page.get("lang") == "da"
-    assert [h.text_content().strip() for h in page.xpath("//h1")] == ["Foredrag"]
+    assert [h.text_content().strip() for h in page.xpath("//h1")] == ["Flyttet Foredrag"]
     text = page.text_content()
     assert "tors. 4. feb. 2027 kl. 18.00–20.00" in text
     assert "Flyttet fra tors. 14. jan. 2027 kl. 13.00" in text
