@@ -147,7 +147,8 @@ class _Title:
 
     __slots__ = ("text", "words", "key_words", "probes", "rarest", "indexed")
 
-    def __init__(self, split: list[str]) -> None:
+    def __init__(self, text: str) -> None:
+        split = text.split()
         self.text = " ".join(split)
         #: every word but the stop words, for telling parallel sessions apart
         self.words = set(split) - _STOP
@@ -370,7 +371,7 @@ def _titles(titles: Sequence[str], sources: Iterable[Source]) -> list[_Title]:
     for text in normalised_titles(titles):
         title = made.get(text)
         if title is None:
-            words = text.split()
+            comparing, words = text, text.split()
             if not names.keys().isdisjoint(words):
                 named = text
                 for word in set(words):
@@ -378,10 +379,11 @@ def _titles(titles: Sequence[str], sources: Iterable[Source]) -> list[_Title]:
                         if name in named:
                             named = named.replace(name, " ")
                 words = named.split() or words
+                comparing = " ".join(words)
             if not _GLOSSARY.keys().isdisjoint(words):
-                # an entry may be words: "sprogcafe" is "language cafe"
-                words = " ".join([_GLOSSARY.get(word, word) for word in words]).split()
-            title = made[text] = _Title(words)
+                # an entry may be words ("sprogcafe" is "language cafe"): _Title splits
+                comparing = " ".join(map(_GLOSSARY.get, words, words))
+            title = made[text] = _Title(comparing)
         comparable.append(title)
     return comparable
 
