@@ -27,3 +27,12 @@ class ParseError(AggregatorError):
         super().__init__(f"{message} ({url})")
         self.url = url
         self.message = message
+
+
+class Refused(AggregatorError):
+    """An address a fetch will not go to (a /check of a stranger's URL must stay outside our
+    network); the message says why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message

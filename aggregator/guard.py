@@ -18,13 +18,9 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from aggregator.errors import Refused
 
-class Refused(Exception):
-    """A URL /check will not fetch; the message says why."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+__all__ = ["Guard", "Refused", "why_not"]
 
 
 def why_not(address: str) -> str | None:

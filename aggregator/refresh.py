@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from aggregator import metrics
-from aggregator.errors import ParseError
+from aggregator.errors import ParseError, Refused
 from aggregator.fetch import Fetcher, is_local
 from aggregator.merge import merge
 from aggregator.model import (
@@ -347,7 +347,10 @@ async def _read_page(
     fetcher: Fetcher, url: str, cached: CachedPage | None, zone_name: str, now: datetime
 ) -> tuple[Validators, PageData] | str:
     """A linked page (and the .ics it links, when it has no event data), or what went wrong."""
-    result = await fetcher.fetch(url, cached.validators if cached else None)
+    try:
+        result = await fetcher.fetch(url, cached.validators if cached else None)
+    except Refused as refused:  # /check: a page inside our network is skipped, not fetched
+        return f"its page was not read ({refused.message})"
     if result.outcome is FetchOutcome.NOT_MODIFIED and cached is not None:
         return cached.validators, cached.page
     if result.outcome is not FetchOutcome.OK:
@@ -355,7 +358,10 @@ async def _read_page(
     html, _ = decode_body(result.body, result.charset)
     page = await asyncio.to_thread(read_page, html, str(result.final_url or url), zone_name)
     if not page.events and page.ics_links:
-        ics = await fetcher.fetch(page.ics_links[0])
+        try:
+            ics = await fetcher.fetch(page.ics_links[0])
+        except Refused:
+            return result.validators, page
         if ics.outcome is FetchOutcome.OK:
             text, _ = decode_body(ics.body, ics.charset)
             found = event_from_ics(text, page.ics_links[0], zone_name, now)

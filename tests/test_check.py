@@ -14,7 +14,7 @@ from aiohttp.abc import AbstractResolver
 from aggregator.guard import Guard
 from aggregator.store import Store
 from aggregator.web import make_app
-from tests.conftest import FEEDS, NOW, make_settings
+from tests.conftest import FEEDS, NOW, ROOT, make_settings
 
 FEED = (FEEDS / "groen-omstilling.ics").read_bytes()
 
@@ -141,3 +141,37 @@ async def test_checks_are_rate_limited_per_client(client):
     assert statuses[:10] == [400] * 10
     assert statuses[10] == 429
     assert int(response.headers["Retry-After"]) > 0
+
+
+async def test_an_rss_item_linking_inside_has_its_page_skipped_with_a_reason(client, feed_server):
+    """The feed is public; one item's page is on a loopback address: that page is not
+    fetched, a warning says why, and the rest of the report stands."""
+    base = feed_server.url("").rstrip("/")
+    folder = ROOT / "tests" / "fixtures" / "rss" / "drupal-events"
+    feed = (folder / "feed.xml").read_text(encoding="utf-8")
+    public = base.replace("127.0.0.1", "public.test")
+    # the first item's page stays on 127.0.0.1 (inside); the others go through public.test
+    first = "debatmoede-hvem-betaler-klimatilpasning-i-syd.html"
+    feed = feed.replace("{{BASE}}", public).replace(
+        f"{public}/drupal-events/pages/{first}", f"{base}/drupal-events/pages/{first}"
+    )
+    feed_server.serve(
+        "/drupal-events/feed.xml", feed, headers={"Content-Type": "application/rss+xml"}
+    )
+    for page in (folder / "pages").iterdir():
+        feed_server.serve(
+            f"/drupal-events/pages/{page.name}",
+            page.read_bytes(),
+            headers={"Content-Type": "text/html"},
+        )
+    response = await client.get(
+        "/check", params={"url": f"{public}/drupal-events/feed.xml", "format": "json"}
+    )
+    assert response.status == 200, await response.text()
+    report = await response.json()
+    # (the fixture's events are from 2024, outside what a check on NOW shows: each is a
+    # warning saying how its date was found, so the other pages were read)
+    assert any("(page: " in w for w in report["warnings"]), report
+    assert any("its page was not read" in w and "loopback" in w for w in report["warnings"])
+    asked = {r.path for r in feed_server.requests}
+    assert f"/drupal-events/pages/{first}" not in asked
