@@ -19,12 +19,12 @@ import hashlib
 import re
 from bisect import bisect_left
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from itertools import chain
-from operator import attrgetter
+from operator import attrgetter, sub
 from urllib.parse import urlsplit
 
 from rapidfuzz import fuzz
@@ -58,6 +58,16 @@ class _Sets:
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
             self.parent[max(ra, rb)] = min(ra, rb)
+
+    def roots(self) -> list[int]:
+        """The root of each element (every path compressed to it), in one pass rather
+        than a find each: a parent is always smaller than its child (union makes the
+        smaller root the parent), so by the time an element comes its parent points at
+        their root."""
+        parent = self.parent
+        for i, p in enumerate(parent):
+            parent[i] = parent[p]
+        return parent
 
 
 def merge(
@@ -102,24 +112,41 @@ def _merge(
     rank = {source.id: index for index, source in enumerate(sources)}
     by_id = {source.id: source for source in sources}
     items = sorted(
-        (o for o in occurrences if o.source_id in rank),  # a removed source is not published
-        key=lambda o: o.key,
+        [o for o in occurrences if o.source_id in rank],  # a removed source is not published
+        key=attrgetter("key"),
     )
+    # joining by identity and naming the events both need each one: made once
+    identities = list(map(identity_of, items))
     sets = _Sets(len(items))
-    _join_identical(items, sets)
+    _join_identical(items, identities, sets)
     _join_similar(items, sets, settings, by_id)
-    groups: dict[int, list[Occurrence]] = defaultdict(list)
-    for index, occurrence in enumerate(items):
-        groups[sets.find(index)].append(occurrence)
+    # a group's root is its smallest index, so events come in the order of their first
+    # member. Most groups are that one member: only the others are gathered in lists
+    roots = sets.roots()
+    others: dict[int, list[int]] = defaultdict(list)
+    for index, root in enumerate(roots):
+        if root != index:
+            others[root].append(index)
     sites = {source.id: _site(source.homepage) for source in sources}
-    return [_merge_group(g, known, rank, by_id, sites) for g in groups.values()]
+    events = []
+    for index, root in enumerate(roots):
+        if root != index:
+            continue
+        if index in others:
+            group = [index, *others[index]]
+            members = [items[i] for i in group]
+            member_identities = [identities[i] for i in group]
+        else:
+            members, member_identities = (items[index],), (identities[index],)
+        events.append(_merge_group(members, member_identities, known, rank, by_id, sites))
+    return events
 
 
-def _join_identical(items: list[Occurrence], sets: _Sets) -> None:
+def _join_identical(items: list[Occurrence], identities: list[str], sets: _Sets) -> None:
     first: dict[tuple[str, str], int] = {}
     by_url: dict[tuple[str, date], int] = {}
     for index, occurrence in enumerate(items):
-        uid, _, rid = identity_of(occurrence).partition("\x1f")
+        uid, _, rid = identities[index].partition("\x1f")
         other = first.setdefault((uid.strip().lower(), rid), index)
         if other != index:
             sets.union(other, index)
@@ -147,13 +174,13 @@ class _Title:
 
     __slots__ = ("text", "words", "key_words", "probes", "rarest", "indexed")
 
-    def __init__(self, text: str) -> None:
-        split = text.split()
-        self.text = " ".join(split)
+    def __init__(self, text: str, split: list[str]) -> None:
+        """`text`: normalised (words and single spaces); `split`: its words."""
+        self.text = text
         #: every word but the stop words, for telling parallel sessions apart
         self.words = set(split) - _STOP
         #: the words it can be found by: not single letters, unless there is nothing else
-        if min(map(len, self.words), default=0) > 1:
+        if self.words and 1 not in map(len, self.words):
             self.key_words = self.words
         else:
             self.key_words = {w for w in self.words if len(w) > 1} or set(split)
@@ -161,7 +188,7 @@ class _Title:
         #: rarest one, and the words it is found by, which some title looks by
         self.probes: tuple[str, ...] = ()
         self.rarest: str | None = None
-        self.indexed: set[str] = set()
+        self.indexed: Set[str] = frozenset()
 
 
 def _choose_probes(titles: Sequence[_Title]) -> None:
@@ -169,19 +196,26 @@ def _choose_probes(titles: Sequence[_Title]) -> None:
     second rarest unless that one is common. That finds every copy whose words include
     the other's ("Invitation: X" and "X"), and near-identical ones with a word spelled
     differently; copies worded differently at the same place are found by the place."""
-    frequency = Counter(chain.from_iterable(title.key_words for title in titles))
+    frequency = Counter(chain.from_iterable(map(attrgetter("key_words"), titles)))
     common = _COMMON * len(titles)
-    rarest_first = {
-        w: r for r, w in enumerate(sorted(frequency, key=lambda w: (frequency[w], w)))
-    }.__getitem__
-    distinct = set(titles)
+    ranked = sorted(frequency, key=lambda w: (frequency[w], w))
+    rarest_first = {w: r for r, w in enumerate(ranked)}.__getitem__
+    # the words that are not common rank before every common one, so a title's probes
+    # are among its rare words when it has any: ranking just those (mostly one: no sort)
+    # rather than sorting all its words takes half the time
+    rare = {w for w in ranked if frequency[w] < common}
+    distinct = list(dict.fromkeys(titles))  # in the order they lie in memory, unlike a set
     for title in distinct:
-        words = sorted(title.key_words, key=rarest_first)
-        if len(words) > 1 and frequency[words[1]] <= common:
-            title.probes = (words[0], words[1])
+        words = title.key_words & rare
+        if len(words) > 1:
+            title.probes = tuple(sorted(words, key=rarest_first)[:2])
+        elif words:
+            title.probes = tuple(words)
+        elif title.key_words:  # only common words: it looks by the least common one
+            title.probes = (min(title.key_words, key=rarest_first),)
         else:
-            title.probes = tuple(words[:1])
-        title.rarest = words[0] if words else None
+            title.probes = ()
+        title.rarest = title.probes[0] if title.probes else None
     probed = {word for title in distinct for word in title.probes}
     for title in distinct:
         title.indexed = title.key_words & probed
@@ -199,21 +233,26 @@ def _join_similar(
     _choose_probes(titles)
 
     network_zone = zone(settings.network_zone)
-    times: dict[date | datetime, tuple[int, int]] = {}  # start -> (local day, seconds)
-    day_of: list[int] = []
-    at: list[int] = []  # 0 for all-day
-    for occurrence in items:
+    day_of: dict[int, int] = {}  # of the all-day ones: their local day
+    at: list[int] = []  # seconds; 0 for all-day
+    all_day: list[int] = []
+    blocks: dict[str, list[int]] = defaultdict(list)  # timed, by the words they are found by
+    located: list[int] = []  # timed, with a place
+    for index, (occurrence, title) in enumerate(zip(items, titles, strict=True)):
         start = occurrence.start
-        known = times.get(start)
-        if known is None:
+        if occurrence.all_day:
+            at.append(0)
             if isinstance(start, datetime):
-                known = (start.astimezone(network_zone).toordinal(), int(start.timestamp()))
-            else:
-                known = (start.toordinal(), 0)
-            times[start] = known
-        day_of.append(known[0])
-        at.append(known[1])
-    source_of = [o.source_id for o in items]
+                start = start.astimezone(network_zone)
+            day_of[index] = start.toordinal()
+            all_day.append(index)
+        else:
+            at.append(int(start.timestamp()) if isinstance(start, datetime) else 0)
+            for word in title.indexed:
+                blocks[word].append(index)
+            if occurrence.location:
+                located.append(index)
+    source_of = list(map(attrgetter("source_id"), items))
     find, union = sets.find, sets.union
     ratio = fuzz.token_set_ratio
     tried: set[tuple[int, int]] = set()
@@ -234,7 +273,7 @@ def _join_similar(
         if place == "same" and not a.all_day and a.start == b.start:
             # the same house at the same minute: co-hosts word (or translate) titles freely
             threshold = min(threshold, _SAME_PLACE_THRESHOLD)
-        elif title_a.words - title_b.words and title_b.words - title_a.words:
+        elif not title_a.words <= title_b.words and not title_b.words <= title_a.words:
             # each has a word the other lacks ("for begyndere" / "for øvede"): parallel
             # sessions, unless the titles are near-identical
             threshold = max(threshold, _PARALLEL_THRESHOLD)
@@ -246,19 +285,23 @@ def _join_similar(
     # timed copies: a sweep over the starts in each block. Within the window they meet
     # when either looks by the block's word; whole hours apart (a member's time-zone
     # mistake) when it is the rarest word of either, and only near-identical titles join.
-    timed = sorted((i for i, o in enumerate(items) if not o.all_day), key=at.__getitem__)
-    blocks: dict[str, list[int]] = defaultdict(list)
-    for i in timed:
-        for word in titles[i].indexed:
-            blocks[word].append(i)
     window = int(settings.window.total_seconds())
     reach = window + 3600 * settings.max_zone_shift
+    starts_of: dict[str, list[int]] = {}  # the starts of each block, in order
     for word, block in blocks.items():
-        for position, i in enumerate(block):
-            title, begins = titles[i], at[i]
+        # filled in the order of the occurrences, where they lie in memory, and sorted
+        # here: filling them in the order of the starts jumps about memory, 3x slower
+        block.sort(key=at.__getitem__)
+        starts = starts_of[word] = list(map(at.__getitem__, block))
+        # most copies have no other within reach after them: the gap to the next start
+        # (at C speed) leaves them out before the sweep, which sees the same pairs
+        gaps = map(sub, starts[1:], starts)
+        for position in [p for p, gap in enumerate(gaps) if gap <= reach]:
+            i = block[position]
+            title, begins = titles[i], starts[position]
             for other in range(position + 1, len(block)):
                 j = block[other]
-                gap = at[j] - begins
+                gap = starts[other] - begins
                 if gap > reach:
                     break
                 if gap <= window:
@@ -268,7 +311,7 @@ def _join_similar(
                     check(i, j, settings.strict_threshold)
     # the same place at the same minute, however the titles are worded
     by_place: dict[tuple[str, int], list[int]] = defaultdict(list)
-    for i in timed:
+    for i in located:
         for mark in _place_marks(items[i].location):
             by_place[(mark, at[i])].append(i)
     for block in by_place.values():
@@ -276,12 +319,10 @@ def _join_similar(
             for j in block[position + 1 :]:
                 check(i, j, settings.title_threshold)
     # all-day copies: against the all-day and the timed copies of their local day
-    all_day = [i for i, o in enumerate(items) if o.all_day]
     whole_days: dict[tuple[str, int], list[int]] = defaultdict(list)
     for i in all_day:
         for word in titles[i].indexed:
             whole_days[(word, day_of[i])].append(i)
-    start_of = at.__getitem__
     for i in all_day:
         title, day = titles[i], day_of[i]
         midnight = datetime.combine(date.fromordinal(day), time(), network_zone)
@@ -290,9 +331,8 @@ def _join_similar(
             for j in whole_days[(word, day)]:
                 if j > i and (word in title.probes or word in titles[j].probes):
                     check(i, j, settings.title_threshold)
-            block = blocks.get(word, [])
-            first = bisect_left(block, today[0], key=start_of)
-            last = bisect_left(block, today[1], key=start_of)
+            block, starts = blocks.get(word, []), starts_of.get(word, [])
+            first, last = bisect_left(starts, today[0]), bisect_left(starts, today[1])
             for j in block[first:last]:
                 if word in title.probes or word in titles[j].probes:
                     check(i, j, settings.strict_threshold)
@@ -366,25 +406,22 @@ def _titles(titles: Sequence[str], sources: Iterable[Source]) -> list[_Title]:
     """Titles as merging compares them: normalised, without the names of member
     organisations ("Klimacafé hos Grøn Omstilling"), Danish event words in English."""
     names = _name_index(sources)
-    made: dict[str, _Title] = {}
     comparable = []
     for text in normalised_titles(titles):
-        title = made.get(text)
-        if title is None:
-            comparing, words = text, text.split()
-            if not names.keys().isdisjoint(words):
-                named = text
-                for word in set(words):
-                    for name in names.get(word, ()):
-                        if name in named:
-                            named = named.replace(name, " ")
-                words = named.split() or words
-                comparing = " ".join(words)
-            if not _GLOSSARY.keys().isdisjoint(words):
-                # an entry may be words ("sprogcafe" is "language cafe"): _Title splits
-                comparing = " ".join(map(_GLOSSARY.get, words, words))
-            title = made[text] = _Title(comparing)
-        comparable.append(title)
+        words = text.split()
+        if not names.keys().isdisjoint(words):
+            named = text
+            for word in set(words):
+                for name in names.get(word, ()):
+                    if name in named:
+                        named = named.replace(name, " ")
+            words = named.split() or words
+            text = " ".join(words)
+        if not _GLOSSARY.keys().isdisjoint(words):
+            # an entry may be words ("sprogcafe" is "language cafe")
+            text = " ".join(map(_GLOSSARY.get, words, words))
+            words = text.split()
+        comparable.append(_Title(text, words))
     return comparable
 
 
@@ -461,7 +498,8 @@ def _url_key(url: str | None) -> str | None:
 
 
 def _merge_group(
-    members: list[Occurrence],
+    members: Sequence[Occurrence],
+    member_identities: Sequence[str],
     known: Mapping[str, str],
     rank: Mapping[str, int],
     by_id: Mapping[str, Source],
@@ -475,7 +513,7 @@ def _merge_group(
     the smallest, so it survives restarts and the first publisher leaving."""
     if len(members) == 1:  # most events: the same as below, without the work
         first = members[0]
-        identities = (identity_of(first),)
+        identities = tuple(member_identities)
         eid = known.get(identities[0]) or event_id(*identities[0].split("\x1f"))
         source = by_id[first.source_id]
         source_ids, organisers, cancelled_by = (first.source_id,), (source.name,), ()
@@ -485,10 +523,12 @@ def _merge_group(
         url, location, removed = first.url, first.location, first.removed_at is not None
         keys, copies = (first.key,), ((first.source_id, first.title, first.url),)
     else:
-        identities = tuple(sorted({identity_of(o) for o in members}))
+        identities = tuple(sorted(set(member_identities)))
         remembered = sorted({known[i] for i in identities if i in known})
         eid = remembered[0] if remembered else event_id(*identities[0].split("\x1f"))
-        members.sort(key=lambda o: (not _owns(sites[o.source_id], o.url), rank[o.source_id], o.key))
+        members = sorted(
+            members, key=lambda o: (not _owns(sites[o.source_id], o.url), rank[o.source_id], o.key)
+        )
         gone = (Status.CANCELLED, Status.POSTPONED)
         live = [o for o in members if o.status not in gone]
         # a merge never makes an event read as cancelled while a member still lists it
