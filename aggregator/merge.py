@@ -203,7 +203,7 @@ def _choose_probes(titles: Sequence[_Title]) -> None:
     # the words that are not common rank before every common one, so a title's probes
     # are among its rare words when it has any: ranking just those (mostly one: no sort)
     # rather than sorting all its words takes half the time
-    rare = {w for w in ranked if frequency[w] < common}
+    rare = {w for w in ranked if frequency[w] <= common}
     distinct = list(dict.fromkeys(titles))  # in the order they lie in memory, unlike a set
     for title in distinct:
         words = title.key_words & rare

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from unittest.mock import patch
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregator.merge import merge
+from aggregator import merge as merge_module
+from aggregator.merge import _choose_probes, _Sets, _Title, merge
 from aggregator.model import Occurrence, Source, Status
 from aggregator.normalise import occurrence_fingerprint, occurrence_key
 
@@ -214,3 +217,48 @@ def test_copies_are_found_in_a_network_where_their_words_are_common():
 @given(occurrences)
 def test_merging_twice_gives_the_same_events(items):
     assert merge(items, SOURCES) == merge(list(items), SOURCES)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.sampled_from(["a", "workshop", *(c + "o" for c in "bdfgklmnprstv")]), max_size=5
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    st.sampled_from([0.01, 0.1, 0.25, 0.5]),
+)
+def test_probes_are_the_two_rarest_words_unless_the_second_is_common(word_lists, common_share):
+    """_choose_probes ranks only a title's rare words; the rule it keeps is the plain one:
+    sort all of a title's words rarest first, take the second too unless it is common."""
+    titles = [_Title(" ".join(words), words) for words in word_lists]
+    titles += titles[: len(titles) // 3]  # titles shared by several occurrences
+    with patch.object(merge_module, "_COMMON", common_share):
+        _choose_probes(titles)
+    frequency = Counter(word for title in titles for word in title.key_words)
+    for title in titles:
+        words = sorted(title.key_words, key=lambda w: (frequency[w], w))
+        if len(words) > 1 and frequency[words[1]] <= common_share * len(titles):
+            assert title.probes == (words[0], words[1])
+        else:
+            assert title.probes == tuple(words[:1])
+        assert title.rarest == (words[0] if words else None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 40).flatmap(
+        lambda n: st.tuples(
+            st.just(n), st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)))
+        )
+    )
+)
+def test_roots_in_one_pass_are_the_roots_find_gives(size_and_unions):
+    size, unions = size_and_unions
+    sets, same = _Sets(size), _Sets(size)
+    for a, b in unions:
+        sets.union(a, b)
+        same.union(a, b)
+    assert sets.roots() == [same.find(i) for i in range(size)]
