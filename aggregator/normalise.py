@@ -88,10 +88,6 @@ def to_utc(value: datetime, floating_zone: str) -> datetime:
     return value.astimezone(UTC)
 
 
-def as_date(value: date | datetime) -> date:
-    return value.date() if isinstance(value, datetime) else value
-
-
 def iso(value: date | datetime | None) -> str | None:
     """ISO 8601 for storage and JSON; UTC datetimes end in 'Z'."""
     if value is None:

@@ -25,6 +25,7 @@ from aggregator.model import MergedEvent, NetworkEvent, Settings, Status
 from aggregator.normalise import from_iso, iso, zone
 from aggregator.render.health import hint
 from aggregator.render.text import WORDS
+from aggregator.selection import Selection
 
 #: the page's own words; the status words come from render.text.WORDS, so the page, the
 #: calendar and the feed say the same thing
@@ -283,7 +284,12 @@ def render_index(
         (item.event for item in events if _end(item.event, tz) >= now),
         key=lambda event: (_start(event, tz), event.id),
     )
-    shown = [event for event in upcoming if _matches(event, chosen)]
+    # the same rule as the filtered feeds, so the list and its subscription agree
+    selection = Selection(
+        sources=frozenset(chosen.get("source", ())),
+        categories=frozenset(c.casefold() for c in chosen.get("category", ())),
+    )
+    shown = [event for event in upcoming if selection.admits(event)]
     months: list[dict[str, Any]] = []
     for event in shown:
         local = _start(event, tz)
@@ -642,14 +648,6 @@ def _span(event: MergedEvent, tz: tzinfo, locale: Locale, lang: str, *, year: bo
         f"{day} {_clock(start, locale, lang)} – "
         f"{_day(end.date(), locale, year=year)} {_clock(end, locale, lang)}"
     )
-
-
-def _matches(event: MergedEvent, filters: Mapping[str, tuple[str, ...]]) -> bool:
-    sources = filters.get("source", ())
-    if sources and not set(sources) & set(event.source_ids):
-        return False
-    categories = {c.casefold() for c in filters.get("category", ())}
-    return not categories or bool(categories & {c.casefold() for c in event.categories})
 
 
 def _options(

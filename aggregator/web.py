@@ -251,10 +251,7 @@ async def check_page(request: web.Request) -> web.Response:
     """A member pastes a feed URL (or uploads a file) and gets the report of
     `aggregator check`, with nothing stored. Only public addresses are fetched."""
     settings = request.app[SETTINGS]
-    wants_json = request.query.get("format") == "json" or (
-        "application/json" in request.headers.get("Accept", "")
-        and "text/html" not in request.headers.get("Accept", "")
-    )
+    wants_json = request.query.get("format") == "json" or asks_json(request)
     form = await request.post() if request.method == "POST" else request.query
     url = str(form.get("url") or "").strip()
     upload = form.get("file")
@@ -472,8 +469,7 @@ async def event_detail(request: web.Request) -> web.Response:
 
 async def event_page(request: web.Request) -> web.Response:
     """One event as HTML, with its member copies and its history; JSON when asked for it."""
-    accept = request.headers.get("Accept", "")
-    if "application/json" in accept and "text/html" not in accept:
+    if asks_json(request):
         return await event_detail(request)
     item = await _find(request)
     settings = request.app[SETTINGS]
@@ -520,6 +516,12 @@ def _no_cache_json(value: object) -> web.Response:
         charset="utf-8",
         headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "no-cache"},
     )
+
+
+def asks_json(request: web.Request) -> bool:
+    """A client that asks for JSON and not for HTML (a browser always names text/html)."""
+    accept = request.headers.get("Accept", "")
+    return "application/json" in accept and "text/html" not in accept
 
 
 def wants_html(request: web.Request) -> bool:
