@@ -6,6 +6,7 @@ half-configured: load_config either returns complete Settings or raises ConfigEr
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -76,8 +77,21 @@ class NetworkConfig(_Model):
     languages: list[str] = Field(default_factory=lambda: ["da", "en"], min_length=1)
     base_url: str = "http://127.0.0.1:8080"
     refresh_interval: Duration = timedelta(minutes=30)
+    trusted_proxies: list[str] = Field(default_factory=list)
 
     _zone = field_validator("timezone")(_check_zone)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError as e:
+                raise ValueError(
+                    f"{item!r} is not an IP address or CIDR (like 10.0.0.1 or 10.0.0.0/8)"
+                ) from e
+        return [item.strip() for item in value]
 
     @field_validator("base_url")
     @classmethod
@@ -136,6 +150,10 @@ class LimitsConfig(_Model):
     max_pages: int = Field(30, ge=0, le=1000)
     retention_days: int = Field(30, ge=0)
     recreate_window_days: int = Field(60, ge=0)
+    parse_seconds: float = Field(30.0, gt=0, le=3600)
+    parse_memory: int = Field(512, ge=64, le=65536)
+    removed_source_days: int = Field(30, ge=0)
+    stop_seconds: float = Field(20.0, ge=0, le=3600)
 
 
 class MergeConfig(_Model):
@@ -198,6 +216,7 @@ def load_config(
             languages=tuple(net.languages),
             base_url=net.base_url,
             refresh_interval=net.refresh_interval,
+            trusted_proxies=tuple(net.trusted_proxies),
         ),
         sources=tuple(_source(s, base_dir) for s in parsed.sources),
         limits=Limits(

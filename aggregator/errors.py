@@ -36,3 +36,8 @@ class Refused(AggregatorError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class RemovalRefused(AggregatorError):
+    """A configuration that would unpublish most sources at once (a missing config mount, a
+    wrong file): refused unless the operator says it is meant (`--allow-removals`)."""

@@ -59,6 +59,8 @@ class Network:
     languages: tuple[str, ...] = ("da", "en")
     base_url: str = "http://127.0.0.1:8080"
     refresh_interval: timedelta = timedelta(minutes=30)
+    #: reverse proxies (addresses or CIDRs) whose X-Forwarded-For names the client
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,14 @@ class Limits:
     retention_days: int = 30
     #: a vanished event and a new one with the same title this close are one moved event
     recreate_window_days: int = 60
+    #: CPU seconds one feed's parse may take in a worker process (member content is untrusted)
+    parse_seconds: float = 30.0
+    #: memory one parse may use, in MB
+    parse_memory: int = 512
+    #: a source taken out of sources.yaml is unpublished; its data is kept this long
+    removed_source_days: int = 30
+    #: on SIGTERM, a refresh finishes the sources it is on within this many seconds
+    stop_seconds: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -116,6 +126,9 @@ class Settings:
     database_url: str = "sqlite+aiosqlite:///aggregator.db"
     #: the file the settings came from (relative source paths resolve against its folder)
     config_path: Path | None = None
+    #: the operator said that a config unpublishing most sources at once is meant
+    #: (`--allow-removals`); without it such a config is refused
+    allow_removals: bool = False
 
     def source(self, source_id: str) -> Source:
         for source in self.sources:

@@ -7,6 +7,7 @@ all-day events stay dates, floating times take the source's zone, else the netwo
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
 import unicodedata
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from urllib.parse import urljoin, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
@@ -51,6 +53,57 @@ def clean_text(text: object) -> str:
         for line in value.split("\n")
     ]
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+
+
+MAX_URL = 2048
+_URL_SCHEMES = ("http", "https")
+
+
+def clean_url(value: object, base: str | None = None) -> str | None:
+    """A link from member content that is safe to publish and to fetch, or None.
+
+    Only http and https: `javascript:`, `data:`, `file:` and the rest never reach an output.
+    Control characters a CMS left inside (an RSS <link> across lines) are removed, spaces
+    encoded, a relative link is resolved against `base`, and the host must be a valid name
+    or address. Pure: nothing is fetched or resolved.
+    """
+    text = "".join(ch for ch in str(value or "") if ch.isprintable() or ch == " ")
+    text = text.strip().replace(" ", "%20")
+    if not text or len(text) > MAX_URL:
+        return None
+    try:
+        if base:
+            text = urljoin(base, text)
+        parts = urlsplit(text)
+        if parts.scheme.lower() not in _URL_SCHEMES or not parts.hostname:
+            return None
+        parts.port  # noqa: B018  (raises ValueError on a port that is not a number)
+        host = parts.hostname
+        if not _valid_host(host):
+            return None
+    except ValueError:
+        return None
+    return urlunsplit((parts.scheme.lower(), parts.netloc, parts.path, parts.query, parts.fragment))
+
+
+def _valid_host(host: str) -> bool:
+    if host.startswith("[") or ":" in host:
+        try:
+            ipaddress.IPv6Address(host.strip("[]").split("%", 1)[0])
+        except ValueError:
+            return False
+        return True
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:  # an empty label ('a..b'), a label over 63 characters
+        return False
+    return len(ascii_host) <= 253 and all(
+        label and len(label) <= 63 and _HOST_LABEL.match(label)
+        for label in ascii_host.rstrip(".").split(".")
+    )
+
+
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?$")
 
 
 @lru_cache(maxsize=512)
