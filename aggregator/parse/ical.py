@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 
 import icalendar
@@ -35,10 +38,7 @@ from aggregator.normalise import (
 
 MAX_DESCRIPTION = 10_000
 MAX_WARNINGS = 200
-_BLOCK = re.compile(
-    r"^BEGIN:(VEVENT|VTIMEZONE)[ \t]*\r?\n.*?^END:\1[ \t]*\r?$",
-    re.MULTILINE | re.DOTALL | re.IGNORECASE,
-)
+_BLOCK_EDGE = re.compile(r"(BEGIN|END):(VEVENT|VTIMEZONE)[ \t]*", re.IGNORECASE)
 _HEADER = re.compile(
     r"^BEGIN:VCALENDAR[ \t]*\r?\n(.*?)^BEGIN:", re.MULTILINE | re.DOTALL | re.IGNORECASE
 )
@@ -82,7 +82,11 @@ def parse_calendar(
     warnings = _Warnings()
     start = now - timedelta(days=limits.past_days)
     stop = now + timedelta(days=limits.future_days)
-    reader = _Reader(source_id, floating_zone, network_zone, warnings)
+    # a rule may yield the kept occurrences and as many again (overrides, exdates, the
+    # occurrences just before the horizon), never the millions a FREQ=SECONDLY makes
+    reader = _Reader(
+        source_id, floating_zone, network_zone, warnings, 2 * limits.max_occurrences + 1000
+    )
     occurrences: dict[str, Occurrence] = {}
     series_count = 0
     for calendar in _read_calendars(text, url, warnings):
@@ -159,7 +163,7 @@ def _salvage(text: str, warnings: _Warnings) -> icalendar.Calendar:
                     calendar.add(name, value)
         except Exception as e:
             warnings.add(f"the calendar's own properties could not be read ({_words(e)})")
-    blocks = [(m.group(1).upper(), m.group(0)) for m in _BLOCK.finditer(text)]
+    blocks = list(_blocks(text))
     zones: list[str] = []
     for kind, block in blocks:
         if kind != "VTIMEZONE":
@@ -177,10 +181,30 @@ def _salvage(text: str, warnings: _Warnings) -> icalendar.Calendar:
             for component in _wrap("\r\n".join(zones + [block])).walk("VEVENT"):
                 calendar.add_component(component)
         except Exception as e:
-            summary = re.search(r"^SUMMARY[^:]*:(.*)$", block, re.MULTILINE)
+            summary = re.search(r"^SUMMARY[^:\r\n]*+:(.*)$", block, re.MULTILINE)
             name = f"'{clean_line(summary.group(1))}'" if summary else "without a title"
             warnings.add(f"event {name} could not be read and was skipped ({_words(e)})")
     return calendar
+
+
+def _blocks(text: str) -> Iterator[tuple[str, str]]:
+    """The VEVENT and VTIMEZONE blocks of a calendar, in one pass over its lines.
+
+    A block that never ends is dropped when the next one of its kind begins (a regular
+    expression searching for each block's end took quadratic time on such a feed).
+    """
+    kind: str | None = None
+    lines: list[str] = []
+    for line in text.split("\n"):
+        line = line.removesuffix("\r")
+        edge = _BLOCK_EDGE.fullmatch(line)
+        if edge is not None and edge.group(1).upper() == "BEGIN":
+            kind, lines = edge.group(2).upper(), [line]
+        elif kind is not None:
+            lines.append(line)
+            if edge is not None and edge.group(2).upper() == kind:
+                yield kind, "\r\n".join(lines)
+                kind, lines = None, []
 
 
 def _wrap(body: str) -> icalendar.Calendar:
@@ -288,8 +312,17 @@ def _drop_unreadable_events(calendar: icalendar.Calendar, warnings: _Warnings) -
 class _Reader:
     """Turns recurring-ical-events occurrences into our Occurrences."""
 
-    def __init__(self, source_id: str, floating_zone: str, network_zone: str, warnings: _Warnings):
+    def __init__(
+        self,
+        source_id: str,
+        floating_zone: str,
+        network_zone: str,
+        warnings: _Warnings,
+        max_steps: int,
+    ):
         self.source_id = source_id
+        #: dateutil steps one rule may take (its instances up to the end of the horizon)
+        self.max_steps = max_steps
         self.floating_zone = floating_zone
         self.network_zone = network_zone
         self.warnings = warnings
@@ -301,16 +334,28 @@ class _Reader:
         start: datetime,
         stop: datetime,
         calendar: icalendar.Calendar,
-    ) -> Iterator[Occurrence]:
+    ) -> list[Occurrence]:
+        """The series' occurrences between start and stop, within the series' budget."""
         cancel_all = str(calendar.get("METHOD", "")).upper() == "CANCEL"
+        _bound_rules(series, self.max_steps, self.warnings)
+        read: list[Occurrence] = []
         try:
-            for occurrence in series.between(start, stop):
-                yield self._occurrence(occurrence, recurring, cancel_all)
+            # collected here, not yielded: the CPU timer must not run on in the caller
+            with cpu_bound(SERIES_SECONDS):
+                for occurrence in series.between(start, stop):
+                    read.append(self._occurrence(occurrence, recurring, cancel_all))
+        except TooSlow:
+            self.warnings.add(
+                f"the series with UID {series.uid} took more than {SERIES_SECONDS:g} s to "
+                "expand and was skipped (check its RRULE: a rule that never or too often "
+                "repeats)"
+            )
         except Exception as e:
             self.warnings.add(
                 f"the series with UID {series.uid} could not be fully read "
                 f"({_words(e)}); kept what was read"
             )
+        return read
 
     def _occurrence(self, occurrence, recurring: bool, cancel_all: bool) -> Occurrence:
         component = occurrence.as_component(False)
@@ -342,8 +387,15 @@ class _Reader:
         recurrence_id = None
         if recurring:
             # the RECURRENCE-ID as written (recurring-ical-events keeps its own in naive UTC)
-            written = component.get("RECURRENCE-ID")
-            rid = written.dt if written is not None else raw_start
+            written_rid = component.get("RECURRENCE-ID")
+            rid = written_rid.dt if written_rid is not None else raw_start
+            if written_rid is not None and _this_and_future(written_rid):
+                # every later date of the series is read from this override (RFC 5545
+                # 3.8.4.4): its slot is its own start less the override's move, not the
+                # override's RECURRENCE-ID, or all of them would share one key
+                moved_by = _moved_by(written, written_rid)
+                if moved_by is not None:
+                    rid = raw_start - moved_by
             recurrence_id = iso(
                 to_utc(rid, self.floating_zone) if isinstance(rid, datetime) else rid
             )
@@ -391,6 +443,148 @@ class _Reader:
         if key and key != "UTC":
             return key
         return None
+
+
+def _this_and_future(prop) -> bool:
+    return str(getattr(prop, "params", {}).get("RANGE", "")).upper() == "THISANDFUTURE"
+
+
+def _moved_by(written, recurrence_id) -> timedelta | None:
+    """How far a RANGE=THISANDFUTURE override moves the dates it governs."""
+    try:
+        moved_to, slot = written["DTSTART"].dt, recurrence_id.dt
+        if isinstance(moved_to, datetime) != isinstance(slot, datetime):
+            return None
+        return moved_to - slot
+    except (KeyError, TypeError, AttributeError):  # naive against aware: no move we can tell
+        return None
+
+
+# -- bounded recurrence ----------------------------------------------------------------------
+
+#: CPU seconds one series may take to expand; a rule that never matches (BYMONTH=2;
+#: BYMONTHDAY=30) makes dateutil search day by day up to the year 9999 without yielding
+SERIES_SECONDS = 2.0
+_FREQUENCIES = ("YEARLY", "MONTHLY", "WEEKLY", "DAILY", "HOURLY", "MINUTELY", "SECONDLY")
+#: the step of each frequency that may be skipped whole: a rule without COUNT gives the same
+#: dates from a start moved forward by whole intervals (days keep the time of day, weeks the
+#: weekday); months and years are not skipped, their lengths differ
+_STEPS = {
+    "WEEKLY": timedelta(weeks=1),
+    "DAILY": timedelta(days=1),
+    "HOURLY": timedelta(hours=1),
+    "MINUTELY": timedelta(minutes=1),
+    "SECONDLY": timedelta(seconds=1),
+}
+
+
+class TooSlow(Exception):  # noqa: N818  (a signal, not an error)
+    """The CPU time of a bounded block ran out."""
+
+
+@contextmanager
+def cpu_bound(seconds: float) -> Iterator[None]:
+    """Raise TooSlow inside the block once it has used `seconds` of CPU time.
+
+    A signal timer (ITIMER_VIRTUAL), so pure-Python loops such as dateutil's are stopped
+    where they are. Only in the main thread (where signals are handled); elsewhere the
+    worker process's budget is the bound.
+    """
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "setitimer"
+    ):
+        yield
+        return
+
+    def expired(_signum, _frame):
+        raise TooSlow()
+
+    previous = signal.signal(signal.SIGVTALRM, expired)
+    signal.setitimer(signal.ITIMER_VIRTUAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+        signal.signal(signal.SIGVTALRM, previous)
+
+
+class BoundedRule:
+    """A dateutil rule whose expansion is bounded by the work it does, not by what is kept.
+
+    recurring-ical-events asks `between(after, before)`; dateutil would walk every instance
+    from DTSTART on (a FREQ=SECONDLY from years back: hundreds of millions) and return them
+    all in a list. Here a rule without COUNT starts at the last whole interval before
+    `after`, and the walk stops after `max_steps` instances, with a warning.
+    """
+
+    def __init__(self, rule, rule_text: str, max_steps: int, on_cut: Callable[[str], None]):
+        self.rule = rule
+        #: read by recurring-ical-events
+        self.until = getattr(rule, "until", None)
+        self.string = rule_text
+        self.max_steps = max_steps
+        self.on_cut = on_cut
+        parts = _rule_parts(rule_text)
+        self.frequency = parts.get("FREQ", "")
+        self.has_count = "COUNT" in parts
+        self.interval = max(_int(parts.get("INTERVAL", 1)), 1)
+
+    def between(self, after: datetime, before: datetime, inc: bool = False) -> list[datetime]:
+        rule = self._skipped_to(after)
+        found: list[datetime] = []
+        for steps, when in enumerate(rule, 1):
+            if when > before or (not inc and when == before):
+                break
+            if when > after or (inc and when == after):
+                found.append(when)
+            if steps >= self.max_steps:
+                self.on_cut(
+                    f"more than {self.max_steps:,} repetitions to reach or fill the horizon "
+                    f"(RRULE:{self.string}); read only the first ones"
+                )
+                break
+        return found
+
+    def _skipped_to(self, after: datetime):
+        step = _STEPS.get(self.frequency)
+        start = getattr(self.rule, "_dtstart", None)
+        if step is None or self.has_count or not isinstance(start, datetime):
+            return self.rule
+        # whole intervals in wall-clock time, as dateutil counts them
+        wall_start = start.replace(tzinfo=None)
+        wall_after = (
+            after.astimezone(start.tzinfo) if after.tzinfo and start.tzinfo else after
+        ).replace(tzinfo=None)
+        whole = (wall_after - wall_start) // (step * self.interval) - 1
+        if whole <= 0:
+            return self.rule
+        moved = (wall_start + whole * step * self.interval).replace(tzinfo=start.tzinfo)
+        return self.rule.replace(dtstart=moved)
+
+
+def _rule_parts(text: str) -> dict[str, str]:
+    parts = {}
+    for part in text.upper().split(";"):
+        name, _, value = part.partition("=")
+        parts[name.strip()] = value.strip()
+    return parts
+
+
+def _bound_rules(series: Series, max_steps: int, warnings: _Warnings) -> None:
+    """Put every rule of a series behind a BoundedRule (its warnings name the series)."""
+    recurrence = getattr(series, "recurrence", None)
+    rules = getattr(recurrence, "rrules", None)
+    if not rules:
+        return
+
+    def cut(message: str) -> None:
+        warnings.add(f"the series with UID {series.uid}: {message}")
+
+    for index, rule in enumerate(rules):
+        text = getattr(rule, "string", None)
+        if text is None or isinstance(rule, BoundedRule):
+            continue  # the rruleset of RDATEs: a list the member wrote, finite
+        rules[index] = BoundedRule(rule, text, max_steps, cut)
 
 
 def _status(value: object) -> Status:
