@@ -3,27 +3,39 @@
 A polite client: conditional GET, at most `per_host` fetches at once to one host, timeouts,
 a size cap that holds after decompression, redirects followed by hand (loops caught,
 permanent moves noticed), transient failures retried with backoff and jitter, Retry-After
-honoured. Never raises for a feed's fault: every outcome comes back as a FetchResult whose
-`error` says what happened in words a member can act on.
+honoured. Never raises: every outcome, a malformed address and an unexpected error
+included, comes back as a FetchResult whose `error` says what happened in words a member can
+act on (only the /check hook `check_url` raises Refused).
+
+Addresses from member content (links in feeds and pages, redirects to another host) go
+through the guard (aggregator/guard.py): public addresses only, checked for a literal host,
+in the resolver of the session that connects, and at every redirect. The configured URL of
+a source and links to its host are the operator's word and are fetched as they are.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import partial
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 from yarl import URL
 
 from aggregator import __version__
+from aggregator.errors import Refused
+from aggregator.guard import WEB_SCHEMES, Guard, malformed, numeric_host, scheme_of
 from aggregator.model import FetchOutcome, FetchResult, Limits, Network, Validators
+
+log = logging.getLogger(__name__)
 
 _CHUNK = 64 * 1024
 ACCEPT = (
@@ -50,9 +62,15 @@ def open_session(
     network: Network, limits: Limits, resolver: aiohttp.abc.AbstractResolver | None = None
 ) -> aiohttp.ClientSession:
     """One session per process (aiohttp: "Don't create a session per request")."""
+    return _session({"User-Agent": user_agent(network), "Accept": ACCEPT}, limits, resolver)
+
+
+def _session(
+    headers, limits: Limits, resolver: aiohttp.abc.AbstractResolver | None
+) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         timeout=timeouts(limits),
-        headers={"User-Agent": user_agent(network), "Accept": ACCEPT},
+        headers=headers,
         # a member's server may send cookies; we never want them to change what we read
         cookie_jar=aiohttp.DummyCookieJar(),
         connector=aiohttp.TCPConnector(
@@ -63,18 +81,32 @@ def open_session(
 
 def http_url(url: str) -> str:
     """webcal:// is https:// by convention (Apple's scheme for subscriptions)."""
-    parts = urlsplit(url)
-    if parts.scheme == "webcal":
-        return urlunsplit(("https",) + tuple(parts[1:]))
+    if scheme_of(url) == "webcal":
+        return "https" + url.strip()[len("webcal") :]
     return url
 
 
 def is_local(url: str) -> bool:
-    return urlsplit(url).scheme not in ("http", "https", "webcal")
+    """A file path (or another scheme than http, https and webcal)."""
+    return scheme_of(url) not in WEB_SCHEMES
+
+
+def host_of(url: str) -> str:
+    """The URL's host name, lower case ('' when it has none or cannot be read)."""
+    try:
+        return urlsplit(url.strip()).hostname or ""
+    except ValueError:
+        return ""
 
 
 class Fetcher:
-    """Fetches feeds politely; one per process, shared by every source."""
+    """Fetches feeds politely; one per process, shared by every source.
+
+    Two sessions: `session`, for the addresses of `sources.yaml` (the operator's word), and
+    one made when first needed whose resolver refuses non-public addresses (`guard`), for
+    addresses from member content and redirects to other hosts. `close()` closes the one
+    it made; `session` belongs to the caller.
+    """
 
     def __init__(
         self,
@@ -84,30 +116,101 @@ class Fetcher:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
         check_url: Callable[[str], None] | None = None,
+        guard: Guard | None = None,
+        resolver: aiohttp.abc.AbstractResolver | None = None,
     ) -> None:
         self.session = session
         self.limits = limits
         self.sleep = sleep
         self.jitter = jitter
-        #: called with every address before it is asked, redirects included; raises to refuse
+        #: /check: called with every address before it is asked, redirects included; raises
+        #: Refused to refuse, and the fetch raises it on (`session` is a guarded one then)
         self.check_url = check_url
+        #: judges addresses from member content and redirects to other hosts
+        self.guard = guard or Guard()
+        #: what the guarded session resolves with, inside the guard (tests: a fake DNS)
+        self.resolver = resolver
+        self._guarded: aiohttp.ClientSession | None = None
+        self._guarded_resolver: aiohttp.abc.AbstractResolver | None = None
         self._all = asyncio.Semaphore(limits.concurrency)
         self._hosts: dict[str, asyncio.Semaphore] = {}
 
-    async def fetch(self, url: str, validators: Validators | None = None) -> FetchResult:
-        """Fetch once, retrying transient failures with backoff inside this call."""
+    async def __aenter__(self) -> Fetcher:
+        return self
+
+    async def __aexit__(self, *_exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the guarded session, if one was made."""
+        guarded, self._guarded = self._guarded, None
+        if guarded is not None:
+            await guarded.close()
+        resolver, self._guarded_resolver = self._guarded_resolver, None
+        if resolver is not None and self.resolver is None:  # an injected one is the caller's
+            await resolver.close()
+
+    async def fetch(
+        self,
+        url: str,
+        validators: Validators | None = None,
+        *,
+        trusted_host: str | None = None,
+        content: bool = False,
+    ) -> FetchResult:
+        """Fetch once, retrying transient failures with backoff inside this call.
+
+        `content=False`: `url` is from sources.yaml and is fetched whatever it is (a file,
+        localhost); its host is trusted. `content=True`: `url` was found in member content;
+        it must be http(s) or webcal, and unless its host is `trusted_host` (the host of the
+        source's configured URL, or that URL) only a public address is asked. Either way a
+        redirect to a host not trusted is judged like content.
+
+        Never raises: a refusal, an invalid address and every failure come back as a FAILED
+        result whose error says why. Only `check_url` (/check) raises Refused.
+        """
         started = time.monotonic()
+        try:
+            return await self._fetch(url, validators, trusted_host, content, started)
+        except Refused as refused:
+            if self.check_url is not None:
+                raise
+            return _failed(url, refused.message, started)
+        except Exception as e:  # noqa: BLE001  (a fetch never raises; a source never vanishes)
+            if not isinstance(e, (ValueError, OSError, aiohttp.ClientError)):
+                log.warning("fetching %s failed unexpectedly", url, exc_info=True)
+            return _failed(url, _words(url, e), started)
+
+    async def _fetch(
+        self,
+        url: str,
+        validators: Validators | None,
+        trusted_host: str | None,
+        content: bool,
+        started: float,
+    ) -> FetchResult:
         if self.check_url is not None:
             self.check_url(url)
-        if is_local(url):
+        if content:
+            if scheme_of(url) not in WEB_SCHEMES:
+                return _failed(
+                    url,
+                    f"the link {url!r} is not a web address; only http and https links are read",
+                    started,
+                )
+        elif is_local(url):
             return _read_file(url, self.limits, started)
-        if self.session is None:
-            raise ValueError("an HTTP source needs a ClientSession")
+        trusted = frozenset(
+            h.lower() for h in (_host(trusted_host), None if content else host_of(url)) if h
+        )
+        first = self._route(url, None, trusted)
+        if isinstance(first, str):
+            return _failed(url, first, started)
         validators = validators or Validators()
         attempt = 0
         while True:
             attempt += 1
-            result = await self._limited(url, validators, started)
+            result = await self._limited(url, validators, started, trusted)
             if not result.transient or attempt > self.limits.retries:
                 return replace(result, attempts=attempt, duration=time.monotonic() - started)
             # exponential backoff with jitter (0.5x-1.5x), never sooner than Retry-After
@@ -118,24 +221,82 @@ class Fetcher:
                 delay = max(delay, result.retry_after)
             await self.sleep(delay)
 
-    async def _limited(self, url: str, validators: Validators, started: float) -> FetchResult:
-        host = urlsplit(http_url(url)).hostname or ""
+    def _route(
+        self, target: str, via: str | None, trusted: frozenset[str]
+    ) -> aiohttp.ClientSession | str:
+        """The session to ask `target` with, or why it is not asked (in words).
+
+        `via` is the address that redirected to it (None for the first address).
+        """
+        if self.check_url is not None:
+            if via is not None:
+                self.check_url(target)
+            return self.session or "no HTTP client in this run"
+        said = f"the link {target}" if via is None else f"{via} redirects to {target}, and it"
+        if scheme_of(target) not in WEB_SCHEMES:
+            return f"{said} is not a web address; only http and https addresses are read"
+        problem = malformed(http_url(target))
+        if problem:
+            return f"not a valid address: {problem}"
+        host = host_of(target)
+        if host in trusted:
+            return self.session or "no HTTP client in this run (local files only)"
+        kind = self.guard.host_kind(host)
+        if kind:
+            address = numeric_host(host)
+            shown = host if address == host else f"{host} ({address})"
+            return f"{said} goes to {shown}, {kind}; only public addresses are read"
+        return self._guarded_session()
+
+    def _guarded_session(self) -> aiohttp.ClientSession:
+        if self._guarded is None:
+            headers = dict(self.session.headers) if self.session is not None else {}
+            headers.setdefault("Accept", ACCEPT)
+            self._guarded_resolver = self.guard.resolver(self.resolver)
+            self._guarded = _session(headers, self.limits, self._guarded_resolver)
+        return self._guarded
+
+    async def _limited(
+        self, url: str, validators: Validators, started: float, trusted: frozenset[str]
+    ) -> FetchResult:
+        host = host_of(http_url(url))
         per_host = self._hosts.setdefault(host, asyncio.Semaphore(self.limits.per_host))
         # the host's turn first: a busy host must not hold global slots others could use
         async with per_host, self._all:
             return await _fetch_http(
-                self.session, url, self.limits, validators, started, self.check_url
+                partial(self._route, trusted=trusted), url, self.limits, validators, started
             )
 
 
+def _host(trusted_host: str | None) -> str | None:
+    """A host name as given, or the host of a URL given instead."""
+    if trusted_host and "/" in trusted_host:
+        return host_of(trusted_host)
+    return trusted_host
+
+
+def _failed(url: str, error: str, started: float) -> FetchResult:
+    return FetchResult(FetchOutcome.FAILED, url, error=error, duration=time.monotonic() - started)
+
+
+def _words(url: str, error: Exception) -> str:
+    """An unexpected failure of a fetch, in words."""
+    if isinstance(error, (UnicodeError, ValueError, aiohttp.InvalidURL)):
+        return f"not a valid address: {url} ({type(error).__name__}: {error})"
+    if isinstance(error, OSError):
+        return f"the connection failed ({error.strerror or error})"
+    return f"the fetch failed: {type(error).__name__}: {error}"
+
+
 async def _fetch_http(
-    session: aiohttp.ClientSession,
+    route: Callable[[str, str | None], aiohttp.ClientSession | str],
     url: str,
     limits: Limits,
     validators: Validators,
     started: float,
-    check_url: Callable[[str], None] | None = None,
 ) -> FetchResult:
+    """Ask `url`, following redirects by hand; `route` gives each address's session (or
+    why it is not asked; it raises Refused under /check)."""
     headers = {}
     if validators.etag:
         headers["If-None-Match"] = validators.etag
@@ -155,6 +316,9 @@ async def _fetch_http(
     current = http_url(url)
     visited = [current]
     permanent = True
+    session = route(url, None)
+    if isinstance(session, str):
+        return failed(session)
     try:
         for _hop in range(limits.max_redirects + 1):
             async with session.get(
@@ -167,15 +331,22 @@ async def _fetch_http(
                             f"the server redirected (HTTP {response.status}) without saying where",
                             response.status,
                         )
-                    target = str(response.url.join(URL(location)))
+                    try:
+                        target = str(response.url.join(URL(location)))
+                    except (ValueError, TypeError) as e:
+                        return failed(
+                            f"the server redirected to {location!r}, not a valid address ({e})",
+                            response.status,
+                        )
                     permanent = permanent and response.status in _PERMANENT
                     if target in visited:
                         loop = " -> ".join(visited[visited.index(target) :] + [target])
                         return failed(f"the server redirects in a loop: {loop}", response.status)
-                    if check_url is not None:
-                        check_url(target)
+                    session = route(target, current)
+                    if isinstance(session, str):
+                        return failed(session, response.status)
                     visited.append(target)
-                    current = target
+                    current = http_url(target)
                     continue
                 moved = current if permanent and len(visited) > 1 else None
                 return await _answer(response, url, limits, validators, started, moved, failed)
@@ -192,11 +363,15 @@ async def _fetch_http(
     except aiohttp.ClientConnectorError as e:
         return failed(f"could not connect to {e.host}:{e.port} ({e.os_error or e})", transient=True)
     except aiohttp.InvalidURL as e:
-        return failed(f"not a valid URL: {e}")
+        return failed(f"not a valid address: {e}")
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
         return failed(f"the server closed the connection ({e})", transient=True)
     except aiohttp.ClientError as e:
         return failed(f"the fetch failed: {type(e).__name__}: {e}")
+    except (UnicodeError, ValueError) as e:
+        return failed(f"not a valid address: {current} ({type(e).__name__}: {e})")
+    except OSError as e:
+        return failed(f"the connection failed ({e.strerror or e})", transient=True)
 
 
 async def _answer(response, url, limits, validators, started, moved, failed) -> FetchResult:
