@@ -27,9 +27,13 @@ _WEEKDAYS = (
     "mandag|tirsdag|onsdag|torsdag|fredag|lørdag|søndag|monday|tuesday|wednesday|thursday|"
     "friday|saturday|sunday|man|tir|ons|tor|fre|lør|søn|mon|tue|wed|thu|fri|sat|sun"
 )
+#: Member text is untrusted: a run of spaces is read by one possessive `\s*+` (or `\s++`), never
+#: by two quantifiers in a row that could share it (that took quadratic time: a digit and 100 KB
+#: of spaces ran for minutes). What follows each of them never begins with a space, so giving
+#: nothing back matches exactly what the greedy form matched.
 _DAY = r"(?P<{name}>[0-3]?\d)(?:\.|st|nd|rd|th)?"
-_LEAD = rf"(?:(?:{_WEEKDAYS})\.?,?\s+)?(?:(?:d\.|den|the)\s+)?"
-_DASH = r"\s*(?:-|–|—|til(?:\s+og\s+med)?(?:\s+den)?|to|until)\s*"
+_LEAD = rf"(?:(?:{_WEEKDAYS})\.?,?\s++)?(?:(?:d\.|den|the)\s++)?"
+_DASH = r"\s*+(?:-|–|—|til(?:\s+og\s+med)?(?:\s+den)?|to|until)\s*+"
 _YEAR = r"(?:,?\s*(?P<year>(?:19|20)\d\d))?"
 
 #: "26. januar 2023", "Thursday the 26th of January, 2023", "fra den 3. til den 5. juni 2023",
@@ -37,13 +41,13 @@ _YEAR = r"(?:,?\s*(?P<year>(?:19|20)\d\d))?"
 _NOT_A_CLOCK = r"(?<!kl\. )(?<!kl )(?<!kl\.)(?<!klokken )(?<!at )(?<!@ )"
 _DAY_MONTH = re.compile(
     rf"(?<![\w/.:-]){_NOT_A_CLOCK}{_LEAD}{_DAY.format(name='day')}"
-    rf"(?:\s*(?:(?P<month1>{_MONTHS})\.?)?{_DASH}{_LEAD}{_DAY.format(name='day2')})?"
-    rf"\s*(?:of\s+)?(?P<month>{_MONTHS})\.?(?![\w]){_YEAR}",
+    rf"(?:\s*+(?:(?P<month1>{_MONTHS})\.?)?{_DASH}{_LEAD}{_DAY.format(name='day2')})?"
+    rf"\s*+(?:of\s++)?(?P<month>{_MONTHS})\.?(?![\w]){_YEAR}",
     re.IGNORECASE,
 )
 #: "March 12, 2023", "January 26th 2023", "May 12-14, 2023"
 _MONTH_DAY = re.compile(
-    rf"(?<![\w]){_LEAD}(?P<month>{_MONTHS})\.?\s+{_DAY.format(name='day')}"
+    rf"(?<![\w]){_LEAD}(?P<month>{_MONTHS})\.?\s++{_DAY.format(name='day')}"
     rf"(?:{_DASH}{_DAY.format(name='day2')})?(?![\d:.]\d){_YEAR}",
     re.IGNORECASE,
 )
@@ -52,7 +56,7 @@ _NUMERIC = re.compile(
     r"(?<![\w/.:-])(?:(?P<iso_year>(?:19|20)\d\d)-(?P<iso_month>[01]\d)-(?P<iso_day>[0-3]\d)"
     r"|(?P<day>[0-3]?\d)[./](?P<month>[01]?\d)(?:[./-]\s?|\s+)(?P<year>(?:19|20)\d\d|\d\d)(?![\d:]))",
 )
-_TIME = r"(?P<{h}>[0-2]?\d)(?:[:.](?P<{m}>[0-5]\d))?\s*(?P<{ap}>a\.?m\.?|p\.?m\.?)?"
+_TIME = r"(?P<{h}>[0-2]?\d)(?:[:.](?P<{m}>[0-5]\d))?\s*+(?P<{ap}>a\.?m\.?|p\.?m\.?)?"
 #: "13:00 - 14:30", "kl. 13-14.30", "10am–2pm", "from 5:30 pm to 7 pm", "kl. 19"
 _TIMES = re.compile(
     r"(?:\b(?:kl\.?|klokken|at|from|fra|@)\s*)?"
@@ -114,6 +118,9 @@ def find_dates(
 
 
 _RANGE_GAP = re.compile(r"\W*(?:-|–|—|til|to|until|through)\W*(?:den\s+|the\s+)?", re.I)
+#: a gap longer than this is no range: the two `\W*` around a dash share a run of "- - -",
+#: which takes quadratic time when the text between two dates is long
+_MAX_RANGE_GAP = 40
 
 
 def _join_ranges(text: str, dates: list[FoundDate]) -> list[FoundDate]:
@@ -124,6 +131,7 @@ def _join_ranges(text: str, dates: list[FoundDate]) -> list[FoundDate]:
         if (
             previous is not None
             and previous.all_day == current.all_day
+            and current.span[0] - previous.span[1] <= _MAX_RANGE_GAP
             and _RANGE_GAP.fullmatch(text[previous.span[1] : current.span[0]])
             and current.start > previous.start
         ):
