@@ -269,3 +269,151 @@ async def test_the_labelled_set_is_dated_right():
     wrong = [(r.feed, r.expected["title"]) for r in rows if not r.right]
     assert len(wrong) <= 0.05 * len(rows), wrong
     assert [r.id for r in rows if r.wrong_day] == []
+
+
+# -- issue 13: one hostile feed never stops the network ---------------------------------------
+
+
+def rss(items: str) -> bytes:
+    return f'<rss version="2.0"><channel><title>T</title>{items}</channel></rss>'.encode()
+
+
+def test_a_feed_of_many_undated_items_keeps_a_capped_list_of_warnings():
+    from aggregator.parse.feeds import MAX_WARNINGS, item_events
+
+    # no guid, no link, no date: two warnings per item, each of its own words
+    body = rss("".join(f"<item><title>Nyhed {n}</title></item>" for n in range(3000)))
+    items, read_warnings = read_feed(body, None, url="https://x.org/f", zone_name="UTC")
+    assert len(items) == 3000
+    assert len(read_warnings) == MAX_WARNINGS + 1
+    assert read_warnings[-1] == f"... and {3000 - MAX_WARNINGS} more warnings"
+    parsed = item_events(
+        items,
+        {},
+        source=source("s", "https://x.org/f", kind=SourceKind.RSS),
+        zone_name="UTC",
+        languages=("da", "en"),
+        now=THEN,
+        limits=make_settings_limits(),
+    )
+    assert parsed.occurrences == ()
+    assert parsed.warnings[0] == "no date in 'Nyhed 0'; not an event"
+    assert parsed.warnings[-1] == f"... and {3000 - MAX_WARNINGS} more warnings"
+    assert len(parsed.warnings) == MAX_WARNINGS + 1
+
+
+def test_capped_warnings_from_several_steps_count_what_each_cut():
+    from aggregator.parse.feeds import MAX_WARNINGS, capped
+
+    first = capped(f"a{n}" for n in range(250))  # 200 kept, 50 cut
+    second = capped(f"b{n}" for n in range(10))
+    joined = capped(first + second + ("a1", "a1"))  # repeats are said once, never counted
+    assert joined[:2] == ("a0", "a1") and len(joined) == MAX_WARNINGS + 1
+    assert joined[-1] == "... and 60 more warnings"
+
+
+def make_settings_limits():
+    from aggregator.model import Limits
+
+    return Limits()
+
+
+def test_a_link_with_line_breaks_inside_is_cleaned_and_keeps_its_identity():
+    # feedparser keeps the CR/LF a CMS left inside <link>
+    body = rss(
+        "<item><title>Møde 1. marts 2023 kl. 10</title>"
+        "<link>https://x.org/events/\r\n  m%C3%B8de\r\n</link></item>"
+        "<item><title>Fest 2. marts 2023 kl. 10</title><link>https://x.org/fest</link></item>"
+    )
+    (broken, plain), _ = read_feed(body, None, url="https://x.org/f", zone_name="UTC")
+    assert broken.link == "https://x.org/events/m%C3%B8de"
+    # identity as before cleaning links: the link as written (one line) for a normal one
+    assert plain.id == plain.link == "https://x.org/fest"
+    assert "\n" not in broken.id and "\r" not in broken.id
+
+
+@pytest.mark.parametrize(
+    "href",
+    [
+        "javascript:alert(document.cookie)",
+        " JaVaScRiPt:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "file:///etc/passwd",
+        "vbscript:msgbox",
+        "http://exa mple..org/",
+        "mailto:x@y.org",
+    ],
+)
+def test_a_link_that_is_not_a_web_page_never_reaches_an_occurrence(href):
+    from html import escape
+
+    from aggregator.parse.feeds import item_events
+
+    body = rss(
+        f"<item><title>Møde</title><guid>g1</guid><link>{escape(href)}</link>"
+        "<description>Torsdag 26 Januar 2023, 13:00 - 14:30</description></item>"
+    )
+    (item,), warnings = read_feed(body, None, url="https://x.org/f", zone_name="UTC")
+    assert item.link is None and item.id == "g1"
+    assert any("not a web page" in w for w in warnings)
+    (occurrence,) = item_events(
+        [item],
+        {},
+        source=source("s", "https://x.org/f", kind=SourceKind.RSS),
+        zone_name="UTC",
+        languages=("da",),
+        now=THEN,
+        limits=make_settings_limits(),
+    ).occurrences
+    assert occurrence.url is None
+
+
+def test_a_relative_link_is_read_against_the_feed():
+    body = rss("<item><title>A</title><link>/events/a?x=1 2</link></item>")
+    (item,), _ = read_feed(body, None, url="https://x.org/feeds/f.rss", zone_name="UTC")
+    assert item.link == "https://x.org/events/a?x=1%202"
+    assert item.id == "/events/a?x=1 2"  # the identity is what the member wrote
+
+
+def test_ics_links_on_a_page_are_cleaned_and_webcal_is_read_over_https():
+    from aggregator.parse.pages import read_page
+
+    page = """<html><body><article>
+      <a href="webcal://cal.x.org/e/1.ics">Tilføj til kalender</a>
+      <a href="javascript:download('x.ics')">Download .ics</a>
+      <a href="/e/1.ics">iCal</a>
+      <a href="https://x.org/e/2
+      .ics">Add to calendar</a>
+      <a href="data:text/calendar,BEGIN:VCALENDAR">Add to calendar</a>
+      <a href="/om-os">Om os</a></article></body></html>"""
+    data = read_page(page, "https://x.org/e/1", "Europe/Copenhagen")
+    assert data.ics_links == (
+        "https://cal.x.org/e/1.ics",
+        "https://x.org/e/1.ics",
+        "https://x.org/e/2.ics",
+    )
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "1" + " " * 100_000 + "x",  # two \s* in a row after a day shared the spaces
+        "Mandag" + " " * 100_000 + "1",
+        "1 -" + " " * 100_000 + "x",
+        "januar 1" + "\n" * 100_000,
+        "1 jan 2023" + " -" * 50_000 + "x 2 feb 2023",  # the gap between two dates
+        "1. januar 2023 kl. 13" + " " * 100_000 + "x",
+        "A.B." * 25_000,
+    ],
+)
+def test_dates_in_hostile_text_are_found_fast(hostile):
+    import time
+
+    from aggregator.parse.pages import address, html_to_text
+
+    began = time.process_time()
+    find_dates(hostile, languages=("da", "en"), zone_name="Europe/Copenhagen", published=THEN)
+    address(hostile)
+    html_to_text(hostile)
+    # each took minutes before (quadratic backtracking); now a fraction of a second
+    assert time.process_time() - began < 1.0

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import calendar
 import hashlib
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
@@ -24,6 +25,7 @@ from aggregator.normalise import (
     NEW_DATE,
     all_day_end,
     clean_line,
+    clean_url,
     combine_status,
     fingerprint,
     occurrence_key,
@@ -36,40 +38,92 @@ from aggregator.parse.dates import find_dates
 from aggregator.parse.pages import html_to_text, structured_events
 
 MAX_DESCRIPTION = 2000
+#: warnings kept per feed, as parse/ical.py keeps them: a 2.6 MB feed once stored 50,000
+MAX_WARNINGS = 200
+_MORE = re.compile(r"\.\.\. and (\d+) more warnings")
+
+
+class Warnings:
+    """Warnings in the order found, each once, capped so one bad feed cannot flood a page;
+    `dropped` counts what was cut, and the last line says how many."""
+
+    def __init__(self, messages: Iterable[str] = ()) -> None:
+        self.items: dict[str, None] = {}
+        self.dropped = 0
+        self.extend(messages)
+
+    def add(self, message: str) -> None:
+        if message in self.items:
+            return
+        if len(self.items) >= MAX_WARNINGS:
+            self.dropped += 1
+            return
+        self.items[message] = None
+
+    def extend(self, messages: Iterable[str]) -> None:
+        """Add each message; the "... and N more" line of an earlier result counts N."""
+        for message in messages:
+            more = _MORE.fullmatch(message)
+            if more:
+                self.dropped += int(more.group(1))
+            else:
+                self.add(message)
+
+    def result(self) -> tuple[str, ...]:
+        extra = (f"... and {self.dropped} more warnings",) if self.dropped else ()
+        return tuple(self.items) + extra
+
+
+def one_line(link: object) -> str:
+    """A link a CMS broke across lines, joined: feedparser keeps the CR/LF inside <link>, and
+    the indentation around a break is no part of the address."""
+    return "".join(part.strip() for part in str(link or "").splitlines())
+
+
+def capped(messages: Iterable[str]) -> tuple[str, ...]:
+    """Warnings from several steps (feed, pages, items) as one capped list."""
+    return Warnings(messages).result()
 
 
 def read_feed(
     body: bytes, content_type: str | None, *, url: str, zone_name: str
 ) -> tuple[list[FeedItem], list[str]]:
-    """The items of an RSS or Atom feed, each with its structured event if it has one."""
+    """The items of an RSS or Atom feed, each with its structured event if it has one.
+
+    Links are cleaned here (parse time): an item's link is http(s) with no control characters,
+    resolved against the feed's address when relative, or None (`javascript:` and the like).
+    """
     # a local file has no Content-Type: say XML, or feedparser calls the feed suspect
     headers = {"content-type": content_type or "application/xml"}
     parsed = feedparser.parse(body, response_headers=headers)
     if not parsed.get("version") and not parsed.entries:
         problem = parsed.get("bozo_exception")
         raise ParseError(url, f"not an RSS or Atom feed ({problem or 'no feed elements'})")
-    warnings: list[str] = []
+    warnings = Warnings()
     benign = ("CharacterEncodingOverride", "NonXMLContentType")
     problem = type(parsed.get("bozo_exception")).__name__
     if parsed.get("bozo") and parsed.entries and problem not in benign:
-        warnings.append(
+        warnings.add(
             f"the feed is not well-formed XML ({parsed.get('bozo_exception')}); read what we could"
         )
     if not parsed.entries:
-        warnings.append("the feed has no items")
+        warnings.add("the feed has no items")
     items: dict[str, FeedItem] = {}
     for entry in parsed.entries:
-        item = _item(entry, zone_name, warnings)
+        item = _item(entry, url, zone_name, warnings)
         if item.id in items:
-            warnings.append(f"the item '{item.title}' appears twice (id {item.id}); kept the first")
+            warnings.add(f"the item '{item.title}' appears twice (id {item.id}); kept the first")
             continue
         items[item.id] = item
-    return list(items.values()), warnings
+    return list(items.values()), list(warnings.result())
 
 
-def _item(entry: Mapping, zone_name: str, warnings: list[str]) -> FeedItem:
+def _item(entry: Mapping, feed_url: str, zone_name: str, warnings: Warnings) -> FeedItem:
     title = clean_line(entry.get("title")) or "(untitled)"
-    link = entry.get("link") or None
+    written = clean_line(entry.get("link"))
+    link = clean_url(one_line(entry.get("link")), base=feed_url) if written else None
+    if written and link is None:
+        warnings.add(f"the item '{title}' links to '{written[:80]}', not a web page; link left out")
     contents = [c.get("value", "") for c in entry.get("content", []) if isinstance(c, Mapping)]
     html = "\n".join(contents) or entry.get("summary", "") or entry.get("description", "")
     text = html_to_text(html)
@@ -79,10 +133,12 @@ def _item(entry: Mapping, zone_name: str, warnings: list[str]) -> FeedItem:
         found = structured_events(html, link or "", zone_name)
         if found:
             structured = replace(found[0], found_by="structured", how=f"{found[0].how} in the item")
-    item_id = clean_line(entry.get("id")) or link
+    # the identity is the link as written (as it always was), so that cleaning links never
+    # re-keys an item
+    item_id = clean_line(entry.get("id")) or written
     if not item_id:
         item_id = "item-" + hashlib.sha256(f"{title}\x1f{text[:200]}".encode()).hexdigest()[:16]
-        warnings.append(f"the item '{title}' has no guid and no link; identified by its title")
+        warnings.add(f"the item '{title}' has no guid and no link; identified by its title")
     categories = tuple(clean_line(t.get("term")) for t in entry.get("tags", []) if t.get("term"))
     return FeedItem(
         id=item_id,
@@ -134,17 +190,17 @@ def item_events(
 ) -> ParsedFeed:
     """Each item's event as an Occurrence; items without a date become warnings."""
     occurrences: dict[str, Occurrence] = {}
-    warnings: list[str] = []
+    warnings = Warnings()
     oldest = now - timedelta(days=limits.past_days)
     newest = now + timedelta(days=limits.future_days)
     for item in items:
         page = pages.get(item.link or "")
         found = find_event(item, page, zone_name=zone_name, languages=languages)
         if found is None:
-            warnings.append(f"no date in '{item.title}'; not an event")
+            warnings.add(f"no date in '{item.title}'; not an event")
             continue
         if found.year_guessed:
-            warnings.append(
+            warnings.add(
                 f"'{item.title}': the date '{found.how}' has no year; read as "
                 f"{found.start:%Y-%m-%d}, the first such day after publication"
             )
@@ -155,16 +211,16 @@ def item_events(
             else datetime.combine(occurrence.start, datetime.min.time(), UTC)
         )
         if not oldest <= begins <= newest:
-            warnings.append(
+            warnings.add(
                 f"'{occurrence.title}' is on {begins:%Y-%m-%d} ({occurrence.origin}), outside "
                 f"the {limits.past_days} days back and {limits.future_days} ahead we show"
             )
             continue
         occurrences.setdefault(occurrence.key, occurrence)
         if len(occurrences) >= limits.max_occurrences:
-            warnings.append(f"more than {limits.max_occurrences:,} events; read the first")
+            warnings.add(f"more than {limits.max_occurrences:,} events; read the first")
             break
-    return ParsedFeed(tuple(occurrences.values()), tuple(warnings))
+    return ParsedFeed(tuple(occurrences.values()), warnings.result())
 
 
 def find_event(
@@ -230,7 +286,7 @@ def _occurrence(
         all_day=found.all_day,
         tzid=tzid,
         description=description[:MAX_DESCRIPTION],
-        url=item.link,
+        url=clean_url(item.link),
         location=location,
         status=status,
         categories=item.categories,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timedelta
-from urllib.parse import urljoin, urlsplit
 
 import extruct
 import html_text
@@ -17,7 +16,7 @@ import lxml.html
 import nh3
 
 from aggregator.model import FoundEvent, PageData, Status
-from aggregator.normalise import all_day_end, clean_line, zone
+from aggregator.normalise import all_day_end, clean_line, clean_url, zone
 
 MAX_TEXT = 4000
 
@@ -212,14 +211,20 @@ def _place(value) -> str | None:
 
 
 def _ics_links(tree, url: str) -> list[str]:
+    """Links to .ics files, cleaned (http(s) only, no control characters): they are fetched.
+
+    webcal:// is the same file over https (the scheme only asks a browser to subscribe).
+    """
     links = []
     for anchor in tree.iter("a"):
-        href = anchor.get("href") or ""
-        words = f"{href} {anchor.text_content()}"
-        if not href or not _ICS_WORDS.search(words):
+        href = "".join(part.strip() for part in (anchor.get("href") or "").splitlines())
+        href = "".join(ch for ch in href if ch.isprintable()).strip()
+        if not href or not _ICS_WORDS.search(f"{href} {anchor.text_content()}"):
             continue
-        target = urljoin(url, href)
-        if urlsplit(target).scheme in ("http", "https", "webcal") and target not in links:
+        if href[:7].lower() == "webcal:":
+            href = "https:" + href[7:]
+        target = clean_url(href, base=url)
+        if target is not None and target not in links:
             links.append(target)
     return links
 
