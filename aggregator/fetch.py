@@ -203,9 +203,6 @@ class Fetcher:
         trusted = frozenset(
             h.lower() for h in (_host(trusted_host), None if content else host_of(url)) if h
         )
-        first = self._route(url, None, trusted)
-        if isinstance(first, str):
-            return _failed(url, first, started)
         validators = validators or Validators()
         attempt = 0
         while True:
