@@ -10,6 +10,9 @@ is http or https, so a hostile feed's `javascript:` URL is never clickable.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -25,7 +28,7 @@ from aggregator.model import MergedEvent, NetworkEvent, Settings, Status
 from aggregator.normalise import from_iso, iso, zone
 from aggregator.render.health import hint
 from aggregator.render.text import WORDS
-from aggregator.selection import Selection
+from aggregator.selection import Selection, UnknownChoice
 
 #: the page's own words; the status words come from render.text.WORDS, so the page, the
 #: calendar and the feed say the same thing
@@ -158,12 +161,18 @@ PAGE_WORDS = {
     "field_status": {"da": "status", "en": "status"},
     "field_description": {"da": "beskrivelse", "en": "description"},
     "field_url": {"da": "link", "en": "link"},
+    "no_member": {"da": "intet medlem med det id", "en": "no member with that id"},
+    "no_status": {"da": "ingen status med det navn", "en": "no status by that name"},
+    "use_one_of": {"da": "brug en af", "en": "use one of"},
 }
 
 #: Babel locales for the network's languages: British English writes dates the European way
 #: ("Thu 4 Feb 13:00"), which members in Denmark read without a second thought
 _LOCALES = {"da": "da_DK", "en": "en_GB"}
 FILTER_KEYS = ("source", "category")
+#: what a link that keeps the page's selection carries (the page's form offers no status,
+#: but /?status=cancelled works as on the feeds, and its subscription follows it)
+_LINK_KEYS = ("source", "category", "status")
 #: links on the embedded page open in the embedding page's window, not inside the iframe
 #: (the event page is a full page) and not in a new tab (which surprises keyboard and screen
 #: reader users and needs allow-popups in a sandboxed iframe; _top keeps the back button)
@@ -177,6 +186,20 @@ _ENV = Environment(
     lstrip_blocks=True,
     keep_trailing_newline=True,
 )
+
+
+def _style_hash() -> str:
+    """The CSP source of base.html's one <style> element: 'sha256-<base64>' of its text, so the
+    Content-Security-Policy allows that style and no other inline one (CSP3 section 8.4).
+    The element holds no Jinja, so its source is what the browser hashes."""
+    source = _ENV.loader.get_source(_ENV, "base.html")[0]  # type: ignore[union-attr]
+    (style,) = re.findall(r"<style>(.*?)</style>", source, flags=re.DOTALL)
+    digest = base64.b64encode(hashlib.sha256(style.encode("utf-8")).digest()).decode("ascii")
+    return f"'sha256-{digest}'"
+
+
+#: for the pages' style-src
+STYLE_HASH = _style_hash()
 
 
 def choose_language(
@@ -247,6 +270,16 @@ def page_filters(
     return {key: tuple(sorted(values)) for key, values in chosen.items()}
 
 
+def refused_filter(error: UnknownChoice, lang: str) -> str:
+    """Why the page's filter was refused, in the page's language: 'source=nope: no member
+    with that id; use one of alpha, beta'."""
+    reason = _word("no_member" if error.parameter == "source" else "no_status", lang)
+    return (
+        f"{error.parameter}={','.join(error.values)}: {reason}; "
+        f"{_word('use_one_of', lang)}: {', '.join(error.choices)}"
+    )
+
+
 def http_url(url: str | None) -> str | None:
     """The URL when it is http(s) with a host; None for anything else (javascript:, data:,
     relative), so a feed's URL is a link only when it cannot run code on our page."""
@@ -268,26 +301,31 @@ def render_index(
     *,
     lang: str,
     now: datetime,
-    filters: Mapping[str, Sequence[str]] | None = None,
+    filters: Mapping[str, Sequence[str]] | Selection | None = None,
     embed: bool = False,
 ) -> str:
     """The page at /: upcoming events (end >= now) by month, filters, subscribe block.
 
-    `embed` (?embed=1) leaves out the header, language switch and footer, for an iframe;
-    its links open in the embedding window (EMBED_TARGET).
+    `filters` is the Selection the feeds use (web.py reads it from the query), or plain
+    source and category values. `embed` (?embed=1) leaves out the header, language switch and
+    footer, for an iframe; its links open in the embedding window (EMBED_TARGET).
     """
     network = settings.network
     tz = zone(network.timezone) or UTC
     locale = _locale(lang)
-    chosen = page_filters(filters)
+    # the same rule as the filtered feeds, so the list and its subscription agree
+    if isinstance(filters, Selection):
+        selection = filters
+        chosen = selection.parameters()
+    else:
+        chosen = page_filters(filters)
+        selection = Selection(
+            sources=frozenset(chosen.get("source", ())),
+            categories=frozenset(c.casefold() for c in chosen.get("category", ())),
+        )
     upcoming = sorted(
         (item.event for item in events if _end(item.event, tz) >= now),
         key=lambda event: (_start(event, tz), event.id),
-    )
-    # the same rule as the filtered feeds, so the list and its subscription agree
-    selection = Selection(
-        sources=frozenset(chosen.get("source", ())),
-        categories=frozenset(c.casefold() for c in chosen.get("category", ())),
     )
     shown = [event for event in upcoming if selection.admits(event)]
     months: list[dict[str, Any]] = []
@@ -675,7 +713,7 @@ def _query(
     cancelled: str | None = None,
 ) -> str:
     """'?source=a&category=b&lang=en', or '' when there is nothing to say."""
-    pairs = [(key, value) for key in FILTER_KEYS for value in filters.get(key, ())]
+    pairs = [(key, value) for key in _LINK_KEYS for value in filters.get(key, ())]
     if cancelled:
         pairs.append(("cancelled", cancelled))
     if lang:

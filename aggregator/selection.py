@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from multidict import MultiMapping
 
@@ -12,6 +13,21 @@ from aggregator.model import MergedEvent, Status
 
 #: the query parameters a selection is read from
 PARAMETERS = ("source", "category", "status")
+
+
+class UnknownChoice(ValueError):
+    """A filter names a source or a status that does not exist: which parameter, the values
+    it does not know, and the values it would take (for a message in the reader's language)."""
+
+    def __init__(self, parameter: str, values: Iterable[str], choices: Iterable[str]) -> None:
+        self.parameter = parameter
+        self.values = tuple(values)
+        self.choices = tuple(choices)
+        super().__init__(
+            f"{parameter}={','.join(self.values)}: "
+            + ("no such source; " if parameter == "source" else "")
+            + f"use one of {', '.join(self.choices)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -27,24 +43,20 @@ class Selection:
     def from_query(cls, query: MultiMapping[str], sources: Iterable[str]) -> Selection:
         """Read ?source=, ?category= and ?status= (repeated, or comma-separated).
 
-        Raises ValueError, with a message naming the parameter, for a source that is not
-        configured or a status that does not exist: a typo must not look like an empty
-        calendar."""
+        Raises UnknownChoice (a ValueError), with a message naming the parameter, for a source
+        that is not configured or a status that does not exist: a typo must not look like an
+        empty calendar."""
         known = set(sources)
         chosen = {name: _values(query, name) for name in PARAMETERS}
         unknown = sorted(chosen["source"] - known)
         if unknown:
-            raise ValueError(
-                f"source={','.join(unknown)}: no such source; use one of {', '.join(sorted(known))}"
-            )
+            raise UnknownChoice("source", unknown, sorted(known))
         statuses = set()
-        for value in chosen["status"]:
+        for value in sorted(chosen["status"]):
             try:
                 statuses.add(Status(value.lower()))
             except ValueError:
-                raise ValueError(
-                    f"status={value}: use one of {', '.join(s.value for s in Status)}"
-                ) from None
+                raise UnknownChoice("status", [value], [s.value for s in Status]) from None
         return cls(
             sources=frozenset(chosen["source"]),
             categories=frozenset(c.casefold() for c in chosen["category"]),
@@ -55,13 +67,23 @@ class Selection:
         return bool(self.sources or self.categories or self.statuses)
 
     def query(self) -> str:
-        """The canonical query string: the same selection, the same string (and cache entry)."""
-        parts = {
-            "source": sorted(self.sources),
-            "category": sorted(self.categories),
-            "status": sorted(s.value for s in self.statuses),
+        """The canonical query string: the same selection, the same string (and cache entry).
+
+        Each value is percent-encoded, so a value holding ',' '&' or '=' cannot spell another
+        selection's string (and be served that selection's kept body)."""
+        return "&".join(
+            f"{name}={','.join(quote(v, safe='') for v in values)}"
+            for name, values in self.parameters().items()
+            if values
+        )
+
+    def parameters(self) -> dict[str, tuple[str, ...]]:
+        """Each parameter's values, sorted (categories casefolded): for links that keep it."""
+        return {
+            "source": tuple(sorted(self.sources)),
+            "category": tuple(sorted(self.categories)),
+            "status": tuple(sorted(s.value for s in self.statuses)),
         }
-        return "&".join(f"{name}={','.join(values)}" for name, values in parts.items() if values)
 
     def admits(self, event: MergedEvent) -> bool:
         if self.sources and self.sources.isdisjoint(event.source_ids):

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import ipaddress
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -22,10 +24,11 @@ from aggregator.check import check_feed, read_body, uploaded
 from aggregator.fetch import Fetcher, open_session
 from aggregator.guard import Guard, Refused
 from aggregator.model import NetworkEvent, Settings, Status
-from aggregator.normalise import iso
+from aggregator.normalise import clean_url, iso
 from aggregator.page import (
+    STYLE_HASH,
     choose_language,
-    page_filters,
+    refused_filter,
     render_check,
     render_event,
     render_index,
@@ -38,16 +41,21 @@ from aggregator.render.health import hint, state_hints, timeline_svg
 from aggregator.render.ics import render_calendar
 from aggregator.render.json import event_json, render_json
 from aggregator.schedule import Scheduler
-from aggregator.selection import Selection
+from aggregator.selection import Selection, UnknownChoice
 from aggregator.store import Store
 
+log = logging.getLogger(__name__)
+
 Clock = Callable[[], datetime]
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 OUTPUTS = web.AppKey("outputs", "Outputs")
 CLOCK = web.AppKey("clock", Clock)
 CHECKER = web.AppKey("checker", "Checker")
+#: network.trusted_proxies, parsed: peers whose X-Forwarded-For names the client
+PROXIES = web.AppKey("proxies", Networks)
 
 ICS = "text/calendar"
 ATOM = "application/atom+xml"
@@ -57,6 +65,17 @@ HTML = "text/html"
 FEED_ENTRIES = 200
 #: rendered bodies kept at most: filtered outputs each have their own
 KEPT_BODIES = 256
+#: the Server header: a name, no versions to match against a list of known holes
+SERVER = "aggregator"
+#: every HTML page: our own files only, no inline script, the one inline <style> by its
+#: hash, forms sent only to us, no <base> or plugins
+PAGE_POLICY = (
+    f"default-src 'self'; style-src 'self' {STYLE_HASH}; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'"
+)
+#: the page to embed (/) may be framed by any site (members' and the umbrella's websites);
+#: every other page only by our own
+FRAMED_POLICY = f"{PAGE_POLICY}; frame-ancestors 'self'"
 
 
 def system_clock() -> datetime:
@@ -175,13 +194,21 @@ def make_app(
     app = web.Application(middlewares=[measured], client_max_size=settings.limits.max_bytes)
     app[SETTINGS] = settings
     app[CLOCK] = clock
+    app[PROXIES] = tuple(
+        ipaddress.ip_network(proxy, strict=False) for proxy in settings.network.trusted_proxies
+    )
+    app.on_response_prepare.append(secure_headers)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         own_store = store is None
         app[STORE] = store or await Store.open(settings.database_url)
         await app[STORE].sync_sources(settings.sources)
-        # a changed configuration (base URL, languages) re-renders what is published
-        await publish(app[STORE], settings, clock())
+        # a changed configuration (base URL, languages) re-renders what is published; a bug
+        # there must not stop the start: what was published before is served meanwhile
+        try:
+            await publish(app[STORE], settings, clock())
+        except Exception:
+            log.exception("publishing at start failed; serving what was published before")
         app[OUTPUTS] = Outputs(app[STORE], settings)
         session = open_session(settings.network, settings.limits)
         guard = check_guard or Guard()
@@ -196,6 +223,7 @@ def make_app(
         yield
         if jobs is not None:
             jobs.shutdown()
+            await fetcher.close()
         await session.close()
         await app[CHECKER].session.close()
         if own_store:
@@ -252,25 +280,33 @@ async def check_page(request: web.Request) -> web.Response:
     `aggregator check`, with nothing stored. Only public addresses are fetched."""
     settings = request.app[SETTINGS]
     wants_json = request.query.get("format") == "json" or asks_json(request)
-    form = await request.post() if request.method == "POST" else request.query
+    checker = request.app[CHECKER]
+    now = request.app[CLOCK]()
+    # counted before the body is read: a client over its limit costs no upload
+    if request.method == "POST" or str(request.query.get("url") or "").strip():
+        wait = checker.wait(client_address(request), now)
+        if wait > 0:
+            raise web.HTTPTooManyRequests(
+                text=f"too many checks from your address; try again in {wait:.0f} s\n",
+                headers={"Retry-After": str(max(1, round(wait)))},
+            )
+    try:
+        form = await request.post() if request.method == "POST" else request.query
+    except ValueError as error:  # a multipart body that is not one
+        raise web.HTTPBadRequest(text=f"could not read the form: {error}\n") from None
     url = str(form.get("url") or "").strip()
     upload = form.get("file")
     if not url and not getattr(upload, "file", None):
         if wants_json:
             raise web.HTTPBadRequest(text="give a feed address as ?url=, or upload a file\n")
         return _html_response(render_check(settings, lang=language(request)))
-    checker = request.app[CHECKER]
-    now = request.app[CLOCK]()
-    wait = checker.wait(request.remote or "unknown", now)
-    if wait > 0:
-        raise web.HTTPTooManyRequests(
-            text=f"too many checks from your address; try again in {wait:.0f} s\n",
-            headers={"Retry-After": str(max(1, round(wait)))},
-        )
     limits = settings.limits
     fetcher = Fetcher(checker.session, limits, check_url=checker.guard.check_url)
     try:
         if url:
+            malformed = _malformed(url)
+            if malformed:
+                raise Refused(malformed)
             report = await check_feed(url, fetcher, settings.network, limits, now)
         else:
             body = upload.file.read(limits.max_bytes + 1)
@@ -279,14 +315,70 @@ async def check_page(request: web.Request) -> web.Response:
             name = upload.filename or "upload"
             result = uploaded(body, name)
             report = await read_body(result, name, fetcher, settings.network, limits, now)
-    except Refused as refused:
+    except (Refused, ValueError, UnicodeError) as error:
+        # an address that slipped past _malformed and failed deeper (yarl, the IDNA codec)
+        # is still the member's typo, not our fault: a 400 in words, never a 500
+        message = (
+            error.message
+            if isinstance(error, Refused)
+            else f"{url or 'the file'} could not be read as a feed address: {error}"
+        )
         if wants_json:
-            return web.json_response({"error": refused.message}, status=400)
-        page = render_check(settings, lang=language(request), refused=refused.message)
+            return web.json_response({"error": message}, status=400)
+        page = render_check(settings, lang=language(request), refused=message)
         return _html_response(page, status=400)
     if wants_json:
         return _no_cache_json({"target": report.target, **report.as_json()})
     return _html_response(render_check(settings, report, lang=language(request)))
+
+
+def _malformed(url: str) -> str | None:
+    """Why `url` is not an address /check can fetch, or None: checked before any name is
+    looked up, so a typo is answered in words and costs no DNS query."""
+    if not url.isprintable():
+        return f"{url!r} has control characters in it; paste the address alone"
+    scheme, sep, rest = url.partition("://")
+    # webcal:// is https:// by convention (fetch reads it so)
+    probe = f"https://{rest}" if sep and scheme.lower() == "webcal" else url
+    if clean_url(probe) is None:
+        return (
+            f"{url!r} is not a valid web address (a host name, an optional port up to 65535); "
+            "only http, https and webcal addresses can be checked"
+        )
+    return None
+
+
+def client_address(request: web.Request) -> str:
+    """The client's address, for anything kept per client (the /check limit).
+
+    From a peer in network.trusted_proxies it is the right-most X-Forwarded-For address that
+    is not itself a trusted proxy (each proxy appends the address it saw; what is left of
+    that is the client's to write, so it is never believed); from anyone else the header is
+    ignored and the peer is the client."""
+    peer = request.remote or "unknown"
+    proxies = request.app[PROXIES]
+    if not proxies or not _within(peer, proxies):
+        return peer
+    hops = [
+        hop.strip()
+        for header in request.headers.getall("X-Forwarded-For", ())
+        for hop in header.split(",")
+        if hop.strip()
+    ]
+    for hop in reversed(hops):
+        if not _within(hop, proxies):
+            return hop
+    return hops[0] if hops else peer
+
+
+def _within(address: str, networks: Networks) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in networks)
 
 
 def _html_response(page: str, status: int = 200) -> web.Response:
@@ -295,19 +387,36 @@ def _html_response(page: str, status: int = 200) -> web.Response:
         status=status,
         content_type=HTML,
         charset="utf-8",
-        headers={"Cache-Control": "no-store"},
+        headers={"Cache-Control": "no-store", "Content-Security-Policy": FRAMED_POLICY},
     )
+
+
+async def secure_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every response, errors and 304s too (on_response_prepare): no MIME sniffing (a
+    feed's text served as text/plain never runs as HTML or script), no full URL (with its
+    filter) in the Referer sent to other sites, and a Server header without versions. An
+    HTML page that set no policy (aiohttp's own error pages) gets the strict one."""
+    headers = response.headers
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Referrer-Policy"] = "strict-origin-when-cross-origin"
+    headers["Server"] = SERVER
+    if response.content_type == HTML and "Content-Security-Policy" not in headers:
+        headers["Content-Security-Policy"] = FRAMED_POLICY
 
 
 @web.middleware
 async def measured(request: web.Request, handler) -> web.StreamResponse:
-    """Requests by route (its pattern, not the path: /events/{id}) and status; 304s."""
+    """Requests by route (its pattern, not the path: /events/{id}) and status; 304s. A
+    handler that raises is counted as the 500 aiohttp answers for it."""
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
     try:
         response = await handler(request)
     except web.HTTPException as error:
         metrics.REQUESTS.labels(route, str(error.status)).inc()
+        raise
+    except Exception:
+        metrics.REQUESTS.labels(route, "500").inc()
         raise
     metrics.REQUESTS.labels(route, str(response.status)).inc()
     if response.status == 304:
@@ -351,9 +460,15 @@ def accepts_gzip(header: str) -> bool:
 
 
 def answer(
-    request: web.Request, body: Body, *, cors: bool = True, max_age: int = 300
+    request: web.Request,
+    body: Body,
+    *,
+    cors: bool = True,
+    max_age: int = 300,
+    policy: str | None = None,
 ) -> web.Response:
-    """Serve kept bytes: 304 when the ETag matches, gzip when the client takes it."""
+    """Serve kept bytes: 304 when the ETag matches, gzip when the client takes it.
+    `policy`: an HTML page's Content-Security-Policy (on its 304 too)."""
     gz = accepts_gzip(request.headers.get("Accept-Encoding", ""))
     # strong ETags differ per encoding (RFC 9110 section 8.8.3)
     etag = body.etag[:-1] + '-gz"' if gz else body.etag
@@ -364,6 +479,8 @@ def answer(
     }
     if cors:
         headers["Access-Control-Allow-Origin"] = "*"
+    if policy:
+        headers["Content-Security-Policy"] = policy
     match = {t.strip() for t in request.headers.get("If-None-Match", "").split(",")}
     if etag in match or body.etag in match or "*" in match:
         return web.Response(status=304, headers=headers)
@@ -481,7 +598,7 @@ async def event_page(request: web.Request) -> web.Response:
         return Body.of(render_event(item, settings, history, lang=lang).encode("utf-8"), HTML)
 
     body = await request.app[OUTPUTS].body(f"events/{item.event.id}.html?lang={lang}", render)
-    response = answer(request, body, cors=False, max_age=60)
+    response = answer(request, body, cors=False, max_age=60, policy=FRAMED_POLICY)
     response.headers["Vary"] = "Accept-Encoding, Accept-Language"
     return response
 
@@ -606,25 +723,30 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def index(request: web.Request) -> web.Response:
-    """The embeddable page: ?lang=, ?source=, ?category=, ?embed=1 (see page.py)."""
+    """The embeddable page: ?lang=, ?source=, ?category=, ?status=, ?embed=1 (see page.py).
+    The filter is read as the feeds read it, and keys the kept page by its normalised form:
+    however a filter is written, it is one entry, and a value cannot spell another's."""
     settings = request.app[SETTINGS]
     lang = language(request)
-    filters = page_filters(request.query.items())
+    try:
+        chosen = Selection.from_query(request.query, (s.id for s in settings.sources))
+    except UnknownChoice as error:
+        raise web.HTTPBadRequest(text=f"{refused_filter(error, lang)}\n") from None
     embed = request.query.get("embed") == "1"
     now = request.app[CLOCK]()
     # "upcoming" moves with the clock: a kept page lives at most until the hour turns
-    chosen = "&".join(f"{k}={','.join(v)}" for k, v in filters.items())
-    name = f"index.html?lang={lang}&embed={embed}&{chosen}&hour={now:%Y%m%d%H}"
+    name = f"index.html?lang={lang}&embed={embed}&hour={now:%Y%m%d%H}&{chosen.query()}"
     body = await request.app[OUTPUTS].body(
         name,
         lambda events: Body.of(
-            render_index(events, settings, lang=lang, now=now, filters=filters, embed=embed).encode(
+            render_index(events, settings, lang=lang, now=now, filters=chosen, embed=embed).encode(
                 "utf-8"
             ),
             HTML,
         ),
     )
-    response = answer(request, body, cors=False, max_age=60)
+    # no frame-ancestors: the page is made to be embedded anywhere
+    response = answer(request, body, cors=False, max_age=60, policy=PAGE_POLICY)
     response.headers["Vary"] = "Accept-Encoding, Accept-Language"
     return response
 
