@@ -425,17 +425,26 @@ async def refresh_all(
     sources: Sequence[Source] | None = None,
     on_report: Callable[[SourceReport], None] | None = None,
     on_start: Callable[[Source], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> tuple[list[SourceReport], bool]:
     """One full cycle: every source (the fetcher keeps it polite per host), then publish once.
 
-    `on_start` hears of each source as its fetch begins, `on_report` as it ends."""
-    sources_changed = await store.sync_sources(settings.sources)
-    await store.prune_history(now)
+    `on_start` hears of each source as its fetch begins, `on_report` as it ends. Once `stop`
+    is set (SIGTERM) no source starts; those being read get `limits.stop_seconds` to finish
+    their writes, then are cancelled (a cancelled one writes nothing). The publish runs if
+    time is left; else it stays owed and the next run makes it. Reports are of the sources
+    that finished. A configuration that unpublishes most sources raises RemovalRefused
+    before anything is read (unless `settings.allow_removals`)."""
+    await store.sync_sources(settings.sources, now=now, allow_removals=settings.allow_removals)
+    await store.prune_history(now, removed_source_days=settings.limits.removed_source_days)
     states = await store.source_states()
     limit = asyncio.Semaphore(settings.limits.concurrency)
+    stop = stop or asyncio.Event()
 
-    async def one(source: Source) -> SourceReport:
+    async def one(source: Source) -> SourceReport | None:
         async with limit:
+            if stop.is_set():
+                return None
             if on_start:
                 on_start(source)
             try:
@@ -449,8 +458,26 @@ async def refresh_all(
             on_report(report)
         return report
 
-    reports = await asyncio.gather(*(one(s) for s in (sources or settings.sources)))
-    # nothing read anew: the published events cannot have changed, so skip the merge
-    read_anew = sources_changed or any(r.outcome == "updated" for r in reports)
-    changed = read_anew and await publish(store, settings, now)
-    return list(reports), changed
+    loop = asyncio.get_running_loop()
+    tasks = [asyncio.create_task(one(s)) for s in (sources or settings.sources)]
+    deadline = None
+    try:
+        every = asyncio.create_task(asyncio.wait(tasks))
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({every, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        every.cancel()
+        stopping.cancel()
+        if not all(task.done() for task in tasks):
+            deadline = loop.time() + settings.limits.stop_seconds
+            await asyncio.wait(tasks, timeout=settings.limits.stop_seconds)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    reports = [t.result() for t in tasks if not t.cancelled() and t.result() is not None]
+    # nothing read anew and no publish owed by an earlier run that was stopped or killed
+    # between a source's write and its publish: the published events cannot have changed
+    owed = any(r.outcome == "updated" for r in reports) or await store.publish_owed()
+    in_time = deadline is None or loop.time() < deadline
+    changed = owed and in_time and await publish(store, settings, now)
+    return reports, changed

@@ -49,9 +49,11 @@ class Scheduler:
         self._scheduler = AsyncIOScheduler(timezone="UTC")
 
     async def start(self) -> None:
-        await self.store.sync_sources(self.settings.sources)
-        states = await self.store.source_states()
         now = self.clock()
+        await self.store.sync_sources(
+            self.settings.sources, now=now, allow_removals=self.settings.allow_removals
+        )
+        states = await self.store.source_states()
         for index, source in enumerate(self.settings.sources):
             interval = interval_of(source, self.settings)
             due = states[source.id].next_check_at
@@ -74,7 +76,9 @@ class Scheduler:
         self._scheduler.start()
 
     async def prune(self) -> None:
-        await self.store.prune_history(self.clock())
+        await self.store.prune_history(
+            self.clock(), removed_source_days=self.settings.limits.removed_source_days
+        )
 
     def shutdown(self) -> None:
         if self._scheduler.running:

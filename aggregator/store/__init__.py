@@ -11,15 +11,17 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import bindparam, delete, event, func, insert, select, update
+from sqlalchemy import Integer, Text, bindparam, cast, delete, event, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
+from aggregator.errors import RemovalRefused
 from aggregator.model import (
     Attempt,
     CachedPage,
@@ -34,7 +36,7 @@ from aggregator.model import (
     Validators,
 )
 from aggregator.normalise import fingerprint, from_iso, iso
-from aggregator.reconcile import event_change
+from aggregator.reconcile import event_change, identity_of
 from aggregator.store.schema import (
     changes,
     events,
@@ -50,9 +52,12 @@ __all__ = ["Store"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 FETCH_HISTORY = timedelta(days=30)
+#: a source's stored warnings, at most
+MAX_WARNINGS = 200
 
-#: renders a merged event with its version (sequence, created, last modified) into VEVENT bytes
-RenderEvent = Callable[[MergedEvent, int, datetime, datetime], bytes]
+#: renders a merged event with its version (sequence, created, last modified) into VEVENT
+#: bytes; None when the event could not be rendered (it is skipped, the rest is published)
+RenderEvent = Callable[[MergedEvent, int, datetime, datetime], bytes | None]
 
 
 def _upgrade(connection: Connection) -> None:
@@ -62,6 +67,43 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(config, "head")
 
 
+async def _migrate(url: str) -> None:
+    """Bring the schema to the newest version, each migration with its version row in one
+    transaction (env.py: transaction_per_migration), so a process killed at any moment
+    leaves the schema of the last whole migration and the next start goes on from there.
+
+    pysqlite (under aiosqlite) opens no transaction before DDL, so each CREATE or ALTER
+    would commit alone: on this connection the driver's own BEGIN is switched off and
+    SQLAlchemy's begin emits it, which makes SQLite's DDL transactional (SQLAlchemy docs,
+    "Serializable isolation / Savepoints / Transactional DDL" for pysqlite and aiosqlite).
+    """
+    engine = create_async_engine(url, poolclass=NullPool)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _migration_pragmas)
+        event.listen(engine.sync_engine, "begin", _begin)
+    try:
+        async with engine.connect() as conn:
+            await conn.run_sync(_upgrade)
+            await conn.commit()
+    finally:
+        await engine.dispose()
+
+
+def _migration_pragmas(dbapi_connection, record) -> None:
+    _sqlite_pragmas(dbapi_connection, record)
+    cursor = dbapi_connection.cursor()
+    # SQLite's batch migrations copy a table and drop the old one; with foreign keys on,
+    # that drop would cascade to the child rows (occurrences!). Only outside a transaction
+    # does this pragma take effect, so here, before any BEGIN.
+    cursor.execute("PRAGMA foreign_keys=OFF")
+    cursor.close()
+    dbapi_connection.isolation_level = None  # no BEGIN from the driver: see _begin
+
+
+def _begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
 class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -69,6 +111,8 @@ class Store:
         # reading to writing fails at once ("database is locked") instead of waiting; so the
         # writers of this process take turns here. PostgreSQL needs no such turn-taking.
         self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        #: how far the writes went when load_occurrences() last read them all (see publish)
+        self._loaded_writes: int | None = None
 
     @asynccontextmanager
     async def _writing(self) -> AsyncIterator[AsyncConnection]:
@@ -83,19 +127,10 @@ class Store:
     @classmethod
     async def open(cls, url: str) -> Store:
         """Connect and migrate the schema to the newest version."""
+        await _migrate(url)
         engine = create_async_engine(url)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        async with engine.connect() as conn:
-            sqlite = engine.dialect.name == "sqlite"
-            if sqlite:
-                # SQLite's batch migrations copy a table and drop the old one; with foreign
-                # keys on, that drop would cascade to the child rows (occurrences!)
-                await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            await conn.run_sync(_upgrade)
-            await conn.commit()
-            if sqlite:
-                await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
         return cls(engine)
 
     async def close(self) -> None:
@@ -103,46 +138,90 @@ class Store:
 
     # -- sources -------------------------------------------------------------------------
 
-    async def sync_sources(self, configured: Iterable[Source]) -> bool:
-        """Make the stored sources those configured; whether any came or went.
+    async def sync_sources(
+        self,
+        configured: Iterable[Source],
+        *,
+        now: datetime | None = None,
+        allow_removals: bool = False,
+    ) -> bool:
+        """Make the stored sources those configured; whether any came, went or came back.
 
         A new address from the operator forgets what the old one told us (validators, a
         permanent move, gone, failures and backoff). A source taken out of sources.yaml is
-        deleted with its occurrences: the operator has spoken.
+        unpublished, not deleted (rule 12): its occurrences leave every output at the next
+        publish, its data stays `limits.removed_source_days` (prune_history) unless
+        `aggregator prune` deletes it, and put back it returns with the same network ids.
+        A configuration that would unpublish more than half the published sources at once
+        (a missing config mount, the demo file in its place) is refused with RemovalRefused
+        and changes nothing, unless `allow_removals`.
         """
         configured = list(configured)
+        now = now or datetime.now(UTC)
+        wanted = {s.id for s in configured}
         async with self._writing() as conn:
-            rows = {r.id: r for r in await conn.execute(select(sources.c.id, sources.c.url))}
+            rows = {
+                r.id: r
+                for r in await conn.execute(
+                    select(sources.c.id, sources.c.url, sources.c.removed_at)
+                )
+            }
+            published = [i for i, r in rows.items() if r.removed_at is None]
+            leaving = sorted(i for i in published if i not in wanted)
+            if leaving and len(leaving) * 2 > len(published) and not allow_removals:
+                raise RemovalRefused(_refusal(leaving, len(published)))
+            came = False
             for source in configured:
                 row = rows.get(source.id)
                 if row is None:
                     await conn.execute(
                         insert(sources).values(id=source.id, url=source.url, warnings=[])
                     )
-                elif row.url != source.url:
-                    await conn.execute(
-                        update(sources)
-                        .where(sources.c.id == source.id)
-                        .values(
-                            url=source.url,
-                            etag=None,
-                            last_modified=None,
-                            content_hash=None,
-                            moved_to=None,
-                            gone_at=None,
-                            held_drop=None,
-                            failures_in_row=0,
-                            failing_since=None,
-                            last_error=None,
-                            next_check_at=None,
-                        )
+                    came = True
+                    continue
+                values: dict = {}
+                if row.removed_at is not None:
+                    values["removed_at"] = None
+                    came = True
+                if row.url != source.url:
+                    values.update(
+                        url=source.url,
+                        etag=None,
+                        last_modified=None,
+                        content_hash=None,
+                        moved_to=None,
+                        gone_at=None,
+                        held_drop=None,
+                        failures_in_row=0,
+                        failing_since=None,
+                        last_error=None,
+                        next_check_at=None,
                     )
-            removed = set(rows) - {s.id for s in configured}
-            if removed:
-                for table in (occurrences, fetches, pages):
-                    await conn.execute(delete(table).where(table.c.source_id.in_(removed)))
-                await conn.execute(delete(sources).where(sources.c.id.in_(removed)))
-        return bool(removed) or any(s.id not in rows for s in configured)
+                if values:
+                    await conn.execute(
+                        update(sources).where(sources.c.id == source.id).values(**values)
+                    )
+            if leaving:
+                await conn.execute(
+                    update(sources).where(sources.c.id.in_(leaving)).values(removed_at=now)
+                )
+            if came or leaving:
+                await _owe_publish(conn)
+        return came or bool(leaving)
+
+    async def delete_removed_sources(self, configured: Iterable[Source]) -> dict[str, dict]:
+        """Delete at once everything kept of the sources not in `configured` (`aggregator
+        prune`): occurrences, fetches, pages, the ids of their events and their unpublished
+        events. What was deleted, per source: {"occurrences": n, "fetches": n, ...}.
+
+        Run sync_sources and a publish first: a source still published is deleted here too,
+        and its events would stay in the outputs until the next publish.
+        """
+        wanted = {s.id for s in configured}
+        async with self._writing() as conn:
+            stored = [r.id for r in await conn.execute(select(sources.c.id))]
+            gone = sorted(i for i in stored if i not in wanted)
+            return await _delete_sources(conn, gone) if gone else {}
 
     async def source_states(self) -> dict[str, SourceState]:
         async with self.engine.connect() as conn:
@@ -231,6 +310,26 @@ class Store:
                 await conn.execute(delete(occurrences).where(occurrences.c.source_id == source_id))
                 if snapshot:
                     await conn.execute(insert(occurrences), [_occurrence_row(o) for o in snapshot])
+                if attempt.outcome == "updated":
+                    # in the same transaction: a process killed before it publishes leaves
+                    # the debt, and the next refresh pays it though the feed reads unchanged
+                    await _owe_publish(conn)
+
+    async def add_source_warnings(self, source_id: str, warnings: Sequence[str]) -> None:
+        """Add warnings to the source's stored ones (e.g. an event that could not be
+        rendered), each once, at most MAX_WARNINGS in all; the next read of the feed
+        replaces them all."""
+        if not warnings:
+            return
+        async with self._writing() as conn:
+            current = await conn.scalar(select(sources.c.warnings).where(sources.c.id == source_id))
+            if current is None:
+                return
+            kept = list(dict.fromkeys([*current, *warnings]))[:MAX_WARNINGS]
+            if kept != list(current):
+                await conn.execute(
+                    update(sources).where(sources.c.id == source_id).values(warnings=kept)
+                )
 
     async def load_pages(self, source_id: str) -> dict[str, CachedPage]:
         """The linked pages of an RSS source's items, by URL."""
@@ -269,10 +368,23 @@ class Store:
                 ],
             )
 
-    async def prune_history(self, now: datetime) -> None:
-        """Forget fetch attempts older than 30 days."""
+    async def prune_history(self, now: datetime, *, removed_source_days: int = 30) -> None:
+        """Forget fetch attempts older than 30 days, and sources taken out of the
+        configuration and events unpublished more than `removed_source_days` ago."""
+        cutoff = now - timedelta(days=removed_source_days)
         async with self._writing() as conn:
             await conn.execute(delete(fetches).where(fetches.c.at < now - FETCH_HISTORY))
+            expired = [
+                r.id
+                for r in await conn.execute(
+                    select(sources.c.id).where(sources.c.removed_at < cutoff)
+                )
+            ]
+            if expired:
+                await _delete_sources(conn, expired)
+            old = select(events.c.id).where(events.c.unpublished_at < cutoff)
+            await conn.execute(delete(changes).where(changes.c.event_id.in_(old)))
+            await conn.execute(delete(events).where(events.c.unpublished_at < cutoff))
 
     async def fetch_history(self, source_id: str, limit: int = 100) -> list[dict]:
         async with self.engine.connect() as conn:
@@ -287,11 +399,29 @@ class Store:
     # -- occurrences ---------------------------------------------------------------------
 
     async def load_occurrences(self, source_id: str | None = None) -> list[Occurrence]:
-        query = select(occurrences).order_by(occurrences.c.key)
+        """The occurrences of the configured sources (or of one), for publishing: those of a
+        source taken out of sources.yaml are kept but never loaded.
+
+        Without a source id this is the read a publish starts from: it notes how far the
+        writes went, and the next `publish` settles what was owed up to there."""
+        query = (
+            select(occurrences)
+            .where(occurrences.c.source_id.in_(_configured))
+            .order_by(occurrences.c.key)
+        )
         if source_id is not None:
             query = query.where(occurrences.c.source_id == source_id)
         async with self.engine.connect() as conn:
+            if source_id is None:
+                # read before the occurrences: a write in between leaves the debt, never hides it
+                self._loaded_writes = await _meta_number(conn, "writes")
             return [_occurrence(row) for row in await conn.execute(query)]
+
+    async def publish_owed(self) -> bool:
+        """Whether occurrences or sources changed since the last publish (a process may have
+        been stopped or killed between a source's write and the publish)."""
+        async with self.engine.connect() as conn:
+            return await _meta_number(conn, "writes") != await _meta_number(conn, "published")
 
     # -- published network events --------------------------------------------------------
 
@@ -305,9 +435,14 @@ class Store:
         """Store the merged events; only those whose content changed get a new version.
 
         A changed event gets SEQUENCE + 1 and LAST-MODIFIED = now and is serialised again
-        (rule 8); an unchanged one keeps its bytes. Returns whether anything changed.
+        (rule 8); an unchanged one keeps its bytes. An event no longer merged is unpublished
+        but kept, so if it returns (its source put back in sources.yaml) its SEQUENCE goes
+        on from where it was. An event `render_event` cannot render (None) is skipped: its
+        last version stays as it was, or it waits unpublished. Returns whether anything
+        changed.
         """
         merged_list = list(merged)
+        loaded, self._loaded_writes = self._loaded_writes, None
         async with self._writing() as conn:
             known = {
                 r.id: r
@@ -318,15 +453,17 @@ class Store:
                         events.c.sequence,
                         events.c.created,
                         events.c.data,
+                        events.c.unpublished_at,
                     )
                 )
             }
             seen, inserts, updates, history = set(), [], [], []
             for item in merged_list:
-                seen.add(item.id)
+                seen.add(item.id)  # also when it cannot be rendered: that is not gone
                 print_ = fingerprint({"event": item.fingerprint, "render": render_key})
                 row = known.get(item.id)
-                if row is not None and row.fingerprint == print_:
+                back = row is not None and row.unpublished_at is not None
+                if row is not None and not back and row.fingerprint == print_:
                     continue
                 old = _merged(row.data) if row is not None else None
                 if old is not None:
@@ -334,6 +471,9 @@ class Store:
                     moved = (old.start, old.end) != (item.start, item.end)
                     item = replace(item, previous_start=old.start if moved else old.previous_start)
                 sequence, created = (0, now) if row is None else (row.sequence + 1, row.created)
+                ics = render_event(item, sequence, created, now)
+                if ics is None:
+                    continue
                 values = {
                     "fingerprint": print_,
                     "sequence": sequence,
@@ -341,14 +481,16 @@ class Store:
                     "last_modified": now,
                     "start": iso(item.start),
                     "data": _event_data(item),
-                    "ics": render_event(item, sequence, created, now),
+                    "ics": ics,
+                    "unpublished_at": None,
                 }
                 if row is None:
                     inserts.append({"id": item.id, **values})
                 else:
                     updates.append({"event_id": item.id, **values})
-                kind, before, after = event_change(old, item)
-                if old is None or after.get("fields") or kind != "updated":
+                # back in the outputs: subscribers see it added again
+                kind, before, after = event_change(None if back else old, item)
+                if old is None or back or after.get("fields") or kind != "updated":
                     history.append(
                         {
                             "event_id": item.id,
@@ -359,7 +501,7 @@ class Store:
                             "after": after,
                         }
                     )
-            gone = set(known) - seen
+            gone = {i for i, r in known.items() if r.unpublished_at is None} - seen
             # executemany: one statement for all, not one round trip per event
             if inserts:
                 await conn.execute(insert(events), inserts)
@@ -368,13 +510,17 @@ class Store:
                     update(events).where(events.c.id == bindparam("event_id")), updates
                 )
             if gone:
-                await conn.execute(delete(events).where(events.c.id.in_(gone)))
+                await conn.execute(
+                    update(events).where(events.c.id.in_(gone)).values(unpublished_at=now)
+                )
             if history:
                 await conn.execute(insert(changes), history)
             await _remember_ids(conn, merged_list)
             changed = bool(inserts or updates or gone)
             if changed:
                 await _bump_version(conn)
+            written = await _meta_number(conn, "writes") if loaded is None else loaded
+            await _set_meta(conn, "published", str(written))
         return changed
 
     async def known_ids(self) -> dict[str, str]:
@@ -385,23 +531,28 @@ class Store:
 
     async def recent_changes(self, limit: int | None = 200, days: int = 30) -> list[dict]:
         """The newest changes first: at most `limit` (None: all), within `days` of the
-        newest one."""
+        newest one; none of an unpublished event."""
+        shown = changes.c.event_id.not_in(_unpublished)
         async with self.engine.connect() as conn:
-            newest = await conn.scalar(select(func.max(changes.c.at)))
+            newest = await conn.scalar(select(func.max(changes.c.at)).where(shown))
             if newest is None:
                 return []
             result = await conn.execute(
                 select(changes)
-                .where(changes.c.at >= newest - timedelta(days=days))
+                .where(shown, changes.c.at >= newest - timedelta(days=days))
                 .order_by(changes.c.at.desc(), changes.c.id.desc())
                 .limit(limit)
             )
             return [dict(row._mapping) for row in result]
 
     async def event_history(self) -> dict[str, list[dict]]:
-        """Every event's changes, oldest first, by event id."""
+        """Every event's changes, oldest first, by event id; none of an unpublished event."""
         async with self.engine.connect() as conn:
-            result = await conn.execute(select(changes).order_by(changes.c.at, changes.c.id))
+            result = await conn.execute(
+                select(changes)
+                .where(changes.c.event_id.not_in(_unpublished))
+                .order_by(changes.c.at, changes.c.id)
+            )
             history: dict[str, list[dict]] = {}
             for row in result:
                 history.setdefault(row.event_id, []).append(dict(row._mapping))
@@ -410,7 +561,11 @@ class Store:
     async def published_events(self) -> list[NetworkEvent]:
         """Every published event, in a stable order: start, then id."""
         async with self.engine.connect() as conn:
-            result = await conn.execute(select(events).order_by(events.c.start, events.c.id))
+            result = await conn.execute(
+                select(events)
+                .where(events.c.unpublished_at.is_(None))
+                .order_by(events.c.start, events.c.id)
+            )
             return [
                 NetworkEvent(
                     event=_merged(row.data),
@@ -429,11 +584,96 @@ class Store:
 
     async def counts(self) -> dict[str, int]:
         async with self.engine.connect() as conn:
+            count = select(func.count())
             return {
-                "sources": await conn.scalar(select(func.count()).select_from(sources)),
-                "occurrences": await conn.scalar(select(func.count()).select_from(occurrences)),
-                "events": await conn.scalar(select(func.count()).select_from(events)),
+                "sources": await conn.scalar(
+                    count.select_from(sources).where(sources.c.removed_at.is_(None))
+                ),
+                "occurrences": await conn.scalar(
+                    count.select_from(occurrences).where(occurrences.c.source_id.in_(_configured))
+                ),
+                "events": await conn.scalar(
+                    count.select_from(events).where(events.c.unpublished_at.is_(None))
+                ),
             }
+
+
+#: the sources in sources.yaml: one taken out is kept a while but not published
+_configured = select(sources.c.id).where(sources.c.removed_at.is_(None))
+#: events that left the outputs, kept for their SEQUENCE
+_unpublished = select(events.c.id).where(events.c.unpublished_at.is_not(None))
+
+
+def _refusal(leaving: Sequence[str], published: int) -> str:
+    named = ", ".join(leaving[:5]) + (f" and {len(leaving) - 5} more" if len(leaving) > 5 else "")
+    return (
+        f"this configuration would unpublish {len(leaving)} of the {published} published "
+        f"sources at once ({named}). Is the right sources.yaml in place? Nothing was "
+        "changed; if the removal is meant, run again with --allow-removals."
+    )
+
+
+async def _delete_sources(conn, ids: Sequence[str]) -> dict[str, dict]:
+    """Delete everything kept of these sources; what was deleted, per source."""
+    deleted: dict[str, dict] = {i: {} for i in ids}
+    for name, table in (("occurrences", occurrences), ("fetches", fetches), ("pages", pages)):
+        for row in await conn.execute(
+            select(table.c.source_id, func.count())
+            .where(table.c.source_id.in_(ids))
+            .group_by(table.c.source_id)
+        ):
+            deleted[row[0]][name] = row[1]
+    leaving = {
+        identity_of(o)
+        for o in map(
+            _occurrence,
+            await conn.execute(select(occurrences).where(occurrences.c.source_id.in_(ids))),
+        )
+    }
+    # their unpublished events: those no other source had a part in
+    own = [
+        row.id
+        for row in await conn.execute(
+            select(events.c.id, events.c.data).where(events.c.unpublished_at.is_not(None))
+        )
+        if set(row.data.get("source_ids", ())) <= set(ids)
+    ]
+    for row in await conn.execute(select(events.c.id, events.c.data).where(events.c.id.in_(own))):
+        for source_id in set(row.data.get("source_ids", ())):
+            deleted[source_id]["events"] = deleted[source_id].get("events", 0) + 1
+    for table in (occurrences, fetches, pages):
+        await conn.execute(delete(table).where(table.c.source_id.in_(ids)))
+    await conn.execute(delete(sources).where(sources.c.id.in_(ids)))
+    if own:
+        await conn.execute(delete(changes).where(changes.c.event_id.in_(own)))
+        await conn.execute(delete(events).where(events.c.id.in_(own)))
+    if leaving:
+        # an identity another source still has keeps its id
+        still = {identity_of(o) for o in map(_occurrence, await conn.execute(select(occurrences)))}
+        await conn.execute(delete(identities).where(identities.c.identity.in_(leaving - still)))
+    return deleted
+
+
+async def _meta_number(conn, key: str) -> int:
+    value = await conn.scalar(select(meta.c.value).where(meta.c.key == key))
+    return int(value or 0)
+
+
+async def _set_meta(conn, key: str, value: str) -> None:
+    done = await conn.execute(update(meta).where(meta.c.key == key).values(value=value))
+    if done.rowcount == 0:
+        await conn.execute(insert(meta).values(key=key, value=value))
+
+
+async def _owe_publish(conn) -> None:
+    """Count a write the outputs do not show yet (publish_owed compares the counts)."""
+    done = await conn.execute(
+        update(meta)
+        .where(meta.c.key == "writes")
+        .values(value=cast(cast(meta.c.value, Integer) + 1, Text))
+    )
+    if done.rowcount == 0:
+        await conn.execute(insert(meta).values(key="writes", value="1"))
 
 
 async def _remember_ids(conn, merged: Sequence[MergedEvent]) -> None:

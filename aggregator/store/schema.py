@@ -67,6 +67,8 @@ sources = Table(
     Column("pending_removals", Integer, nullable=False, default=0),
     # 0004: the source's UIDs change on every fetch; identity from start and title instead
     Column("unstable_uids", Boolean, nullable=False, default=False),
+    # 0007: taken out of sources.yaml at this time: unpublished, its data kept a while
+    Column("removed_at", UTCDateTime),
 )
 
 occurrences = Table(
@@ -110,6 +112,8 @@ events = Table(
     Column("data", JSON, nullable=False),
     #: the VEVENT bytes, serialised once when the event changed
     Column("ics", LargeBinary, nullable=False),
+    # 0007: left the outputs at this time; kept so that its SEQUENCE goes on if it returns
+    Column("unpublished_at", UTCDateTime),
 )
 
 fetches = Table(
