@@ -1,4 +1,5 @@
-"""The command line: serve, refresh, check, export, migrate. Every command takes --config."""
+"""The command line: serve, refresh, check, export, migrate, prune. Every command takes
+--config."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import json
 import logging
 import shutil
+import signal
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -14,11 +16,11 @@ from pathlib import Path
 
 from aggregator import __version__
 from aggregator.check import CheckReport, check_feed
-from aggregator.errors import ConfigError
+from aggregator.errors import ConfigError, RemovalRefused
 from aggregator.fetch import Fetcher, is_local, open_session
 from aggregator.model import Limits, Network, Settings, SourceKind
 from aggregator.normalise import iso
-from aggregator.refresh import refresh_all
+from aggregator.refresh import publish, refresh_all
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except ConfigError as e:
         print(f"configuration error:\n{e}", file=sys.stderr)
+        return 2
+    except RemovalRefused as e:
+        print(f"refused: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -63,7 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only serve what is stored (another process refreshes)",
     )
-    command("refresh", cmd_refresh, "fetch every source once, publish, and exit")
+    allow_removals(serve)
+    refresh = command("refresh", cmd_refresh, "fetch every source once, publish, and exit")
+    allow_removals(refresh)
+    # tests run a refresh at a fixed time (the outputs carry it); not for operators
+    refresh.add_argument("--now", type=_instant, help=argparse.SUPPRESS)
     export = command(
         "export", cmd_export, "write calendar.ics, feed.atom and events.json to a folder"
     )
@@ -78,13 +87,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="RSS/Atom: do not read the pages the items link to (only the feed itself)",
     )
     command("migrate", cmd_migrate, "create or upgrade the database schema, and exit")
+    prune = command(
+        "prune", cmd_prune, "delete at once what is kept of sources no longer in sources.yaml"
+    )
+    allow_removals(prune)
     return parser
+
+
+def allow_removals(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--allow-removals",
+        action="store_true",
+        help="accept a configuration that takes out more than half of the sources at once",
+    )
+
+
+def _instant(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone")
+    return value.astimezone(UTC)
 
 
 def _settings(args) -> Settings:
     from aggregator.config import load_config
 
-    return load_config(args.config)
+    settings = load_config(args.config)
+    if getattr(args, "allow_removals", False):
+        settings = replace(settings, allow_removals=True)
+    return settings
 
 
 def cmd_serve(args) -> int:
@@ -100,25 +131,40 @@ def cmd_refresh(args) -> int:
     async def run() -> int:
         from aggregator.store import Store
 
+        # SIGTERM (docker stop, systemd): finish the sources being read, start no other
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         store = await Store.open(settings.database_url)
         total = len(settings.sources)
         progress = Progress(total, sys.stdout)
         try:
-            async with open_session(settings.network, settings.limits) as session:
+            async with (
+                open_session(settings.network, settings.limits) as session,
+                Fetcher(session, settings.limits) as fetcher,
+            ):
                 reports, changed = await refresh_all(
                     store,
-                    Fetcher(session, settings.limits),
+                    fetcher,
                     settings,
-                    datetime.now(UTC),
+                    args.now or datetime.now(UTC),
                     on_report=progress.done,
                     on_start=progress.started,
+                    stop=stop,
                 )
             progress.close()
             states = await store.source_states()
             counts = await store.counts()
+            owed = await store.publish_owed()
         finally:
             await store.close()
         failed = sum(r.outcome == "failed" for r in reports)
+        if stop.is_set():
+            print(
+                f"stopped (SIGTERM): {len(reports)} of {total} sources done, "
+                f"{total - len(reports)} not read"
+                + ("; the publish is left to the next run" if owed else "")
+            )
+            total = len(reports)
         print(
             f"{total - failed} of {total} sources read; {counts['events']} network events "
             f"from {counts['occurrences']} occurrences; "
@@ -190,6 +236,37 @@ def cmd_migrate(args) -> int:
     return 0
 
 
+def cmd_prune(args) -> int:
+    """Delete on purpose what is kept of the sources no longer in sources.yaml (else kept
+    `limits.removed_source_days`, so that putting one back loses nothing)."""
+    settings = _settings(args)
+    now = datetime.now(UTC)
+
+    async def run() -> dict[str, dict]:
+        from aggregator.store import Store
+
+        store = await Store.open(settings.database_url)
+        try:
+            await store.sync_sources(
+                settings.sources, now=now, allow_removals=settings.allow_removals
+            )
+            if await store.publish_owed():  # their events leave the outputs first
+                await publish(store, settings, now)
+            return await store.delete_removed_sources(settings.sources)
+        finally:
+            await store.close()
+
+    deleted = asyncio.run(run())
+    if not deleted:
+        print("nothing to delete: every stored source is in the configuration")
+        return 0
+    for source_id, counts in deleted.items():
+        what = ", ".join(f"{n} {name}" for name, n in counts.items() if n) or "no data"
+        print(f"deleted {source_id}: {what}")
+    print(f"deleted {len(deleted)} sources no longer in the configuration")
+    return 0
+
+
 def cmd_export(args) -> int:
     settings = _settings(args)
 
@@ -240,8 +317,7 @@ def cmd_check(args) -> int:
         limits = replace(limits, max_pages=0)
 
     async def run() -> CheckReport:
-        async with open_session(network, limits) as session:
-            fetcher = Fetcher(session, limits)
+        async with open_session(network, limits) as session, Fetcher(session, limits) as fetcher:
             return await check_feed(target, fetcher, network, limits, now, SourceKind(args.kind))
 
     report = asyncio.run(run())
