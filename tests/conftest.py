@@ -146,7 +146,8 @@ async def fetching(settings: Settings, sleeps: list[float] | None = None):
             sleeps.append(seconds)
 
     async with open_session(settings.network, settings.limits) as session:
-        yield Fetcher(session, settings.limits, sleep=no_sleep, jitter=lambda: 0.5)
+        async with Fetcher(session, settings.limits, sleep=no_sleep, jitter=lambda: 0.5) as f:
+            yield f
 
 
 async def put_snapshot(
