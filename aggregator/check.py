@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 
+from aggregator import worker
 from aggregator.errors import ParseError
 from aggregator.fetch import Fetcher
 from aggregator.model import (
@@ -88,8 +90,18 @@ async def read_body(
         if feed_kind(result, source) is SourceKind.RSS:
             parsed = await read_rss(None, fetcher, source, result, settings, now)
         else:
-            parsed = parse_feed(
-                result, source, network_zone=network.timezone, now=now, limits=limits
+            # member content, or a stranger's: read in a worker process on a budget
+            parsed = await worker.parse(
+                partial(
+                    parse_feed,
+                    result,
+                    source,
+                    network_zone=network.timezone,
+                    now=now,
+                    limits=limits,
+                ),
+                url=target,
+                limits=limits,
             )
     except ParseError as e:
         return CheckReport(target, error=f"could not read the feed: {e.message}")

@@ -28,6 +28,9 @@ class ParseError(AggregatorError):
         self.url = url
         self.message = message
 
+    def __reduce__(self):  # raised in a worker process, pickled back whole
+        return type(self), (self.url, self.message)
+
 
 class Refused(AggregatorError):
     """An address a fetch will not go to (a /check of a stranger's URL must stay outside our

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-from aggregator import metrics
+from aggregator import metrics, worker
 from aggregator.errors import ParseError, Refused
 from aggregator.fetch import Fetcher, is_local
 from aggregator.merge import merge
@@ -26,6 +26,9 @@ from aggregator.model import (
     CachedPage,
     FetchOutcome,
     FetchResult,
+    FoundEvent,
+    Limits,
+    MergedEvent,
     PageData,
     ParsedFeed,
     Settings,
@@ -147,11 +150,15 @@ async def _refresh_source(
     # validators only for what was read today: a new day moves the horizon, so read in full
     validators = state.validators if same_url and read_today(state, now) else Validators()
     moved = same_url and state.moved_to
-    result = await fetcher.fetch(moved or source.url, validators)
+    # a permanent move was a redirect: the member's server said it, so it is content and
+    # goes through the guard unless it stays on the configured host
+    result = await fetcher.fetch(
+        moved or source.url, validators, content=bool(moved), trusted_host=source.url
+    )
     forget_move = False
     if moved and result.status is not None and 400 <= result.status < 500:
         # the new address went away: the configured one is the member's word again
-        result = await fetcher.fetch(source.url, validators)
+        result = await fetcher.fetch(source.url, validators, trusted_host=source.url)
         forget_move = True
     count = state.occurrence_count
 
@@ -221,7 +228,8 @@ async def _refresh_source(
                 now=now,
                 limits=settings.limits,
             )
-            parsed = await asyncio.to_thread(read)
+            # member content: read in a worker process, on a budget (rule 10)
+            parsed = await worker.parse(read, url=source.url, limits=settings.limits)
     except ParseError as e:
         return await failed(f"could not read the feed: {e.message}")
     unique, duplicates = collapse_duplicates(parsed.occurrences)
@@ -298,8 +306,11 @@ async def read_rss(
     """
     zone_name = source.timezone or settings.network.timezone
     languages = ((source.language,) if source.language else ()) + settings.network.languages
-    items, warnings = await asyncio.to_thread(
-        read_feed, result.body, result.content_type, url=source.url, zone_name=zone_name
+    limits = settings.limits
+    items, warnings = await worker.parse(
+        partial(read_feed, result.body, result.content_type, url=source.url, zone_name=zone_name),
+        url=source.url,
+        limits=limits,
     )
     kept = await store.load_pages(source.id) if store else {}
     pages: dict[str, PageData] = {}
@@ -320,7 +331,7 @@ async def read_rss(
             warnings.append(f"'{item.title}': its page waits for the next cycle (page limit)")
             continue
         budget -= 1
-        page = await _read_page(fetcher, item.link, cached, zone_name, now)
+        page = await _read_page(fetcher, item.link, cached, source, zone_name, now, limits)
         if isinstance(page, str):
             warnings.append(f"'{item.title}': {page}")
             if cached is not None:
@@ -331,43 +342,89 @@ async def read_rss(
         fresh.append(CachedPage(data, item.fingerprint, now, validators))
     if store:
         await store.save_pages(source.id, fresh)
-    parsed = item_events(
-        items,
-        pages,
-        source=source,
-        zone_name=zone_name,
-        languages=languages,
-        now=now,
-        limits=settings.limits,
+    parsed = await worker.parse(
+        partial(
+            item_events,
+            items,
+            pages,
+            source=source,
+            zone_name=zone_name,
+            languages=languages,
+            now=now,
+            limits=limits,
+        ),
+        url=source.url,
+        limits=limits,
     )
     return ParsedFeed(parsed.occurrences, tuple(warnings) + parsed.warnings, parsed.series)
 
 
 async def _read_page(
-    fetcher: Fetcher, url: str, cached: CachedPage | None, zone_name: str, now: datetime
+    fetcher: Fetcher,
+    url: str,
+    cached: CachedPage | None,
+    source: Source,
+    zone_name: str,
+    now: datetime,
+    limits: Limits,
 ) -> tuple[Validators, PageData] | str:
-    """A linked page (and the .ics it links, when it has no event data), or what went wrong."""
+    """A linked page (and the .ics it links, when it has no event data), or what went wrong.
+
+    Both addresses come from member content: fetched only when public or on the source's
+    own host (the fetcher's guard), and read in a worker process on a budget.
+    """
+    validators = cached.validators if cached else None
     try:
-        result = await fetcher.fetch(url, cached.validators if cached else None)
+        result = await fetcher.fetch(url, validators, content=True, trusted_host=source.url)
     except Refused as refused:  # /check: a page inside our network is skipped, not fetched
         return f"its page was not read ({refused.message})"
     if result.outcome is FetchOutcome.NOT_MODIFIED and cached is not None:
         return cached.validators, cached.page
     if result.outcome is not FetchOutcome.OK:
         return f"its page could not be read ({result.error or 'not modified'})"
-    html, _ = decode_body(result.body, result.charset)
-    page = await asyncio.to_thread(read_page, html, str(result.final_url or url), zone_name)
+    where = str(result.final_url or url)
+    try:
+        page = await worker.parse(
+            partial(_read_page_body, result.body, result.charset, where, zone_name),
+            url=url,
+            limits=limits,
+            what="its page",
+        )
+    except ParseError as e:
+        return f"its page could not be read ({e.message})"
     if not page.events and page.ics_links:
+        link = page.ics_links[0]
         try:
-            ics = await fetcher.fetch(page.ics_links[0])
+            ics = await fetcher.fetch(link, content=True, trusted_host=source.url)
         except Refused:
             return result.validators, page
         if ics.outcome is FetchOutcome.OK:
-            text, _ = decode_body(ics.body, ics.charset)
-            found = event_from_ics(text, page.ics_links[0], zone_name, now)
+            try:
+                found = await worker.parse(
+                    partial(_read_ics_body, ics.body, ics.charset, link, zone_name, now),
+                    url=link,
+                    limits=limits,
+                    what="the .ics file its page links",
+                )
+            except ParseError:
+                found = None
             if found is not None:
                 page = replace(page, events=(found,))
     return result.validators, page
+
+
+def _read_page_body(body: bytes, charset: str | None, url: str, zone_name: str) -> PageData:
+    """In a worker: a fetched event page's bytes -> PageData."""
+    html, _ = decode_body(body, charset)
+    return read_page(html, url, zone_name)
+
+
+def _read_ics_body(
+    body: bytes, charset: str | None, url: str, zone_name: str, now: datetime
+) -> FoundEvent | None:
+    """In a worker: the first event of a page's linked .ics file."""
+    text, _ = decode_body(body, charset)
+    return event_from_ics(text, url, zone_name, now)
 
 
 async def publish(store: Store, settings: Settings, now: datetime) -> bool:
@@ -387,8 +444,25 @@ async def publish(store: Store, settings: Settings, now: datetime) -> bool:
             event.status in (Status.CANCELLED, Status.POSTPONED) and _ends(event) + retention < now
         )
     ]
-    render = partial(render_event, network=settings.network)
-    return await store.publish(merged, render, render_key(settings.network), now)
+    unrenderable: dict[str, list[str]] = {}
+
+    def render(event: MergedEvent, sequence: int, created: datetime, modified: datetime):
+        # member text that icalendar cannot write costs that event, never the publish
+        try:
+            return render_event(event, sequence, created, modified, network=settings.network)
+        except Exception as e:  # noqa: BLE001  (whatever the library raises on a value)
+            log.warning("event %s could not be rendered: %r", event.id, e)
+            for source_id in event.source_ids:
+                unrenderable.setdefault(source_id, []).append(
+                    f"event '{event.title}' could not be written to the calendar and was "
+                    f"left out ({type(e).__name__}: {str(e)[:120]}); check its text and links"
+                )
+            return None
+
+    changed = await store.publish(merged, render, render_key(settings.network), now)
+    for source_id, warnings in unrenderable.items():
+        await store.add_source_warnings(source_id, warnings)
+    return changed
 
 
 def _ends(event) -> datetime:

@@ -15,7 +15,7 @@ from functools import cache
 import pytest
 from aiohttp import web
 
-from aggregator import parse
+from aggregator import worker
 from aggregator.fetch import http_url
 from aggregator.model import Status
 from aggregator.refresh import publish, refresh_all, refresh_source
@@ -442,13 +442,13 @@ async def test_twenty_sources_answering_304_or_the_same_body_cause_no_parse(
         sources.append(source(f"s{n}", url))
     settings = make_settings(tmp_path, sources)
     parses = []
-    original = parse.parse_calendar
+    original = worker.parse
 
-    def counting(*args, **kwargs):
-        parses.append(kwargs["source_id"])
-        return original(*args, **kwargs)
+    async def counting(read, **kwargs):  # every read of member content goes to a worker
+        parses.append(kwargs["url"])
+        return await original(read, **kwargs)
 
-    monkeypatch.setattr(parse, "parse_calendar", counting)
+    monkeypatch.setattr(worker, "parse", counting)
     async with fetching(settings) as fetcher:
         await refresh_all(store, fetcher, settings, now)
         assert len(parses) == 20

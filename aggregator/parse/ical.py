@@ -26,6 +26,7 @@ from aggregator.normalise import (
     all_day_end,
     clean_line,
     clean_text,
+    clean_url,
     combine_status,
     iso,
     occurrence_key,
@@ -410,7 +411,8 @@ class _Reader:
             all_day=all_day,
             tzid=tzid,
             description=clean_text(component.get("DESCRIPTION"))[:MAX_DESCRIPTION],
-            url=clean_line(component.get("URL")) or None,
+            # only http(s), no control characters: a bad URL costs the link, not the event
+            url=clean_url(component.get("URL")),
             location=clean_line(component.get("LOCATION")),
             status=Status.CANCELLED
             if cancel_all

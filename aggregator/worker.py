@@ -1,0 +1,197 @@
+"""Member content is read in worker processes, each read on a budget (rule 10).
+
+    parse(read, url=..., limits=..., what="the feed")
+        -> a worker process (one per core) runs read() with
+           limits.parse_seconds of CPU time and limits.parse_memory MB of memory
+        -> its result, or ParseError in words a member can act on
+
+Regular expressions and recurrence expansion hold the GIL, so a thread would not do: the
+server's /healthz would stall for the whole read. The event loop only schedules. A worker
+that goes over its budget is stopped where it is (a CPU timer for Python code, the kernel's
+CPU limit for a loop inside C, a wall-clock limit as the last resort) and replaced; the
+next read gets a fresh one. Nothing here knows about feeds: `read` is any picklable callable
+(a module-level function, or functools.partial of one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import math
+import multiprocessing
+import os
+import resource
+import signal
+import threading
+from collections.abc import Callable
+from concurrent.futures import CancelledError as FutureCancelled
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TypeVar
+
+import pebble
+
+from aggregator.errors import ParseError
+from aggregator.model import Limits
+
+__all__ = ["parse", "shutdown"]
+
+T = TypeVar("T")
+
+#: modules the worker processes have loaded before they fork: a new worker starts warm
+_PRELOAD = ["aggregator.parse", "aggregator.parse.feeds", "aggregator.parse.pages"]
+#: a worker is replaced after this many reads, so no memory it kept grows without end
+_TASKS_PER_WORKER = 500
+_MB = 1024 * 1024
+
+
+class _OverBudget(Exception):  # noqa: N818  (raised in a worker, turned into words here)
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _memory_in_use() -> int:
+    """The process's address space now, in bytes (what RLIMIT_AS counts)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _over_cpu(_signum, _frame) -> None:
+    raise _OverBudget("cpu")
+
+
+def _set_soft(limit: int, value: int) -> None:
+    _soft, hard = resource.getrlimit(limit)
+    if hard != resource.RLIM_INFINITY:
+        value = min(value, hard)
+    resource.setrlimit(limit, (value, hard))
+
+
+def _reset_soft(limit: int) -> None:
+    _soft, hard = resource.getrlimit(limit)
+    resource.setrlimit(limit, (hard, hard))
+
+
+def _run(read: Callable[[], T], seconds: float, memory_mb: int) -> T:
+    """In a worker: read() within the budget, then the limits back as they were."""
+    used = _cpu_seconds()
+    in_use = _memory_in_use()
+    signal.signal(signal.SIGPROF, _over_cpu)
+    try:
+        if in_use:
+            _set_soft(resource.RLIMIT_AS, in_use + memory_mb * _MB)
+        # the kernel's limit stops a loop inside C code, which the timer's signal cannot
+        # interrupt (SIGXCPU ends the worker; a new one takes its place)
+        _set_soft(resource.RLIMIT_CPU, math.ceil(used + seconds) + 2)
+        signal.setitimer(signal.ITIMER_PROF, seconds)
+        try:
+            return read()
+        except MemoryError:
+            raise _OverBudget("memory") from None
+        finally:
+            signal.setitimer(signal.ITIMER_PROF, 0)
+    finally:
+        _reset_soft(resource.RLIMIT_AS)
+        _reset_soft(resource.RLIMIT_CPU)
+
+
+def _start_worker() -> None:
+    # the parent handles Ctrl-C and SIGTERM; a worker only stops when told
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+class Workers:
+    """A pool of worker processes, started on the first read."""
+
+    def __init__(self, processes: int | None = None) -> None:
+        self.processes = processes or max(2, os.cpu_count() or 2)
+        self._pool: pebble.ProcessPool | None = None
+        self._lock = threading.Lock()
+
+    def _started(self) -> pebble.ProcessPool:
+        with self._lock:
+            if self._pool is None or not self._pool.active:
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(_PRELOAD)
+                self._pool = pebble.ProcessPool(
+                    max_workers=self.processes,
+                    max_tasks=_TASKS_PER_WORKER,
+                    initializer=_start_worker,
+                    context=context,
+                )
+            return self._pool
+
+    async def parse(
+        self, read: Callable[[], T], *, url: str, limits: Limits, what: str = "the feed"
+    ) -> T:
+        """read() in a worker within limits.parse_seconds and limits.parse_memory.
+
+        Raises ParseError (what read raised, or the budget's words); other errors read
+        raises come back as they are.
+        """
+        seconds, memory = limits.parse_seconds, limits.parse_memory
+        # the wall clock is the last resort, for a worker that neither computes nor returns
+        future = self._started().schedule(
+            _run, args=(read, seconds, memory), timeout=seconds * 3 + 30
+        )
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            future.cancel()  # pebble ends the worker that runs it
+            raise
+        except _OverBudget as e:
+            raise ParseError(url, _budget_words(e.kind, what, seconds, memory)) from None
+        except (FutureTimeout, FutureCancelled):
+            raise ParseError(url, _budget_words("cpu", what, seconds, memory)) from None
+        except pebble.ProcessExpired as e:
+            kind = "cpu" if e.exitcode in (-signal.SIGXCPU, -signal.SIGKILL) else "died"
+            raise ParseError(url, _budget_words(kind, what, seconds, memory)) from None
+        except MemoryError:  # the result was too large to send back
+            raise ParseError(url, _budget_words("memory", what, seconds, memory)) from None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.stop()
+                self._pool.join(timeout=5)
+                self._pool = None
+
+
+def _budget_words(kind: str, what: str, seconds: float, memory: int) -> str:
+    if kind == "memory":
+        return (
+            f"reading {what} needed more than {memory} MB of memory and was stopped; "
+            "the file is too large or too deeply nested to read: make it smaller"
+        )
+    if kind == "cpu":
+        return (
+            f"reading {what} took more than {seconds:g} s of processor time and was stopped; "
+            "it is too large or too complex to read (for example a repeating rule (RRULE) "
+            "that repeats every second or minute): make it smaller or simpler"
+        )
+    return f"reading {what} stopped the reader unexpectedly; it was skipped"
+
+
+_workers = Workers()
+
+
+async def parse(read: Callable[[], T], *, url: str, limits: Limits, what: str = "the feed") -> T:
+    """read() in the shared pool of worker processes; see Workers.parse."""
+    return await _workers.parse(read, url=url, limits=limits, what=what)
+
+
+def shutdown() -> None:
+    """Stop the worker processes (at exit, or when a test wants a clean slate)."""
+    _workers.close()
+
+
+atexit.register(shutdown)
