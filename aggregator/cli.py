@@ -10,6 +10,7 @@ import logging
 import shutil
 import signal
 import sys
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -133,7 +134,18 @@ def cmd_refresh(args) -> int:
 
         # SIGTERM (docker stop, systemd): finish the sources being read, start no other
         stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+
+        def stopping() -> None:
+            print(
+                f"SIGTERM: finishing the sources being read (at most "
+                f"{settings.limits.stop_seconds:g} s), starting no other",
+                file=sys.stderr,
+                flush=True,
+            )
+            stop.set()
+
+        if threading.current_thread() is threading.main_thread():
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping)
         store = await Store.open(settings.database_url)
         total = len(settings.sources)
         progress = Progress(total, sys.stdout)
