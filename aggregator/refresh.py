@@ -534,20 +534,22 @@ async def refresh_all(
 
     loop = asyncio.get_running_loop()
     tasks = [asyncio.create_task(one(s)) for s in (sources or settings.sources)]
+    every = asyncio.gather(*tasks, return_exceptions=True)
+    stopping = asyncio.create_task(stop.wait())
     deadline = None
     try:
-        every = asyncio.create_task(asyncio.wait(tasks))
-        stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({every, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        every.cancel()
-        stopping.cancel()
-        if not all(task.done() for task in tasks):
+        if not every.done():  # stopped: those being read get stop_seconds to finish
             deadline = loop.time() + settings.limits.stop_seconds
-            await asyncio.wait(tasks, timeout=settings.limits.stop_seconds)
+            await asyncio.wait({every}, timeout=settings.limits.stop_seconds)
     finally:
+        stopping.cancel()
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await every
+    for task in tasks:  # an error outside refresh_source's own handling is a bug: raised
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()
     reports = [t.result() for t in tasks if not t.cancelled() and t.result() is not None]
     # nothing read anew and no publish owed by an earlier run that was stopped or killed
     # between a source's write and its publish: the published events cannot have changed

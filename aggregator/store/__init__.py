@@ -509,9 +509,9 @@ class Store:
                 await conn.execute(
                     update(events).where(events.c.id == bindparam("event_id")), updates
                 )
-            if gone:
+            for some in _chunks(sorted(gone)):
                 await conn.execute(
-                    update(events).where(events.c.id.in_(gone)).values(unpublished_at=now)
+                    update(events).where(events.c.id.in_(some)).values(unpublished_at=now)
                 )
             if history:
                 await conn.execute(insert(changes), history)
@@ -617,41 +617,42 @@ async def _delete_sources(conn, ids: Sequence[str]) -> dict[str, dict]:
     """Delete everything kept of these sources; what was deleted, per source."""
     deleted: dict[str, dict] = {i: {} for i in ids}
     for name, table in (("occurrences", occurrences), ("fetches", fetches), ("pages", pages)):
-        for row in await conn.execute(
+        for source_id, count in await conn.execute(
             select(table.c.source_id, func.count())
             .where(table.c.source_id.in_(ids))
             .group_by(table.c.source_id)
         ):
-            deleted[row[0]][name] = row[1]
-    leaving = {
-        identity_of(o)
-        for o in map(
-            _occurrence,
-            await conn.execute(select(occurrences).where(occurrences.c.source_id.in_(ids))),
-        )
-    }
+            deleted[source_id][name] = count
     # their unpublished events: those no other source had a part in
-    own = [
-        row.id
-        for row in await conn.execute(
-            select(events.c.id, events.c.data).where(events.c.unpublished_at.is_not(None))
-        )
-        if set(row.data.get("source_ids", ())) <= set(ids)
-    ]
-    for row in await conn.execute(select(events.c.id, events.c.data).where(events.c.id.in_(own))):
-        for source_id in set(row.data.get("source_ids", ())):
-            deleted[source_id]["events"] = deleted[source_id].get("events", 0) + 1
+    own = []
+    for row in await conn.execute(
+        select(events.c.id, events.c.data).where(events.c.unpublished_at.is_not(None))
+    ):
+        members = set(row.data.get("source_ids", ()))
+        if members and members <= set(ids):
+            own.append(row.id)
+            for source_id in members:
+                deleted[source_id]["events"] = deleted[source_id].get("events", 0) + 1
+    # identity_of reads only these columns, which a row has as well as an Occurrence
+    columns = (occurrences.c.identity, occurrences.c.uid, occurrences.c.recurrence_id)
+    theirs = occurrences.c.source_id.in_(ids)
+    leaving = {identity_of(o) for o in await conn.execute(select(*columns).where(theirs))}
     for table in (occurrences, fetches, pages):
         await conn.execute(delete(table).where(table.c.source_id.in_(ids)))
     await conn.execute(delete(sources).where(sources.c.id.in_(ids)))
-    if own:
-        await conn.execute(delete(changes).where(changes.c.event_id.in_(own)))
-        await conn.execute(delete(events).where(events.c.id.in_(own)))
-    if leaving:
-        # an identity another source still has keeps its id
-        still = {identity_of(o) for o in map(_occurrence, await conn.execute(select(occurrences)))}
-        await conn.execute(delete(identities).where(identities.c.identity.in_(leaving - still)))
+    for some in _chunks(own):
+        await conn.execute(delete(changes).where(changes.c.event_id.in_(some)))
+        await conn.execute(delete(events).where(events.c.id.in_(some)))
+    if leaving:  # an identity another source still has keeps its id
+        still = {identity_of(o) for o in await conn.execute(select(*columns))}
+        for some in _chunks(sorted(leaving - still)):
+            await conn.execute(delete(identities).where(identities.c.identity.in_(some)))
     return deleted
+
+
+def _chunks(values: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:
+    """At most `size` at a time: SQLite takes a limited number of values in one IN."""
+    return (values[i : i + size] for i in range(0, len(values), size))
 
 
 async def _meta_number(conn, key: str) -> int:
