@@ -95,7 +95,10 @@ def read_feed(
     """
     # a local file has no Content-Type: say XML, or feedparser calls the feed suspect
     headers = {"content-type": content_type or "application/xml"}
-    parsed = feedparser.parse(body, response_headers=headers)
+    try:
+        parsed = feedparser.parse(_safe_references(body), response_headers=headers)
+    except Exception as e:  # noqa: BLE001 - feedparser's own bugs on odd input end one feed
+        raise ParseError(url, f"the feed could not be read ({type(e).__name__}: {e})") from e
     if not parsed.get("version") and not parsed.entries:
         problem = parsed.get("bozo_exception")
         raise ParseError(url, f"not an RSS or Atom feed ({problem or 'no feed elements'})")
@@ -116,6 +119,27 @@ def read_feed(
             continue
         items[item.id] = item
     return list(items.values()), list(warnings.result())
+
+
+#: a numeric character reference, as feedparser's loose parser reads one (";" optional)
+_REFERENCE = re.compile(rb"&#(?:[xX]([0-9a-fA-F]+)|([0-9]+))")
+
+
+def _safe_references(body: bytes) -> bytes:
+    """References to what is no character (a surrogate, past U+10FFFF) as U+FFFD: feedparser's
+    loose parser raises on them (UnicodeEncodeError, ValueError, OverflowError), ending the
+    whole feed. ASCII-compatible bodies only; for UTF-16 the error ends the feed in words."""
+
+    def safe(match: re.Match) -> bytes:
+        hexa, decimal = match.groups()
+        digits = (hexa or decimal).lstrip(b"0")
+        value = int(hexa, 16) if hexa else int(decimal) if len(digits) <= 8 else -1
+        if value < 0 or value > 0x10FFFF or 0xD800 <= value <= 0xDFFF:
+            # decimal: what follows the digits taken is no digit, so it cannot join the number
+            return b"&#65533"
+        return match.group(0)
+
+    return _REFERENCE.sub(safe, body) if b"&#" in body else body
 
 
 def _item(entry: Mapping, feed_url: str, zone_name: str, warnings: Warnings) -> FeedItem:

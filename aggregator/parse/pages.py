@@ -19,6 +19,12 @@ from aggregator.model import FoundEvent, PageData, Status
 from aggregator.normalise import all_day_end, clean_line, clean_url, zone
 
 MAX_TEXT = 4000
+#: events kept per page (the first is the one used) and .ics links (the first is fetched)
+MAX_EVENTS = 20
+MAX_ICS_LINKS = 10
+#: extruct's microdata reader takes about a microsecond per unit of _microdata_work; more than
+#: this (items nested hundreds deep: 20 KB of HTML took 20 s) and only JSON-LD is read
+MAX_MICRODATA_WORK = 500_000
 
 #: the element that holds the content, in the order CMSs use them
 _MAIN = (
@@ -53,6 +59,14 @@ _STREET = re.compile(
     r"road|street|square|avenue|lane)\s+\d+[A-Za-z]?\b"
 )
 _POSTCODE = re.compile(r"\b\d{4}\s+[A-ZÆØÅ][\wæøå.]*")
+#: what lxml refuses in a text node (C0 controls but tab and line ends, U+FFFE, U+FFFF, lone
+#: surrogates): a page with one would fail halfway through, so they are taken out first
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+#: a date before this year or after the next is no event (and 0001-01-01T00:00+14:00 in UTC,
+#: or the day after 9999-12-31, cannot even be computed)
+_FIRST_YEAR, _LAST_YEAR = 1000, 9000
+#: lxml refuses a str that declares its encoding (an XHTML page): the declaration goes
+_XML_DECLARATION = re.compile(r"\A\s*<\?xml[^>]*>", re.IGNORECASE)
 _ICS_WORDS = re.compile(r"ical|\.ics\b|tilføj til kalender|add to calendar|kalenderfil", re.I)
 _STATUS = {
     "eventcancelled": Status.CANCELLED,
@@ -65,6 +79,7 @@ _STATUS = {
 
 def read_page(html: str, url: str, zone_name: str) -> PageData:
     """What an event page says: its structured events, its main text and an address line."""
+    html = _lxml_ready(html)
     try:
         tree = lxml.html.fromstring(html or "<html></html>")
     except (lxml.etree.ParserError, ValueError):
@@ -79,24 +94,75 @@ def html_to_text(html: str) -> str:
     """Plain text of a fragment of HTML (an item's content): sanitised, noise removed."""
     if not html or "<" not in html:
         return _tidy(html or "")
-    return _tidy(html_text.extract_text(nh3.clean(html), guess_layout=True))
+    return _tidy(html_text.extract_text(nh3.clean(_lxml_ready(html)), guess_layout=True))
+
+
+def _lxml_ready(html: str | None) -> str:
+    """HTML as lxml reads it whole: without the characters it refuses halfway through, and
+    without an XML declaration (an XHTML page read nothing at all)."""
+    return _XML_DECLARATION.sub("", _NOT_XML.sub("", html or ""), count=1)
 
 
 def structured_events(html: str, url: str, zone_name: str) -> list[FoundEvent]:
-    """schema.org Events in JSON-LD or microdata, in the order the page gives them."""
+    """schema.org Events in JSON-LD or microdata, in the order the page gives them (at most
+    MAX_EVENTS). Each syntax is read on its own: broken JSON-LD leaves the microdata."""
     if "schema.org" not in html and "application/ld+json" not in html:
         return []
-    try:
-        data = extruct.extract(html, base_url=url, syntaxes=["json-ld", "microdata"], uniform=True)
-    except Exception:  # noqa: BLE001 - broken JSON-LD is no event, not a broken feed
-        return []
-    found = []
+    html = _lxml_ready(html)
+    found: list[FoundEvent] = []
     for syntax, how in (("json-ld", "JSON-LD"), ("microdata", "microdata")):
+        if syntax == "microdata" and not _microdata_affordable(html):
+            continue
+        try:
+            data = extruct.extract(html, base_url=url, syntaxes=[syntax], uniform=True)
+        except Exception:  # noqa: BLE001 - broken JSON-LD is no event, not a broken feed
+            continue
         for item in _flatten(data.get(syntax, [])):
             event = event_from_schema(item, zone_name, how)
             if event is not None:
                 found.append(event)
+                if len(found) >= MAX_EVENTS:
+                    return found
     return found
+
+
+def _microdata_affordable(html: str) -> bool:
+    """Whether extruct can read the page's microdata in reasonable time (see _microdata_work)."""
+    if "itemscope" not in html.lower():
+        return True
+    try:
+        tree = lxml.html.fromstring(html)
+    except (lxml.etree.ParserError, ValueError):
+        return False
+    return _microdata_work(tree) <= MAX_MICRODATA_WORK
+
+
+def _microdata_work(tree) -> int:
+    """About how many microseconds extruct's microdata reader takes, in one pass without
+    recursion. Per item, its XPath walks its own subtree and that of every item inside it (an
+    element inside d nested items is walked d(d+1)/2 times), then takes a set difference of
+    its properties and those of the items inside it, pair by pair (about 40 ns a pair)."""
+    walks = pairs = depth = 0
+    opened: list[bool] = []
+    #: per open item: [properties in it, properties in the items inside it]
+    items: list[list[int]] = [[0, 0]]
+    for event, element in lxml.etree.iterwalk(tree, events=("start", "end")):
+        is_item = isinstance(element.tag, str) and element.get("itemscope") is not None
+        if event == "start":
+            if isinstance(element.tag, str) and element.get("itemprop") is not None:
+                items[-1][0] += 1
+            if is_item:
+                items.append([0, 0])
+            opened.append(is_item)
+            depth += is_item
+            walks += depth * (depth + 1) // 2
+        elif opened.pop():
+            depth -= 1
+            inside, nested = items.pop()
+            pairs += inside * nested
+            items[-1][0] += inside
+            items[-1][1] += inside
+    return walks + pairs // 25
 
 
 def event_from_schema(item: dict, zone_name: str, how: str) -> FoundEvent | None:
@@ -155,14 +221,23 @@ def address(text: str) -> str | None:
 
 
 def _flatten(items) -> list[dict]:
+    """The objects of JSON-LD in order, each @graph unpacked; without recursion, so a graph
+    nested a thousand deep is no RecursionError."""
     out = []
-    for item in items if isinstance(items, list) else [items]:
-        if isinstance(item, dict):
-            if "@graph" in item:
-                out.extend(_flatten(item["@graph"]))
-            else:
-                out.append(item)
+    pending = [iter(items if isinstance(items, list) else [items])]
+    while pending:
+        item = next(pending[-1], _END)
+        if item is _END:
+            pending.pop()
+        elif isinstance(item, dict) and "@graph" in item:
+            graph = item["@graph"]
+            pending.append(iter(graph if isinstance(graph, list) else [graph]))
+        elif isinstance(item, dict):
+            out.append(item)
     return out
+
+
+_END = object()
 
 
 def _first(value):
@@ -176,9 +251,11 @@ def _when(value, zone_name: str) -> datetime | date | None:
         return None
     text = value.strip().replace("Z", "+00:00")
     try:
-        if len(text) == 10:
-            return date.fromisoformat(text)
-        parsed = datetime.fromisoformat(text)
+        parsed = date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+        if not _FIRST_YEAR <= parsed.year <= _LAST_YEAR:
+            return None
+        if not isinstance(parsed, datetime):
+            return parsed
     except ValueError:
         return None
     if parsed.tzinfo is None:
@@ -215,7 +292,7 @@ def _ics_links(tree, url: str) -> list[str]:
 
     webcal:// is the same file over https (the scheme only asks a browser to subscribe).
     """
-    links = []
+    links: dict[str, None] = {}
     for anchor in tree.iter("a"):
         href = "".join(part.strip() for part in (anchor.get("href") or "").splitlines())
         href = "".join(ch for ch in href if ch.isprintable()).strip()
@@ -224,9 +301,11 @@ def _ics_links(tree, url: str) -> list[str]:
         if href[:7].lower() == "webcal:":
             href = "https:" + href[7:]
         target = clean_url(href, base=url)
-        if target is not None and target not in links:
-            links.append(target)
-    return links
+        if target is not None:
+            links.setdefault(target, None)
+            if len(links) >= MAX_ICS_LINKS:
+                break
+    return list(links)
 
 
 def _main_text(tree) -> str:
