@@ -29,6 +29,7 @@ from aggregator.model import (
     FoundEvent,
     Limits,
     MergedEvent,
+    Occurrence,
     PageData,
     ParsedFeed,
     Settings,
@@ -127,11 +128,17 @@ async def refresh_source(
     now: datetime,
     state: SourceState | None = None,
 ) -> SourceReport:
-    """Fetch, read and store one source; every attempt is recorded, whatever its outcome.
+    """Fetch, read and store one source; every attempt is recorded, whatever its outcome,
+    an unexpected error included (in refresh and under the scheduler alike).
 
     `state` is the source's stored state when the caller has it already.
     """
-    report = await _refresh_source(store, fetcher, source, settings, now, state)
+    try:
+        report = await _refresh_source(store, fetcher, source, settings, now, state)
+    except Exception as e:  # a bug: logged in full, recorded in words, it stops only this source
+        log.exception("refreshing %s failed unexpectedly", source.id)
+        state = state or await store.source_state(source.id)
+        report = await _record_bug(store, source, settings, now, state, e)
     metrics.FETCHES.labels(source.id, report.outcome).inc()
     metrics.FETCH_SECONDS.labels(source.id).observe(report.duration)
     return report
@@ -232,37 +239,17 @@ async def _refresh_source(
             parsed = await worker.parse(read, url=source.url, limits=settings.limits)
     except ParseError as e:
         return await failed(f"could not read the feed: {e.message}")
-    unique, duplicates = collapse_duplicates(parsed.occurrences)
-    if duplicates:
-        parsed = replace(
-            parsed, occurrences=tuple(unique), warnings=(*parsed.warnings, *duplicates)
-        )
     stored = await store.load_occurrences(source.id)
-    unstable = state.unstable_uids or uids_unstable(stored, parsed.occurrences)
-    if unstable:
-        occurrences = stable_identities(parsed.occurrences, source.id)
-        warning = "UIDs change on every fetch; events are identified by their start and title"
-        parsed = replace(
-            parsed, occurrences=tuple(occurrences), warnings=(warning, *parsed.warnings)
-        )
-    drop = suspicious_drop(stored, parsed.occurrences, now, settings.limits.drop_threshold)
-    if drop and drop != state.held_drop:  # a new drop, or a different one: hold it
+    # pure, but long for a feed of thousands: in a thread, so the server keeps answering
+    parsed, unstable, drop, snapshot, changes = await asyncio.to_thread(
+        _read_against_stored, parsed, stored, state, source.id, now, settings.limits
+    )
+    if snapshot is None:  # a new drop, or a different one: hold it
         # not applied, validators and hash not kept: the next fetch reads it again
         await store.record_attempt(source.id, attempt("held", drop, held_drop=drop))
         return SourceReport(
             source.id, "held", count, warnings=parsed.warnings, error=drop, duration=result.duration
         )
-    limits = settings.limits
-    snapshot = carry_over(
-        stored,
-        parsed.occurrences,
-        now,
-        oldest=now - timedelta(days=limits.past_days),
-        retention=timedelta(days=limits.retention_days),
-        recreate_window=timedelta(days=limits.recreate_window_days),
-        confirmed=bool(drop),
-    )
-    changes = reconcile(stored, snapshot)
     counts = dict(Counter(c.kind.value for c in changes))
     summary = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
     message = f"read {len(parsed.occurrences)} occurrences" + (f" ({summary})" if summary else "")
@@ -288,6 +275,44 @@ async def _refresh_source(
         warnings=parsed.warnings,
         duration=result.duration,
     )
+
+
+def _read_against_stored(
+    parsed: ParsedFeed,
+    stored: list[Occurrence],
+    state: SourceState,
+    source_id: str,
+    now: datetime,
+    limits: Limits,
+) -> tuple[ParsedFeed, bool, str | None, list[Occurrence] | None, list]:
+    """What a good read means against the stored snapshot (pure): the read with its
+    duplicates collapsed and identities made stable, whether UIDs are unstable, a suspicious
+    drop, the new snapshot (None while a new drop is held) and the changes."""
+    unique, duplicates = collapse_duplicates(parsed.occurrences)
+    if duplicates:
+        parsed = replace(
+            parsed, occurrences=tuple(unique), warnings=(*parsed.warnings, *duplicates)
+        )
+    unstable = state.unstable_uids or uids_unstable(stored, parsed.occurrences)
+    if unstable:
+        occurrences = stable_identities(parsed.occurrences, source_id)
+        warning = "UIDs change on every fetch; events are identified by their start and title"
+        parsed = replace(
+            parsed, occurrences=tuple(occurrences), warnings=(warning, *parsed.warnings)
+        )
+    drop = suspicious_drop(stored, parsed.occurrences, now, limits.drop_threshold)
+    if drop and drop != state.held_drop:
+        return parsed, unstable, drop, None, []
+    snapshot = carry_over(
+        stored,
+        parsed.occurrences,
+        now,
+        oldest=now - timedelta(days=limits.past_days),
+        retention=timedelta(days=limits.retention_days),
+        recreate_window=timedelta(days=limits.recreate_window_days),
+        confirmed=bool(drop),
+    )
+    return parsed, unstable, drop, snapshot, reconcile(stored, snapshot)
 
 
 async def read_rss(

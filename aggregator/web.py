@@ -202,7 +202,9 @@ def make_app(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         own_store = store is None
         app[STORE] = store or await Store.open(settings.database_url)
-        await app[STORE].sync_sources(settings.sources)
+        await app[STORE].sync_sources(
+            settings.sources, now=clock(), allow_removals=settings.allow_removals
+        )
         # a changed configuration (base URL, languages) re-renders what is published; a bug
         # there must not stop the start: what was published before is served meanwhile
         try:

@@ -443,3 +443,46 @@ def test_merge_is_unaffected_by_a_title_bomb(now):
         for s in ("a", "b")
     ]
     assert cpu(lambda: merge(copies, (), MergeSettings(), {})) < 1
+
+
+# -- no source vanishes silently --------------------------------------------------------------
+
+
+async def test_a_malformed_address_under_the_scheduler_is_a_failure_in_words(store, tmp_path, now):
+    from aggregator.schedule import Scheduler
+
+    settings = make_settings(tmp_path, [source("bad", "http://a..b/feed.ics")])
+    await store.sync_sources(settings.sources)
+    async with fetching(settings) as fetcher:
+        scheduler = Scheduler(store, fetcher, settings, lambda: now, lambda: None)
+        await scheduler.run_source("bad")
+    state = (await store.source_states())["bad"]
+    assert state.last_fetch_at == now
+    assert state.health != "ok"
+    assert "not a valid address" in (state.last_error or "")
+
+
+class _BrokenFetcher:
+    """A fetch stage with a bug: whatever it is asked, it raises."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    async def fetch(self, *args, **kwargs):
+        raise RuntimeError("a bug in the fetch stage")
+
+
+async def test_an_unexpected_error_under_the_scheduler_is_recorded_in_words(store, tmp_path, now):
+    from aggregator.schedule import Scheduler
+
+    settings = make_settings(tmp_path, [source("m", "https://member.example/cal.ics")])
+    await store.sync_sources(settings.sources)
+    async with fetching(settings) as fetcher:
+        scheduler = Scheduler(store, _BrokenFetcher(fetcher), settings, lambda: now, lambda: None)
+        await scheduler.run_source("m")
+    state = (await store.source_states())["m"]
+    assert state.last_fetch_at == now
+    assert "unexpected error" in (state.last_error or "")
+    assert "a bug in the fetch stage" in state.last_error
+    history = await store.fetch_history("m")
+    assert history and history[0]["outcome"] == "failed"
