@@ -13,7 +13,7 @@ PORT   ?= 8080
 # DejaVu so that screenshots have the same glyphs on every machine.
 CHROMIUM_PKGS := chromium fonts-dejavu-core
 
-.PHONY: install run test chromium lint bench clean
+.PHONY: install run test chromium lint bench fuzz clean
 
 install: $(STAMP)
 
@@ -46,6 +46,13 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/parse_bench.py
+
+# The parsers on hostile input for FUZZ_MINUTES (default 10), new random examples every round;
+# stops at the first failure (tests/fuzz/README.md). `make test` runs the same tests, seeded.
+FUZZ_MINUTES  ?= 10
+FUZZ_EXAMPLES ?= 1000
+fuzz: $(STAMP)
+	FUZZ_MINUTES=$(FUZZ_MINUTES) FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python tests/fuzz/run.py
 
 clean:
 	rm -rf $(VENV) tests/js/node_modules aggregator.db .pytest_cache test-artifacts

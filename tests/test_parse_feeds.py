@@ -417,3 +417,48 @@ def test_dates_in_hostile_text_are_found_fast(hostile):
     html_to_text(hostile)
     # each took minutes before (quadratic backtracking); now a fraction of a second
     assert time.process_time() - began < 1.0
+
+
+def test_an_xhtml_page_with_an_xml_declaration_is_read():
+    from aggregator.parse.pages import read_page
+
+    page = (
+        '<?xml version="1.0" encoding="utf-8"?>\n<html xmlns="http://www.w3.org/1999/xhtml">'
+        '<body><article><p>Koncert 2. marts 2027</p><script type="application/ld+json">'
+        '{"@context": "https://schema.org", "@type": "Event", "startDate": "2027-03-02"}'
+        "</script></article></body></html>"
+    )
+    data = read_page(page, "https://x.org/e/1", "Europe/Copenhagen")
+    assert [e.start for e in data.events] == [date(2027, 3, 2)]
+    assert data.text == "Koncert 2. marts 2027"
+
+
+def test_a_page_of_many_ics_links_is_read_fast_and_keeps_the_first():
+    import time
+
+    from aggregator.parse.pages import MAX_ICS_LINKS, read_page
+
+    anchors = "".join(f'<a href="/e/{n}.ics">iCal</a>' for n in range(50_000))
+    began = time.process_time()
+    data = read_page(f"<html><body>{anchors}</body></html>", "https://x.org/", "UTC")
+    assert time.process_time() - began < 5  # a list searched per link: quadratic before
+    assert len(data.ics_links) == MAX_ICS_LINKS and data.ics_links[0] == "https://x.org/e/0.ics"
+
+
+def test_microdata_nested_hundreds_deep_is_skipped_not_read_for_minutes():
+    import time
+
+    from aggregator.parse.pages import structured_events
+
+    item = '<div itemscope itemtype="https://schema.org/Event">'
+    page = (
+        '<html><head><script type="application/ld+json">{"@type": "Event", '
+        '"startDate": "2027-03-03"}</script></head><body>'
+        + item * 200
+        + "<p>x</p>" * 1000
+        + '<meta itemprop="startDate" content="2027-03-02"></body></html>'
+    )
+    began = time.process_time()
+    found = structured_events(page, "https://x.org/", "UTC")
+    assert time.process_time() - began < 1  # extruct took 20 s on this
+    assert [(e.start, e.how) for e in found] == [(date(2027, 3, 3), "JSON-LD")]
