@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import math
 import multiprocessing
 import os
@@ -42,6 +43,8 @@ _PRELOAD = ["aggregator.parse", "aggregator.parse.feeds", "aggregator.parse.page
 #: a worker is replaced after this many reads, so no memory it kept grows without end
 _TASKS_PER_WORKER = 500
 _MB = 1024 * 1024
+#: how much lower than the server a worker runs (nice(2)); the server's answers come first
+_NICENESS = 10
 
 
 class _OverBudget(Exception):  # noqa: N818  (raised in a worker, turned into words here)
@@ -107,6 +110,9 @@ def _start_worker() -> None:
     # the parent handles Ctrl-C and SIGTERM; a worker only stops when told
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # reading feeds is background work: on a small machine the server answers first
+    with contextlib.suppress(OSError):
+        os.nice(_NICENESS)
 
 
 class Workers:
@@ -139,10 +145,9 @@ class Workers:
         raises come back as they are.
         """
         seconds, memory = limits.parse_seconds, limits.parse_memory
-        # the wall clock is the last resort, for a worker that neither computes nor returns
-        future = self._started().schedule(
-            _run, args=(read, seconds, memory), timeout=seconds * 3 + 30
-        )
+        # in a thread: the first read starts the pool, and a read after a worker was
+        # stopped starts its replacement; both wait on the fork server
+        future = await asyncio.to_thread(self._schedule, read, seconds, memory)
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
@@ -157,6 +162,12 @@ class Workers:
             raise ParseError(url, _budget_words(kind, what, seconds, memory)) from None
         except MemoryError:  # the result was too large to send back
             raise ParseError(url, _budget_words("memory", what, seconds, memory)) from None
+
+    def _schedule(self, read: Callable[[], T], seconds: float, memory: int):
+        # the wall clock is the last resort, for a worker that neither computes nor returns
+        return self._started().schedule(
+            _run, args=(read, seconds, memory), timeout=seconds * 3 + 30
+        )
 
     def close(self) -> None:
         with self._lock:

@@ -309,7 +309,8 @@ class Store:
             if snapshot is not None:
                 await conn.execute(delete(occurrences).where(occurrences.c.source_id == source_id))
                 if snapshot:
-                    await conn.execute(insert(occurrences), [_occurrence_row(o) for o in snapshot])
+                    rows = await asyncio.to_thread(_occurrence_rows, snapshot)
+                    await _write_many(conn, insert(occurrences), rows)
                 if attempt.outcome == "updated":
                     # in the same transaction: a process killed before it publishes leaves
                     # the debt, and the next refresh pays it though the feed reads unchanged
@@ -415,7 +416,9 @@ class Store:
             if source_id is None:
                 # read before the occurrences: a write in between leaves the debt, never hides it
                 self._loaded_writes = await _meta_number(conn, "writes")
-            return [_occurrence(row) for row in await conn.execute(query)]
+            rows = (await conn.execute(query)).all()
+        # thousands of rows: made into occurrences in a thread, so the server keeps answering
+        return await asyncio.to_thread(_occurrences_of, rows)
 
     async def publish_owed(self) -> bool:
         """Whether occurrences or sources changed since the last publish (a process may have
@@ -457,57 +460,18 @@ class Store:
                     )
                 )
             }
-            seen, inserts, updates, history = set(), [], [], []
-            for item in merged_list:
-                seen.add(item.id)  # also when it cannot be rendered: that is not gone
-                print_ = fingerprint({"event": item.fingerprint, "render": render_key})
-                row = known.get(item.id)
-                back = row is not None and row.unpublished_at is not None
-                if row is not None and not back and row.fingerprint == print_:
-                    continue
-                old = _merged(row.data) if row is not None else None
-                if old is not None:
-                    # "moved from": where it was before its latest move
-                    moved = (old.start, old.end) != (item.start, item.end)
-                    item = replace(item, previous_start=old.start if moved else old.previous_start)
-                sequence, created = (0, now) if row is None else (row.sequence + 1, row.created)
-                ics = render_event(item, sequence, created, now)
-                if ics is None:
-                    continue
-                values = {
-                    "fingerprint": print_,
-                    "sequence": sequence,
-                    "created": created,
-                    "last_modified": now,
-                    "start": iso(item.start),
-                    "data": _event_data(item),
-                    "ics": ics,
-                    "unpublished_at": None,
-                }
-                if row is None:
-                    inserts.append({"id": item.id, **values})
-                else:
-                    updates.append({"event_id": item.id, **values})
-                # back in the outputs: subscribers see it added again
-                kind, before, after = event_change(None if back else old, item)
-                if old is None or back or after.get("fields") or kind != "updated":
-                    history.append(
-                        {
-                            "event_id": item.id,
-                            "at": now,
-                            "kind": kind,
-                            "title": item.title,
-                            "before": before,
-                            "after": after,
-                        }
-                    )
+            # versioning and rendering are CPU work on every changed event: in a thread, so
+            # the server keeps answering during a large publish (the write turn is held)
+            seen, inserts, updates, history = await asyncio.to_thread(
+                _versions, merged_list, known, render_event, render_key, now
+            )
             gone = {i for i, r in known.items() if r.unpublished_at is None} - seen
             # executemany: one statement for all, not one round trip per event
             if inserts:
-                await conn.execute(insert(events), inserts)
+                await _write_many(conn, insert(events), inserts)
             if updates:
-                await conn.execute(
-                    update(events).where(events.c.id == bindparam("event_id")), updates
+                await _write_many(
+                    conn, update(events).where(events.c.id == bindparam("event_id")), updates
                 )
             for some in _chunks(sorted(gone)):
                 await conn.execute(
@@ -677,6 +641,62 @@ async def _owe_publish(conn) -> None:
         await conn.execute(insert(meta).values(key="writes", value="1"))
 
 
+def _versions(
+    merged_list: Sequence[MergedEvent],
+    known: dict,
+    render_event: RenderEvent,
+    render_key: str,
+    now: datetime,
+) -> tuple[set[str], list[dict], list[dict], list[dict]]:
+    """The rows a publish writes (pure but for render_event): a new version, and new bytes,
+    for each event whose content changed; its change for the history."""
+    seen, inserts, updates, history = set(), [], [], []
+    for item in merged_list:
+        seen.add(item.id)  # also when it cannot be rendered: that is not gone
+        print_ = fingerprint({"event": item.fingerprint, "render": render_key})
+        row = known.get(item.id)
+        back = row is not None and row.unpublished_at is not None
+        if row is not None and not back and row.fingerprint == print_:
+            continue
+        old = _merged(row.data) if row is not None else None
+        if old is not None:
+            # "moved from": where it was before its latest move
+            moved = (old.start, old.end) != (item.start, item.end)
+            item = replace(item, previous_start=old.start if moved else old.previous_start)
+        sequence, created = (0, now) if row is None else (row.sequence + 1, row.created)
+        ics = render_event(item, sequence, created, now)
+        if ics is None:
+            continue
+        values = {
+            "fingerprint": print_,
+            "sequence": sequence,
+            "created": created,
+            "last_modified": now,
+            "start": iso(item.start),
+            "data": _event_data(item),
+            "ics": ics,
+            "unpublished_at": None,
+        }
+        if row is None:
+            inserts.append({"id": item.id, **values})
+        else:
+            updates.append({"event_id": item.id, **values})
+        # back in the outputs: subscribers see it added again
+        kind, before, after = event_change(None if back else old, item)
+        if old is None or back or after.get("fields") or kind != "updated":
+            history.append(
+                {
+                    "event_id": item.id,
+                    "at": now,
+                    "kind": kind,
+                    "title": item.title,
+                    "before": before,
+                    "after": after,
+                }
+            )
+    return seen, inserts, updates, history
+
+
 async def _remember_ids(conn, merged: Sequence[MergedEvent]) -> None:
     """Keep, for every member identity, the id its event was published under."""
     wanted = {identity: item.id for item in merged for identity in item.identities}
@@ -738,6 +758,25 @@ def _source_state(row) -> SourceState:
         pending_removals=row.pending_removals,
         unstable_uids=row.unstable_uids,
     )
+
+
+#: rows per statement of a large write: each batch's parameters are prepared on the event loop
+_BATCH = 500
+
+
+async def _write_many(conn, statement, rows: Sequence[dict]) -> None:
+    """executemany in batches: one statement per batch, not one round trip per row, and the
+    event loop answers requests between batches."""
+    for start in range(0, len(rows), _BATCH):
+        await conn.execute(statement, rows[start : start + _BATCH])
+
+
+def _occurrences_of(rows) -> list[Occurrence]:
+    return [_occurrence(row) for row in rows]
+
+
+def _occurrence_rows(snapshot: Sequence[Occurrence]) -> list[dict]:
+    return [_occurrence_row(o) for o in snapshot]
 
 
 def _occurrence_row(o: Occurrence) -> dict:
