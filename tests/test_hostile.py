@@ -486,3 +486,14 @@ async def test_an_unexpected_error_under_the_scheduler_is_recorded_in_words(stor
     assert "a bug in the fetch stage" in state.last_error
     history = await store.fetch_history("m")
     assert history and history[0]["outcome"] == "failed"
+
+
+async def test_a_source_keeps_at_most_a_few_hundred_warnings(store, tmp_path, now):
+    # whatever step made them (the parsers cap their own; duplicates, identities, renders
+    # add more), the source's row keeps at most 200, and says how many more there were
+    settings = make_settings(tmp_path, [source("m", "https://member.example/cal.ics")])
+    await store.sync_sources(settings.sources)
+    await put_snapshot(store, "m", [], now, warnings=[f"warning {i}" for i in range(50_000)])
+    warnings = (await store.source_states())["m"].warnings
+    assert len(warnings) == 201
+    assert warnings[-1] == "... and 49800 more warnings"

@@ -284,7 +284,7 @@ class Store:
                 ),
             )
             if content_hash is not None:  # None: the same body confirmed removals
-                values.update(content_hash=content_hash, warnings=list(warnings))
+                values.update(content_hash=content_hash, warnings=_capped(warnings))
         async with self._writing() as conn:
             await conn.execute(
                 insert(fetches).values(
@@ -758,6 +758,15 @@ def _source_state(row) -> SourceState:
         pending_removals=row.pending_removals,
         unstable_uids=row.unstable_uids,
     )
+
+
+def _capped(warnings: Iterable[str]) -> list[str]:
+    """Each warning once, at most MAX_WARNINGS, and how many more there were: one feed
+    cannot flood its page with warnings."""
+    unique = list(dict.fromkeys(warnings))
+    if len(unique) <= MAX_WARNINGS:
+        return unique
+    return [*unique[:MAX_WARNINGS], f"... and {len(unique) - MAX_WARNINGS} more warnings"]
 
 
 #: rows per statement of a large write: each batch's parameters are prepared on the event loop
