@@ -25,12 +25,21 @@ from hypothesis import strategies as st
 from aggregator import worker
 from aggregator.errors import ParseError
 from aggregator.merge import merge
-from aggregator.model import FetchOutcome, FetchResult, Limits, SourceKind
-from aggregator.normalise import _TITLE_MARKER, title_status
+from aggregator.model import (
+    FetchOutcome,
+    FetchResult,
+    Limits,
+    MergeSettings,
+    Occurrence,
+    SourceKind,
+    Status,
+)
+from aggregator.normalise import _TITLE_MARKER, occurrence_key, title_status, with_fingerprint
 from aggregator.parse import parse_feed
 from aggregator.parse.ical import BoundedRule, parse_calendar
 from aggregator.refresh import publish, refresh_all
-from aggregator.render.json import render_json  # noqa: F401  (the JSON output exists)
+from aggregator.render.json import render_json
+from aggregator.schedule import Scheduler
 from tests.conftest import DATA, fetching, make_settings, put_snapshot, source
 
 ZONE = "Europe/Copenhagen"
@@ -47,6 +56,30 @@ def read(text: str, now: datetime, **limits) -> tuple[int, tuple[str, ...]]:
         limits=replace(Limits(), **limits),
     )
     return len(parsed.occurrences), parsed.warnings
+
+
+def _occurrence(source_id: str, uid: str, title: str, url: str | None) -> Occurrence:
+    """An occurrence as the store holds it, written past the parsers."""
+    start = datetime(2026, 12, 10, 18, tzinfo=UTC)
+    return with_fingerprint(
+        Occurrence(
+            key=occurrence_key(source_id, uid, None),
+            source_id=source_id,
+            uid=uid,
+            recurrence_id=None,
+            title=title,
+            start=start,
+            end=start + timedelta(hours=2),
+            all_day=False,
+            tzid=ZONE,
+            description="",
+            url=url,
+            location="",
+            status=Status.SCHEDULED,
+            categories=(),
+            sequence=0,
+        )
+    )
 
 
 def calendar(*events: str) -> str:
@@ -357,37 +390,13 @@ async def test_a_link_with_a_line_break_or_a_script_never_reaches_an_output(
 
 
 async def test_an_event_that_cannot_be_rendered_costs_only_itself(store, tmp_path, now):
-    from aggregator.model import Occurrence, Status
-    from aggregator.normalise import occurrence_key, with_fingerprint
-
-    def occurrence(uid: str, title: str, url: str | None) -> Occurrence:
-        start = datetime(2026, 12, 10, 18, tzinfo=UTC)
-        return with_fingerprint(
-            Occurrence(
-                key=occurrence_key("m", uid, None),
-                source_id="m",
-                uid=uid,
-                recurrence_id=None,
-                title=title,
-                start=start,
-                end=start + timedelta(hours=2),
-                all_day=False,
-                tzid=ZONE,
-                description="",
-                url=url,
-                location="",
-                status=Status.SCHEDULED,
-                categories=(),
-                sequence=0,
-            )
-        )
 
     settings = make_settings(tmp_path, [source("m", "https://member.example/cal.ics")])
     await store.sync_sources(settings.sources)
     # written past the parser, as an older version may have stored it: a CR/LF in a URL
     # makes icalendar refuse to write the line
-    bad = occurrence("bad", "Broken link", "https://member.example/x\r\nX-Evil: 1")
-    await put_snapshot(store, "m", [occurrence("good", "Fine", None), bad], now)
+    bad = _occurrence("m", "bad", "Broken link", "https://member.example/x\r\nX-Evil: 1")
+    await put_snapshot(store, "m", [_occurrence("m", "good", "Fine", None), bad], now)
     assert await publish(store, settings, now)
     assert [e.event.title for e in await store.published_events()] == ["Fine"]
     state = (await store.source_states())["m"]
@@ -416,32 +425,9 @@ async def test_an_item_linking_inside_our_network_is_not_fetched(store, feed_ser
 
 def test_merge_is_unaffected_by_a_title_bomb(now):
     # the merge normalises titles with its own expressions: a title bomb is plain text there
-    from aggregator.model import MergeSettings, Occurrence, Status
-    from aggregator.normalise import occurrence_key, with_fingerprint
 
     start = datetime(2026, 12, 10, 18, tzinfo=UTC)
-    copies = [
-        with_fingerprint(
-            Occurrence(
-                key=occurrence_key(s, "u" + s, None),
-                source_id=s,
-                uid="u" + s,
-                recurrence_id=None,
-                title="aflyst" * 3000 + " Koncert",
-                start=start,
-                end=start + timedelta(hours=2),
-                all_day=False,
-                tzid=ZONE,
-                description="",
-                url=None,
-                location="",
-                status=Status.SCHEDULED,
-                categories=(),
-                sequence=0,
-            )
-        )
-        for s in ("a", "b")
-    ]
+    copies = [_occurrence(s, "u" + s, "aflyst" * 3000 + " Koncert", None) for s in ("a", "b")]
     assert cpu(lambda: merge(copies, (), MergeSettings(), {})) < 1
 
 
@@ -449,7 +435,6 @@ def test_merge_is_unaffected_by_a_title_bomb(now):
 
 
 async def test_a_malformed_address_under_the_scheduler_is_a_failure_in_words(store, tmp_path, now):
-    from aggregator.schedule import Scheduler
 
     settings = make_settings(tmp_path, [source("bad", "http://a..b/feed.ics")])
     await store.sync_sources(settings.sources)
@@ -473,7 +458,6 @@ class _BrokenFetcher:
 
 
 async def test_an_unexpected_error_under_the_scheduler_is_recorded_in_words(store, tmp_path, now):
-    from aggregator.schedule import Scheduler
 
     settings = make_settings(tmp_path, [source("m", "https://member.example/cal.ics")])
     await store.sync_sources(settings.sources)
