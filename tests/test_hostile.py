@@ -425,8 +425,6 @@ async def test_an_item_linking_inside_our_network_is_not_fetched(store, feed_ser
 
 def test_merge_is_unaffected_by_a_title_bomb(now):
     # the merge normalises titles with its own expressions: a title bomb is plain text there
-
-    start = datetime(2026, 12, 10, 18, tzinfo=UTC)
     copies = [_occurrence(s, "u" + s, "aflyst" * 3000 + " Koncert", None) for s in ("a", "b")]
     assert cpu(lambda: merge(copies, (), MergeSettings(), {})) < 1
 
