@@ -8,6 +8,7 @@ links in content are fetched only when public, and RANGE=THISANDFUTURE keeps eve
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -479,3 +480,58 @@ async def test_a_source_keeps_at_most_a_few_hundred_warnings(store, tmp_path, no
     warnings = (await store.source_states())["m"].warnings
     assert len(warnings) == 201
     assert warnings[-1] == "... and 49800 more warnings"
+
+
+# -- /check and aggregator check read in a worker too ----------------------------------------
+
+
+async def test_a_check_of_a_feed_over_budget_answers_in_words(aiohttp_client, tmp_path):
+    import aiohttp
+
+    from aggregator.store import Store
+    from aggregator.web import make_app
+    from tests.conftest import NOW
+
+    settings = make_settings(tmp_path, [], parse_seconds=1.5)
+    store = await Store.open(settings.database_url)
+    app = make_app(settings, store=store, clock=lambda: NOW, scheduler=False)
+    client = await aiohttp_client(app)
+    try:
+        form = aiohttp.FormData()
+        form.add_field("file", _never_matching(3), filename="bomb.ics")
+        form.add_field("format", "json")
+        started = time.monotonic()
+        checking = asyncio.ensure_future(client.post("/check?format=json", data=form))
+        # the server answers others while the bomb is read
+        while not checking.done():
+            health = await client.get("/healthz")
+            assert health.status == 200
+            await asyncio.sleep(0.05)
+        answer = await checking
+        body = await answer.json()
+        assert "processor time" in body["error"]
+        assert time.monotonic() - started < 30
+    finally:
+        await store.close()
+
+
+def test_aggregator_check_of_a_feed_over_budget_says_so(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    bomb = tmp_path / "bomb.ics"
+    bomb.write_bytes(_never_matching(3))
+    config = tmp_path / "sources.yaml"
+    config.write_text("network:\n  name: T\nlimits:\n  parse_seconds: 1.5\nsources: []\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "aggregator", "check", str(bomb), "--config", str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "processor time" in done.stdout + done.stderr
