@@ -163,7 +163,8 @@ def _item(entry: Mapping, feed_url: str, zone_name: str, warnings: Warnings) -> 
     if not item_id:
         item_id = "item-" + hashlib.sha256(f"{title}\x1f{text[:200]}".encode()).hexdigest()[:16]
         warnings.add(f"the item '{title}' has no guid and no link; identified by its title")
-    categories = tuple(clean_line(t.get("term")) for t in entry.get("tags", []) if t.get("term"))
+    terms = (clean_line(t.get("term")) for t in entry.get("tags", []) if isinstance(t, Mapping))
+    categories = tuple(dict.fromkeys(term for term in terms if term))  # "\x9d" is no category
     return FeedItem(
         id=item_id,
         title=title,

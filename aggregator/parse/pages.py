@@ -62,8 +62,8 @@ _POSTCODE = re.compile(r"\b\d{4}\s+[A-ZÆØÅ][\wæøå.]*")
 #: what lxml refuses in a text node (C0 controls but tab and line ends, U+FFFE, U+FFFF, lone
 #: surrogates): a page with one would fail halfway through, so they are taken out first
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
-#: a date before this year or after the next is no event (and 0001-01-01T00:00+14:00 in UTC,
-#: or the day after 9999-12-31, cannot even be computed)
+#: a date before the first of these years or after the last is no event (0001-01-01T00:00+14:00
+#: in UTC, or the day after 9999-12-31, cannot even be computed)
 _FIRST_YEAR, _LAST_YEAR = 1000, 9000
 #: lxml refuses a str that declares its encoding (an XHTML page): the declaration goes
 _XML_DECLARATION = re.compile(r"\A\s*<\?xml[^>]*>", re.IGNORECASE)
