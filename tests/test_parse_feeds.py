@@ -330,6 +330,18 @@ def test_a_link_with_line_breaks_inside_is_cleaned_and_keeps_its_identity():
     # identity as before cleaning links: the link as written (one line) for a normal one
     assert plain.id == plain.link == "https://x.org/fest"
     assert "\n" not in broken.id and "\r" not in broken.id
+    from aggregator.parse.feeds import item_events
+
+    parsed = item_events(
+        [broken, plain],
+        {},
+        source=source("s", "https://x.org/f", kind=SourceKind.RSS),
+        zone_name="UTC",
+        languages=("da",),
+        now=THEN,
+        limits=make_settings_limits(),
+    )
+    assert [o.url for o in parsed.occurrences] == [broken.link, plain.link]
 
 
 @pytest.mark.parametrize(
