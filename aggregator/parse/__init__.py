@@ -24,7 +24,8 @@ def decode_body(body: bytes, charset: str | None = None) -> tuple[str, list[str]
     if charset:
         try:
             return body.decode(charset), warnings
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, ValueError):  # an unknown name; bytes it cannot decode (a
+            # UnicodeError); a name that is no text codec at all ('idna', 'undefined', a NUL)
             warnings.append(
                 f"the server says the feed is {charset}, but it is not; read it another way"
             )

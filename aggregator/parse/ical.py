@@ -80,6 +80,10 @@ def parse_calendar(
     Raises ParseError only when the text is not an iCalendar file at all.
     """
     text = _check_is_calendar(text, url)
+    # icalendar keeps the zones calendars define (a VTIMEZONE named 'Custom Zone' or a Windows
+    # name) in one cache per process, first come first kept: a worker reads many members'
+    # calendars, so each read starts with an empty one, or one member's zone moves another's
+    icalendar.timezone.tzp.use_default()
     warnings = _Warnings()
     start = now - timedelta(days=limits.past_days)
     stop = now + timedelta(days=limits.future_days)
@@ -233,11 +237,6 @@ def _series_of(
         warnings.add(f"X-WR-TIMEZONE could not be applied ({_words(e)})")
     _drop_unreadable_events(calendar, warnings)
     _separate_shared_uids(calendar, warnings)
-    try:
-        query = recurring_ical_events.of(calendar, skip_bad_series=True)
-    except Exception as e:
-        warnings.add(f"the calendar's events could not be read ({_words(e)})")
-        return
     # A single event's key must not contain its start, or moving it would make a new event.
     repeating = {
         str(e.get("UID", ""))
@@ -245,7 +244,7 @@ def _series_of(
         if "RRULE" in e or "RDATE" in e or "RECURRENCE-ID" in e
     }
     seen = set()
-    for series in query.series:
+    for series in _all_series(calendar, warnings):
         seen.add(str(series.uid))
         yield series, str(series.uid) in repeating
     for event in calendar.walk("VEVENT"):
@@ -256,6 +255,41 @@ def _series_of(
                 "date we cannot read; skipped"
             )
             seen.add(uid)
+
+
+def _all_series(calendar: icalendar.Calendar, warnings: _Warnings) -> list[Series]:
+    """Every series of the calendar; one the library cannot build costs only itself.
+
+    recurring-ical-events builds all series at once and some broken values still escape
+    `skip_bad_series` (a DURATION written twice, an RRULE without FREQ): then each UID's
+    events are read on their own, and those that fail are skipped with a warning.
+    """
+    try:
+        return list(recurring_ical_events.of(calendar, skip_bad_series=True).series)
+    except Exception:  # noqa: BLE001  (read one by one below, each failure in words)
+        pass
+    zones = list(calendar.walk("VTIMEZONE"))
+    by_uid: dict[str, list] = {}
+    for event in calendar.walk("VEVENT"):
+        by_uid.setdefault(str(event.get("UID", "")), []).append(event)
+    found: list[Series] = []
+    for uid, events in by_uid.items():
+        alone = icalendar.Calendar()
+        for component in (*zones, *events):
+            alone.add_component(component)
+        try:
+            found.extend(recurring_ical_events.of(alone, skip_bad_series=True).series)
+        except Exception as e:  # noqa: BLE001
+            title = clean_line(_one(events[0].get("SUMMARY"))) or "without a title"
+            warnings.add(f"event '{title}' (UID {uid}) could not be read ({_words(e)}); skipped")
+    return found
+
+
+def _one(value: object) -> object:
+    """A property written more than once comes as a list: the first one counts."""
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value
 
 
 def _separate_shared_uids(calendar: icalendar.Calendar, warnings: _Warnings) -> None:
@@ -361,7 +395,7 @@ class _Reader:
     def _occurrence(self, occurrence, recurring: bool, cancel_all: bool) -> Occurrence:
         component = occurrence.as_component(False)
         # "Aflyst: Koncert" is a cancellation whatever STATUS says (rule 3)
-        marker, title = title_status(clean_line(component.get("SUMMARY")) or "(untitled)")
+        marker, title = title_status(clean_line(_one(component.get("SUMMARY"))) or "(untitled)")
         raw_start, raw_end = occurrence.start, occurrence.end
         all_day = not isinstance(raw_start, datetime)
         # as_component() fills DTEND in; the warning is about what the member wrote
@@ -410,10 +444,10 @@ class _Reader:
             end=end,
             all_day=all_day,
             tzid=tzid,
-            description=clean_text(component.get("DESCRIPTION"))[:MAX_DESCRIPTION],
+            description=clean_text(_one(component.get("DESCRIPTION")))[:MAX_DESCRIPTION],
             # only http(s), no control characters: a bad URL costs the link, not the event
-            url=clean_url(component.get("URL")),
-            location=clean_line(component.get("LOCATION")),
+            url=clean_url(_one(component.get("URL"))),
+            location=clean_line(_one(component.get("LOCATION"))),
             status=Status.CANCELLED
             if cancel_all
             else combine_status(_status(component.get("STATUS")), marker),
@@ -590,6 +624,8 @@ def _bound_rules(series: Series, max_steps: int, warnings: _Warnings) -> None:
 
 
 def _status(value: object) -> Status:
+    if isinstance(value, list):  # written twice: the more serious one counts
+        return combine_status(*(_status(v) for v in value)) if value else Status.SCHEDULED
     status = str(value or "").strip().upper()
     if status == "CANCELLED":
         return Status.CANCELLED
@@ -611,7 +647,7 @@ def _categories(value: object) -> Iterable[str]:
 
 def _int(value: object) -> int:
     try:
-        return int(str(value))
+        return int(str(_one(value)))
     except (TypeError, ValueError):
         return 0
 
