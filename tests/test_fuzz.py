@@ -18,7 +18,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
-import icalendar
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -102,24 +101,8 @@ def hard_stop(seconds: float = HARD_STOP) -> Iterator[None]:
         signal.signal(signal.SIGPROF, previous)
 
 
-def forget_time_zones() -> None:
-    """Empty icalendar's process-wide cache of VTIMEZONEs by TZID (see
-    test_a_time_zone_one_calendar_defines_never_moves_another_calendars_events): each example
-    starts as a fresh worker would, so that a failure reproduces on its own."""
-    icalendar.timezone.tzp.use_default()
-
-
-@pytest.fixture(autouse=True)
-def fresh_time_zones() -> Iterator[None]:
-    """The tests after these (test_parse_ical.py's Windows zones) see no zone defined here."""
-    forget_time_zones()
-    yield
-    forget_time_zones()
-
-
 def run(read: Callable[..., T], *args, **kwargs) -> T | None:
     """read(...) on a budget: its value, or None for a ParseError; anything else propagates."""
-    forget_time_zones()
     with hard_stop():
         try:
             return read(*args, **kwargs)
@@ -162,8 +145,9 @@ def check_time(start, end, all_day: bool) -> None:
 def check_occurrence(occurrence: Occurrence) -> None:
     assert isinstance(occurrence, Occurrence)
     check_url(occurrence.url)
-    assert occurrence.title and printable(occurrence.title), occurrence.title
-    assert printable(occurrence.location), occurrence.location
+    assert occurrence.title and plain(occurrence.title), occurrence.title
+    assert plain(occurrence.location), occurrence.location
+    assert "vText(" not in occurrence.description, occurrence.description
     assert all(c and printable(c) for c in occurrence.categories), occurrence.categories
     check_time(occurrence.start, occurrence.end, occurrence.all_day)
     if not occurrence.all_day:  # aware UTC inside (rule 1)
@@ -278,13 +262,6 @@ def read_html(html: str, url: str, zone: str) -> None:
         check_found(event)
 
 
-def owner_bug_charset(charset: str | None) -> bool:
-    """Charsets decode_body still fails on (tests/fuzz/decode_charset_*.json, xfail there):
-    left out of the property test until the fix in parse/__init__.py lands."""
-    name = (charset or "").strip().lower().replace("-", "_")
-    return "\x00" in (charset or "") or name in ("undefined", "punycode", "idna")
-
-
 def read_bytes(body: bytes, charset: str | None) -> None:
     with hard_stop():
         text, warnings = decode_body(body, charset)
@@ -323,7 +300,6 @@ _GOOD_EVENT = [
 ]
 
 
-@pytest.mark.xfail(strict=False, reason="the _series_of cases in KNOWN (parse/ical.py)")
 @fuzz
 @given(s.vevent_lines(), st.booleans())
 def test_one_broken_event_costs_only_itself(hostile, good_first):
@@ -352,7 +328,6 @@ def test_event_pages_give_safe_events_and_links(html, url, zone):
 @fuzz
 @given(s.any_bytes(), s.CHARSETS)
 def test_any_bytes_decode_to_text(body, charset):
-    assume(not owner_bug_charset(charset))
     read_bytes(body, charset)
 
 
@@ -360,48 +335,7 @@ def test_any_bytes_decode_to_text(body, charset):
 
 #: cases that still fail because the bug is in a file another change owns; each names it.
 #: Remove the entry when the owner's fix lands (the case then passes, and must keep passing).
-_SERIES = (
-    "aggregator/parse/ical.py _series_of: recurring_ical_events.of(calendar, "
-    "skip_bad_series=True) raises {error} for one hostile VEVENT; the except around it drops "
-    "every event of the calendar (rule: a broken series is skipped, never the whole source)"
-)
-_DECODE = (
-    "aggregator/parse/__init__.py decode_body: body.decode(charset) with a charset from the "
-    "Content-Type header raises {error}, which is neither LookupError nor UnicodeDecodeError"
-)
-KNOWN: dict[str, str] = {
-    "ical_duration_twice.ics": _SERIES.format(
-        error="AttributeError ('list' object has no attribute 'dt', adapters/event.py raw_end)"
-    ),
-    "ical_rrule_empty_set_with_until.ics": _SERIES.format(
-        error="ValueError (invalid 'UNTIL': 20261125T12090): INTERVAL=206;BYSECOND=3 never "
-        "matches (dateutil: empty set), and recurring-ical-events retries with the last "
-        "character of a floating UNTIL cut off as if it were a 'Z'"
-    ),
-    "ical_rrule_without_freq.ics": _SERIES.format(
-        error="TypeError (rrule.__init__() missing 1 required positional argument: 'freq')"
-    ),
-    "ical_dtstart_year_9999.ics": _SERIES.format(error="OverflowError (date value out of range)"),
-    "ical_dtend_as_text.ics": _SERIES.format(
-        error="AttributeError ('vText' object has no attribute 'dt')"
-    ),
-    "ical_sequence_past_int32.ics": _SERIES.format(
-        error="TypeError ('>' not supported between instances of 'vBroken' and 'float')"
-    ),
-    "ical_recurrence_id_twice.ics": _SERIES.format(
-        error="AttributeError ('list' object has no attribute 'dt')"
-    ),
-    "ical_text_properties_twice.ics": (
-        "aggregator/parse/ical.py _Reader._occurrence: SUMMARY, LOCATION, DESCRIPTION, URL "
-        "and STATUS written twice come as a list; clean_line(list) makes the title "
-        "\"[vText(b'Koncert'), vText(b'Aflyst: Koncert')]\", the URL is lost and STATUS:"
-        "CANCELLED reads as scheduled"
-    ),
-    "decode_charset_idna.json": _DECODE.format(error="UnicodeError ('label empty or too long')"),
-    "decode_charset_undefined.json": _DECODE.format(error="UnicodeError ('undefined encoding')"),
-    "decode_charset_punycode.json": _DECODE.format(error="UnicodeError (punycode)"),
-    "decode_charset_nul.json": _DECODE.format(error="ValueError ('embedded null character')"),
-}
+KNOWN: dict[str, str] = {}
 
 
 def regression_cases() -> list:
@@ -426,9 +360,6 @@ def check_case(path: Path) -> None:
         text, _ = decode_body(body)
         parsed = read_calendar_text(text, zone, limits)
         read_ics_link(text, zone)
-        # stricter than the fuzz tests while ical_text_properties_twice.ics is open
-        for occurrence in parsed.occurrences if parsed else ():
-            assert plain(occurrence.title) and plain(occurrence.location), occurrence
         if "UID:must-survive@fuzz" in text:  # _GOOD_EVENT beside a hostile one
             assert parsed is not None
             assert "must-survive@fuzz" in {o.uid for o in parsed.occurrences}, parsed.warnings
@@ -489,16 +420,6 @@ def _calendar_in(tzid: str, offset: str, uid: str) -> str:
     )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "aggregator/parse/ical.py parse_calendar: icalendar keeps the first VTIMEZONE it sees "
-        "for a TZID it does not know (a Windows name, 'Custom Zone') in the process-wide "
-        "icalendar.timezone.tzp cache (TZP.cache_timezone_component); every later calendar in "
-        "that worker with the same TZID is read in the first one's zone. A reset per parse "
-        "(icalendar.timezone.tzp.use_default() empties it) fixes it"
-    ),
-)
 @pytest.mark.parametrize("tzid", ["Romance Standard Time", "Custom Zone"])
 def test_a_time_zone_one_calendar_defines_never_moves_another_calendars_events(tzid):
     read = lambda text: parse_calendar(  # noqa: E731
