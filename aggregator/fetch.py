@@ -32,7 +32,14 @@ from yarl import URL
 
 from aggregator import __version__
 from aggregator.errors import Refused
-from aggregator.guard import WEB_SCHEMES, Guard, malformed, numeric_host, scheme_of
+from aggregator.guard import (
+    WEB_SCHEMES,
+    Guard,
+    connect_host,
+    malformed,
+    numeric_host,
+    scheme_of,
+)
 from aggregator.model import FetchOutcome, FetchResult, Limits, Network, Validators
 
 log = logging.getLogger(__name__)
@@ -92,11 +99,9 @@ def is_local(url: str) -> bool:
 
 
 def host_of(url: str) -> str:
-    """The URL's host name, lower case ('' when it has none or cannot be read)."""
-    try:
-        return urlsplit(url.strip()).hostname or ""
-    except ValueError:
-        return ""
+    """The URL's host as the connection will see it, lower case ('' when it has none or
+    cannot be read): see guard.connect_host."""
+    return connect_host(http_url(url.strip()))
 
 
 class Fetcher:

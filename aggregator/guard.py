@@ -107,6 +107,20 @@ def scheme_of(url: str) -> str:
     return found.group(1).lower() if found else ""
 
 
+def connect_host(url: str) -> str:
+    """The URL's host as aiohttp will connect to it, lower case ('' when there is none).
+
+    yarl writes a host in its IDNA form, where the ideographic and fullwidth full stops
+    (U+3002, U+FF0E, U+FF61) are dots: `127。0。0。1` connects to 127.0.0.1, and aiohttp
+    then skips the resolver. So every check reads the host this way, never as urlsplit
+    leaves it.
+    """
+    try:
+        return (URL(url.strip()).host or "").lower()
+    except (ValueError, TypeError, UnicodeError):
+        return ""
+
+
 def numeric_host(host: str) -> str | None:
     """The IP address a host that is written as one means, or None for a name.
 
@@ -198,7 +212,7 @@ class Guard:
         problem = malformed(url.strip())
         if problem:
             raise Refused(f"not a valid address: {problem}")
-        host = urlsplit(url.strip()).hostname or ""
+        host = connect_host(url)
         kind = self.host_kind(host)
         if kind:
             address = numeric_host(host)

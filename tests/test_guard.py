@@ -210,10 +210,24 @@ async def test_a_link_to_loopback_is_refused_and_never_asked(fetcher, feed_serve
     assert result.body == b"" and feed_server.requests == []
 
 
-@pytest.mark.parametrize("host", ["127.1", "2130706433", "[::ffff:127.0.0.1]"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.1",
+        "2130706433",
+        "[::ffff:127.0.0.1]",
+        # full stops yarl reads as dots: aiohttp then connects without asking the resolver
+        "127\u30020\u30020\u30021",
+        "127\uff0e0\uff0e0\uff0e1",
+        "127\uff610\uff610\uff611",
+        "127\u30021",
+    ],
+)
 async def test_a_link_to_loopback_written_otherwise_is_refused(fetcher, feed_server, host):
     link = at(feed_server.serve("/page.html", "secret"), host)
     failed_with(await fetcher.fetch(link, content=True), "loopback")
+    with pytest.raises(Refused):  # and /check's guard
+        Guard().check_url(link)
     assert feed_server.requests == []
 
 
