@@ -88,10 +88,12 @@ async def read_body(
     settings = Settings(network=network, sources=(source,), limits=limits)
     try:
         if feed_kind(result, source) is SourceKind.RSS:
-            parsed = await read_rss(None, fetcher, source, result, settings, now)
+            parsed = await read_rss(
+                None, fetcher, source, result, settings, now, parse=worker.parse_check
+            )
         else:
             # member content, or a stranger's: read in a worker process on a budget
-            parsed = await worker.parse(
+            parsed = await worker.parse_check(
                 partial(
                     parse_feed,
                     result,

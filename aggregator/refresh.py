@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -56,6 +56,9 @@ from aggregator.render.ics import render_event
 from aggregator.store import Store
 
 log = logging.getLogger(__name__)
+
+#: how member content is read: worker.parse, or worker.parse_check for a check
+Parse = Callable[..., Awaitable]
 
 
 @dataclass(frozen=True)
@@ -322,6 +325,7 @@ async def read_rss(
     result: FetchResult,
     settings: Settings,
     now: datetime,
+    parse: Parse = worker.parse,
 ) -> ParsedFeed:
     """An RSS/Atom feed's items, with the pages they link, read through the fetch stage.
 
@@ -332,7 +336,7 @@ async def read_rss(
     zone_name = source.timezone or settings.network.timezone
     languages = ((source.language,) if source.language else ()) + settings.network.languages
     limits = settings.limits
-    items, warnings = await worker.parse(
+    items, warnings = await parse(
         partial(read_feed, result.body, result.content_type, url=source.url, zone_name=zone_name),
         url=source.url,
         limits=limits,
@@ -356,7 +360,7 @@ async def read_rss(
             warnings.append(f"'{item.title}': its page waits for the next cycle (page limit)")
             continue
         budget -= 1
-        page = await _read_page(fetcher, item.link, cached, source, zone_name, now, limits)
+        page = await _read_page(fetcher, item.link, cached, source, zone_name, now, limits, parse)
         if isinstance(page, str):
             warnings.append(f"'{item.title}': {page}")
             if cached is not None:
@@ -367,7 +371,7 @@ async def read_rss(
         fresh.append(CachedPage(data, item.fingerprint, now, validators))
     if store:
         await store.save_pages(source.id, fresh)
-    parsed = await worker.parse(
+    parsed = await parse(
         partial(
             item_events,
             items,
@@ -392,6 +396,7 @@ async def _read_page(
     zone_name: str,
     now: datetime,
     limits: Limits,
+    parse: Parse,
 ) -> tuple[Validators, PageData] | str:
     """A linked page (and the .ics it links, when it has no event data), or what went wrong.
 
@@ -409,7 +414,7 @@ async def _read_page(
         return f"its page could not be read ({result.error or 'not modified'})"
     where = str(result.final_url or url)
     try:
-        page = await worker.parse(
+        page = await parse(
             partial(_read_page_body, result.body, result.charset, where, zone_name),
             url=url,
             limits=limits,
@@ -425,7 +430,7 @@ async def _read_page(
             return result.validators, page
         if ics.outcome is FetchOutcome.OK:
             try:
-                found = await worker.parse(
+                found = await parse(
                     partial(_read_ics_body, ics.body, ics.charset, link, zone_name, now),
                     url=link,
                     limits=limits,

@@ -11,6 +11,9 @@ that goes over its budget is stopped where it is (a CPU timer for Python code, t
 CPU limit for a loop inside C, a wall-clock limit as the last resort) and replaced; the
 next read gets a fresh one. Nothing here knows about feeds: `read` is any picklable callable
 (a module-level function, or functools.partial of one).
+
+Like every multiprocessing pool, a new worker imports the program's `__main__` module: a
+script that reads feeds keeps its own work under `if __name__ == "__main__":`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import logging
 import math
 import multiprocessing
 import os
@@ -27,6 +31,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
 import pebble
@@ -34,7 +39,9 @@ import pebble
 from aggregator.errors import ParseError
 from aggregator.model import Limits
 
-__all__ = ["parse", "shutdown"]
+__all__ = ["parse", "parse_check", "shutdown"]
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -47,10 +54,20 @@ _MB = 1024 * 1024
 _NICENESS = 10
 
 
-class _OverBudget(Exception):  # noqa: N818  (raised in a worker, turned into words here)
+class _OverBudget(BaseException):  # noqa: N818  (raised in a worker, turned into words here)
+    """The budget ran out. A BaseException, like KeyboardInterrupt: a reader's own
+    `except Exception` (a series skipped, a page skipped) must not swallow it and read on
+    without a budget."""
+
     def __init__(self, kind: str) -> None:
         super().__init__(kind)
         self.kind = kind
+
+
+class _Unreadable(Exception):  # noqa: N818
+    """An unexpected error of a reader, in words: whatever a library raised goes back as
+    text, never as an object that may not unpickle (which would break the pool for every
+    other read in flight)."""
 
 
 def _cpu_seconds() -> float:
@@ -99,6 +116,13 @@ def _run(read: Callable[[], T], seconds: float, memory_mb: int) -> T:
             return read()
         except MemoryError:
             raise _OverBudget("memory") from None
+        except ParseError:
+            raise
+        except Exception as e:  # noqa: BLE001  (a reader's bug costs this read, in words)
+            text = str(e).strip()
+            raise _Unreadable(
+                f"{type(e).__name__}: {text[:200]}" if text else type(e).__name__
+            ) from None
         finally:
             signal.setitimer(signal.ITIMER_PROF, 0)
     finally:
@@ -160,6 +184,11 @@ class Workers:
         except pebble.ProcessExpired as e:
             kind = "cpu" if e.exitcode in (-signal.SIGXCPU, -signal.SIGKILL) else "died"
             raise ParseError(url, _budget_words(kind, what, seconds, memory)) from None
+        except BrokenProcessPool:
+            raise ParseError(url, _budget_words("died", what, seconds, memory)) from None
+        except _Unreadable as e:
+            log.error("reading %s of %s failed: %s", what, url, e)
+            raise ParseError(url, f"reading {what} failed ({e}); reported") from None
         except MemoryError:  # the result was too large to send back
             raise ParseError(url, _budget_words("memory", what, seconds, memory)) from None
 
@@ -193,6 +222,9 @@ def _budget_words(kind: str, what: str, seconds: float, memory: int) -> str:
 
 
 _workers = Workers()
+#: feeds a stranger sends to /check (and `aggregator check`) are read in a pool of their own:
+#: a queue of hostile checks never holds up the network's refreshes
+_check_workers = Workers(processes=1)
 
 
 async def parse(read: Callable[[], T], *, url: str, limits: Limits, what: str = "the feed") -> T:
@@ -200,9 +232,17 @@ async def parse(read: Callable[[], T], *, url: str, limits: Limits, what: str = 
     return await _workers.parse(read, url=url, limits=limits, what=what)
 
 
+async def parse_check(
+    read: Callable[[], T], *, url: str, limits: Limits, what: str = "the feed"
+) -> T:
+    """read() for a check, in the checks' own worker process; see Workers.parse."""
+    return await _check_workers.parse(read, url=url, limits=limits, what=what)
+
+
 def shutdown() -> None:
     """Stop the worker processes (at exit, or when a test wants a clean slate)."""
     _workers.close()
+    _check_workers.close()
 
 
 atexit.register(shutdown)

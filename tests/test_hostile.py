@@ -535,3 +535,50 @@ def test_aggregator_check_of_a_feed_over_budget_says_so(tmp_path):
     )
     assert done.returncode != 0
     assert "processor time" in done.stdout + done.stderr
+
+
+async def test_a_reader_cannot_swallow_its_budget(now):
+    # two rules that never match take 2 s each (their series' bound); the feed has 3 s: the
+    # budget runs out inside a series, where the reader skips broken series with
+    # `except Exception`; it must still end the read, not leave it unbounded
+    limits = Limits(parse_seconds=3)
+    src = source("member", "https://member.example/cal.ics")
+    body = calendar(
+        *(
+            f"UID:n{i}\nDTSTART:20200101T100000Z\nRRULE:FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30\n"
+            "SUMMARY:N"
+            for i in range(2)
+        ),
+        "UID:g\nDTSTART:20261210T100000Z\nDTEND:20261210T110000Z\nSUMMARY:Good",
+    ).encode()
+    read = partial(parse_feed, _ics_result(body), src, network_zone=ZONE, now=now, limits=limits)
+    with pytest.raises(ParseError) as refused:
+        await worker.parse(read, url=src.url, limits=limits)
+    assert "processor time" in refused.value.message
+
+
+class _OddError(Exception):
+    """An exception whose arguments do not round-trip through pickle (as some libraries')."""
+
+    def __init__(self, first: str, second: str) -> None:
+        super().__init__(f"{first} {second}")
+
+
+def _raise_odd() -> None:
+    raise _OddError("broken", "value")
+
+
+async def test_a_readers_odd_exception_costs_only_its_read(now):
+    limits = Limits()
+    good = calendar("UID:g\nDTSTART:20261210T100000Z\nDTEND:20261210T110000Z\nSUMMARY:Good")
+    src = source("member", "https://member.example/cal.ics")
+    read_good = partial(
+        parse_feed, _ics_result(good.encode()), src, network_zone=ZONE, now=now, limits=limits
+    )
+    odd, fine = await asyncio.gather(
+        worker.parse(_raise_odd, url="https://odd.example/", limits=limits),
+        worker.parse(read_good, url=src.url, limits=limits),
+        return_exceptions=True,
+    )
+    assert isinstance(odd, ParseError) and "_OddError: broken value" in odd.message
+    assert [o.title for o in fine.occurrences] == ["Good"]

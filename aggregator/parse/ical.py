@@ -514,8 +514,9 @@ _STEPS = {
 }
 
 
-class TooSlow(Exception):  # noqa: N818  (a signal, not an error)
-    """The CPU time of a bounded block ran out."""
+class TooSlow(BaseException):  # noqa: N818  (a signal, not an error)
+    """The CPU time of a bounded block ran out. A BaseException: a library's own
+    `except Exception` must not swallow it and expand on without a bound."""
 
 
 @contextmanager
@@ -566,14 +567,15 @@ class BoundedRule:
         self.interval = max(_int(parts.get("INTERVAL", 1)), 1)
 
     def between(self, after: datetime, before: datetime, inc: bool = False) -> list[datetime]:
-        rule = self._skipped_to(after)
+        rule, margin = self._skipped_to(after)
         found: list[datetime] = []
         for steps, when in enumerate(rule, 1):
-            if when > before or (not inc and when == before):
+            # the comparisons of dateutil's own between()
+            if when > before if inc else when >= before:
                 break
-            if when > after or (inc and when == after):
+            if when >= after if inc else when > after:
                 found.append(when)
-            if steps >= self.max_steps:
+            if steps >= self.max_steps + margin:
                 self.on_cut(
                     f"more than {self.max_steps:,} repetitions to reach or fill the horizon "
                     f"(RRULE:{self.string}); read only the first ones"
@@ -582,20 +584,26 @@ class BoundedRule:
         return found
 
     def _skipped_to(self, after: datetime):
+        """The rule started shortly before `after`, and how many steps that start is early."""
         step = _STEPS.get(self.frequency)
         start = getattr(self.rule, "_dtstart", None)
         if step is None or self.has_count or not isinstance(start, datetime):
-            return self.rule
+            return self.rule, 0
         # whole intervals in wall-clock time, as dateutil counts them
         wall_start = start.replace(tzinfo=None)
         wall_after = (
             after.astimezone(start.tzinfo) if after.tzinfo and start.tzinfo else after
         ).replace(tzinfo=None)
-        whole = (wall_after - wall_start) // (step * self.interval) - 1
+        # a margin of two hours at least: wall-clock time skips an hour in spring and repeats
+        # one in autumn, and a rule repeating every minute must still give every time
+        # dateutil gives around them
+        period = step * self.interval
+        margin = max(period, timedelta(hours=2))
+        whole = (wall_after - wall_start - margin) // period
         if whole <= 0:
-            return self.rule
-        moved = (wall_start + whole * step * self.interval).replace(tzinfo=start.tzinfo)
-        return self.rule.replace(dtstart=moved)
+            return self.rule, 0
+        moved = (wall_start + whole * period).replace(tzinfo=start.tzinfo)
+        return self.rule.replace(dtstart=moved), margin // period + 1
 
 
 def _rule_parts(text: str) -> dict[str, str]:
