@@ -37,9 +37,10 @@ from aggregator.model import (
 )
 from aggregator.normalise import clean_url
 from aggregator.parse import decode_body, parse_feed
-from aggregator.parse.feeds import MAX_WARNINGS, item_events, read_feed
+from aggregator.parse.feeds import item_events, read_feed
 from aggregator.parse.ical import parse_calendar
 from aggregator.parse.pages import event_from_ics, read_page, structured_events
+from aggregator.parse.warnings import MAX_WARNINGS
 from tests.fuzz import strategies as s
 
 T = TypeVar("T")

@@ -279,7 +279,8 @@ def rss(items: str) -> bytes:
 
 
 def test_a_feed_of_many_undated_items_keeps_a_capped_list_of_warnings():
-    from aggregator.parse.feeds import MAX_WARNINGS, item_events
+    from aggregator.parse.feeds import item_events
+    from aggregator.parse.warnings import MAX_WARNINGS
 
     # no guid, no link, no date: two warnings per item, each of its own words
     body = rss("".join(f"<item><title>Nyhed {n}</title></item>" for n in range(3000)))
@@ -303,7 +304,7 @@ def test_a_feed_of_many_undated_items_keeps_a_capped_list_of_warnings():
 
 
 def test_capped_warnings_from_several_steps_count_what_each_cut():
-    from aggregator.parse.feeds import MAX_WARNINGS, capped
+    from aggregator.parse.warnings import MAX_WARNINGS, capped
 
     first = capped(f"a{n}" for n in range(250))  # 200 kept, 50 cut
     second = capped(f"b{n}" for n in range(10))

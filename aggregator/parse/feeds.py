@@ -13,7 +13,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
@@ -36,53 +36,16 @@ from aggregator.normalise import (
 )
 from aggregator.parse.dates import find_dates
 from aggregator.parse.pages import html_to_text, structured_events
+from aggregator.parse.warnings import Warnings
 
 MAX_DESCRIPTION = 2000
 #: warnings kept per feed, as parse/ical.py keeps them: a 2.6 MB feed once stored 50,000
-MAX_WARNINGS = 200
-_MORE = re.compile(r"\.\.\. and (\d+) more warnings")
-
-
-class Warnings:
-    """Warnings in the order found, each once, capped so one bad feed cannot flood a page;
-    `dropped` counts what was cut, and the last line says how many."""
-
-    def __init__(self, messages: Iterable[str] = ()) -> None:
-        self.items: dict[str, None] = {}
-        self.dropped = 0
-        self.extend(messages)
-
-    def add(self, message: str) -> None:
-        if message in self.items:
-            return
-        if len(self.items) >= MAX_WARNINGS:
-            self.dropped += 1
-            return
-        self.items[message] = None
-
-    def extend(self, messages: Iterable[str]) -> None:
-        """Add each message; the "... and N more" line of an earlier result counts N."""
-        for message in messages:
-            more = _MORE.fullmatch(message)
-            if more:
-                self.dropped += int(more.group(1))
-            else:
-                self.add(message)
-
-    def result(self) -> tuple[str, ...]:
-        extra = (f"... and {self.dropped} more warnings",) if self.dropped else ()
-        return tuple(self.items) + extra
 
 
 def one_line(link: object) -> str:
     """A link a CMS broke across lines, joined: feedparser keeps the CR/LF inside <link>, and
     the indentation around a break is no part of the address."""
     return "".join(part.strip() for part in str(link or "").splitlines())
-
-
-def capped(messages: Iterable[str]) -> tuple[str, ...]:
-    """Warnings from several steps (feed, pages, items) as one capped list."""
-    return Warnings(messages).result()
 
 
 def read_feed(

@@ -36,33 +36,13 @@ from aggregator.normalise import (
     with_fingerprint,
     zone,
 )
+from aggregator.parse.warnings import Warnings
 
 MAX_DESCRIPTION = 10_000
-MAX_WARNINGS = 200
 _BLOCK_EDGE = re.compile(r"(BEGIN|END):(VEVENT|VTIMEZONE)[ \t]*", re.IGNORECASE)
 _HEADER = re.compile(
     r"^BEGIN:VCALENDAR[ \t]*\r?\n(.*?)^BEGIN:", re.MULTILINE | re.DOTALL | re.IGNORECASE
 )
-
-
-class _Warnings:
-    """Warnings in the order found, each once, capped so one bad feed cannot flood a page."""
-
-    def __init__(self) -> None:
-        self.items: dict[str, None] = {}
-        self.dropped = 0
-
-    def add(self, message: str) -> None:
-        if message in self.items:
-            return
-        if len(self.items) >= MAX_WARNINGS:
-            self.dropped += 1
-            return
-        self.items[message] = None
-
-    def result(self) -> tuple[str, ...]:
-        extra = (f"... and {self.dropped} more warnings",) if self.dropped else ()
-        return tuple(self.items) + extra
 
 
 def parse_calendar(
@@ -84,7 +64,7 @@ def parse_calendar(
     # name) in one cache per process, first come first kept: a worker reads many members'
     # calendars, so each read starts with an empty one, or one member's zone moves another's
     icalendar.timezone.tzp.use_default()
-    warnings = _Warnings()
+    warnings = Warnings()
     start = now - timedelta(days=limits.past_days)
     stop = now + timedelta(days=limits.future_days)
     # a rule may yield the kept occurrences and as many again (overrides, exdates, the
@@ -137,7 +117,7 @@ def _check_is_calendar(text: str, url: str) -> str:
     raise ParseError(url, f"not an iCalendar file (it starts with {head[:40]!r})")
 
 
-def _read_calendars(text: str, url: str, warnings: _Warnings) -> list[icalendar.Calendar]:
+def _read_calendars(text: str, url: str, warnings: Warnings) -> list[icalendar.Calendar]:
     try:
         calendars = icalendar.Calendar.from_ical(text, multiple=True)
         if not calendars:
@@ -154,7 +134,7 @@ def _read_calendars(text: str, url: str, warnings: _Warnings) -> list[icalendar.
     return [c for c in calendars if isinstance(c, icalendar.Calendar)]
 
 
-def _salvage(text: str, warnings: _Warnings) -> icalendar.Calendar:
+def _salvage(text: str, warnings: Warnings) -> icalendar.Calendar:
     """Parse components one by one, skipping those that cannot be read."""
     calendar = icalendar.Calendar()
     header = _HEADER.search(text)
@@ -219,7 +199,7 @@ def _wrap(body: str) -> icalendar.Calendar:
 
 
 def _series_of(
-    calendar: icalendar.Calendar, network_zone: str, warnings: _Warnings
+    calendar: icalendar.Calendar, network_zone: str, warnings: Warnings
 ) -> Iterator[tuple[Series, bool]]:
     """The calendar's series, each with whether it repeats; unreadable ones become warnings."""
     xwr = str(calendar.get("X-WR-TIMEZONE", "")).strip()
@@ -257,7 +237,7 @@ def _series_of(
             seen.add(uid)
 
 
-def _all_series(calendar: icalendar.Calendar, warnings: _Warnings) -> list[Series]:
+def _all_series(calendar: icalendar.Calendar, warnings: Warnings) -> list[Series]:
     """Every series of the calendar; one the library cannot build costs only itself.
 
     recurring-ical-events builds all series at once and some broken values still escape
@@ -292,7 +272,7 @@ def _one(value: object) -> object:
     return value
 
 
-def _separate_shared_uids(calendar: icalendar.Calendar, warnings: _Warnings) -> None:
+def _separate_shared_uids(calendar: icalendar.Calendar, warnings: Warnings) -> None:
     """Single events that share a UID are different events, not one to pick from.
 
     recurring-ical-events would keep one of them (which one depends on their order); each
@@ -326,7 +306,7 @@ def _separate_shared_uids(calendar: icalendar.Calendar, warnings: _Warnings) -> 
             only["UID"] = uid
 
 
-def _drop_unreadable_events(calendar: icalendar.Calendar, warnings: _Warnings) -> None:
+def _drop_unreadable_events(calendar: icalendar.Calendar, warnings: Warnings) -> None:
     """Events without a readable DTSTART cannot be placed in time: skip them, say so."""
     for component in list(calendar.subcomponents):
         if component.name != "VEVENT":
@@ -352,7 +332,7 @@ class _Reader:
         source_id: str,
         floating_zone: str,
         network_zone: str,
-        warnings: _Warnings,
+        warnings: Warnings,
         max_steps: int,
     ):
         self.source_id = source_id
@@ -614,7 +594,7 @@ def _rule_parts(text: str) -> dict[str, str]:
     return parts
 
 
-def _bound_rules(series: Series, max_steps: int, warnings: _Warnings) -> None:
+def _bound_rules(series: Series, max_steps: int, warnings: Warnings) -> None:
     """Put every rule of a series behind a BoundedRule (its warnings name the series)."""
     recurrence = getattr(series, "recurrence", None)
     rules = getattr(recurrence, "rrules", None)
