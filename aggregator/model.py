@@ -26,9 +26,21 @@ class Status(enum.StrEnum):
 
 
 class FetchOutcome(enum.StrEnum):
+    """How fetching a source went: a fetch gives OK, NOT_MODIFIED or FAILED; the attempt
+    the cycle records gives UPDATED, UNCHANGED, NOT_MODIFIED, HELD or FAILED. The values
+    are stored (fetches.outcome) and shown: never reworded."""
+
+    #: the fetch brought a body
     OK = "ok"
-    NOT_MODIFIED = "not_modified"
+    #: HTTP 304: the feed is as it was
+    NOT_MODIFIED = "not modified"
     FAILED = "failed"
+    #: read, and the source's occurrences changed
+    UPDATED = "updated"
+    #: read (or the same body as last time), nothing changed
+    UNCHANGED = "unchanged"
+    #: read, but a suspicious drop is held back until the next fetch shows the same
+    HELD = "held"
 
 
 @dataclass(frozen=True)
@@ -346,8 +358,7 @@ class Attempt:
     """One fetch of one source and what came of it, as the store records it."""
 
     at: datetime
-    #: 'updated', 'unchanged', 'not modified', 'held' or 'failed'
-    outcome: str
+    outcome: FetchOutcome
     #: what happened, in words
     message: str
     next_check_at: datetime
@@ -415,9 +426,78 @@ class NetworkEvent:
 
 
 class ChangeKind(enum.StrEnum):
+    """What happened: to a member's occurrence (added, updated, removed), and to a network
+    event as subscribers see it (all of them). Stored in the history and shown in Atom,
+    JSON and the page: the values are never reworded."""
+
     ADDED = "added"
+    #: other fields changed (a change record names them)
     UPDATED = "updated"
+    CANCELLED = "cancelled"
+    #: cancelled, a new date to come
+    POSTPONED = "postponed"
+    #: its start or end moved (the schema.org word is stored)
+    MOVED = "rescheduled"
+    #: cancelled or postponed before, going ahead again
+    RESTORED = "restored"
+    #: every member took it out of its feed
     REMOVED = "removed"
+
+
+@dataclass(frozen=True)
+class ChangeRecord:
+    """One change of a network event, as the history keeps it (Atom, JSON, the page)."""
+
+    event_id: str
+    at: datetime
+    kind: ChangeKind
+    #: the event's title at the time
+    title: str
+    #: the watched fields before (None when added), as stored: ISO text for times
+    before: dict | None
+    #: the watched fields after; for UPDATED, `fields` names those that changed
+    after: dict
+    #: the row's id: orders changes made at the same instant
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class FetchRecord:
+    """One recorded fetch attempt of a source (its page's history and timeline)."""
+
+    source_id: str
+    at: datetime
+    outcome: FetchOutcome
+    status: int | None = None
+    duration: float = 0.0
+    bytes: int = 0
+    error: str | None = None
+    message: str | None = None
+    #: the source's occurrences after the attempt
+    occurrences: int | None = None
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something a member should know or fix about its feed: a stable code, the words (in
+    English), and the values the words were made of, so a page can say it in its own
+    language and give the code's hint however the words are phrased."""
+
+    #: stable, never reworded ("no-end", "windows-zone"); "text" for plain words
+    code: str
+    #: the words, in English
+    words: str
+    #: the values in the words, by name, in the order given
+    detail: tuple[tuple[str, str], ...] = ()
+
+    def __str__(self) -> str:
+        return self.words
+
+    @classmethod
+    def text(cls, words: str) -> Problem:
+        """Words without a code: what older versions stored."""
+        return cls("text", words)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_interval, format_skeleton, format_time
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from aggregator.model import MergedEvent, NetworkEvent, Settings, Status
+from aggregator.model import ChangeKind, ChangeRecord, MergedEvent, NetworkEvent, Settings, Status
 from aggregator.normalise import from_iso, iso, zone
 from aggregator.render.health import hint
 from aggregator.render.text import WORDS
@@ -577,28 +577,26 @@ def _event_view(
 
 
 def _change_view(
-    change: Mapping[str, Any], event: MergedEvent, lang: str, tz: tzinfo, locale: Locale
+    change: ChangeRecord, event: MergedEvent, lang: str, tz: tzinfo, locale: Locale
 ) -> dict[str, str]:
     """One history row in words: 'Flyttet: fra ... til ...', 'Ændret: sted, titel'."""
-    at = change["at"]
-    if isinstance(at, str):
-        at = from_iso(at)
-    kind = str(change["kind"])
-    before, after = change.get("before") or {}, change.get("after") or {}
-    if kind == "removed":
+    at = change.at
+    kind = change.kind.value
+    before, after = change.before or {}, change.after or {}
+    if change.kind is ChangeKind.REMOVED:
         text = f"{_word('cancelled', lang)} ({_word('removed', lang)})"
-    elif kind == "rescheduled" and before.get("start") and after.get("start"):
+    elif change.kind is ChangeKind.MOVED and before.get("start") and after.get("start"):
         old = _moment(from_iso(before["start"]), tz, locale, lang)
         new = _moment(from_iso(after["start"]), tz, locale, lang)
         text = (
             f"{_word('rescheduled', lang)}: {_word('from', lang)} {old} {_word('to', lang)} {new}"
         )
-    elif kind == "updated" and after.get("fields"):
+    elif change.kind is ChangeKind.UPDATED and after.get("fields"):
         fields = ", ".join(_word(f"field_{f}", lang, default=f) for f in after["fields"])
         text = f"{_word('updated', lang)}: {fields}"
     else:
         text = _word(kind, lang, default=kind)
-    title = str(change.get("title") or "")
+    title = change.title or ""
     return {
         "datetime": iso(at) or "",
         "at": _moment(at, tz, locale, lang),

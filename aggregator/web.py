@@ -530,7 +530,7 @@ async def atom(request: web.Request) -> web.Response:
             return Body.of(render_atom(await store.recent_changes(), network), ATOM)
         # an event's changes are in when the event is (as it is now)
         wanted = {e.event.id for e in events if chosen.admits(e.event)}
-        changes = [c for c in await store.recent_changes(None) if c["event_id"] in wanted]
+        changes = [c for c in await store.recent_changes(None) if c.event_id in wanted]
         return Body.of(render_atom(changes[:FEED_ENTRIES], network), ATOM)
 
     name = f"feed.atom?{chosen.query()}"
@@ -679,15 +679,15 @@ async def source_page(request: web.Request) -> web.Response:
     fetches = await store.fetch_history(source.id, limit=500)
     history = [
         {
-            "at": iso(row["at"]),
-            "outcome": row["outcome"],
-            "message": row["message"] or row["error"],
-            "status": row["status"],
-            "duration": round(row["duration"], 3),
-            "bytes": row["bytes"],
-            "occurrences": row["occurrences"],
+            "at": iso(fetch.at),
+            "outcome": fetch.outcome.value,
+            "message": fetch.message or fetch.error,
+            "status": fetch.status,
+            "duration": round(fetch.duration, 3),
+            "bytes": fetch.bytes,
+            "occurrences": fetch.occurrences,
         }
-        for row in fetches
+        for fetch in fetches
     ]
     names = {s.id: s.name for s in settings.sources}
     merged = [

@@ -468,7 +468,7 @@ async def test_an_unexpected_error_under_the_scheduler_is_recorded_in_words(stor
     assert "unexpected error" in (state.last_error or "")
     assert "a bug in the fetch stage" in state.last_error
     history = await store.fetch_history("m")
-    assert history and history[0]["outcome"] == "failed"
+    assert history and history[0].outcome == "failed"
 
 
 async def test_a_source_keeps_at_most_a_few_hundred_warnings(store, tmp_path, now):

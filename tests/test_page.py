@@ -7,7 +7,16 @@ from datetime import UTC, date, datetime, timedelta
 import lxml.html
 import pytest
 
-from aggregator.model import MergedEvent, Network, NetworkEvent, Settings, Source, Status
+from aggregator.model import (
+    ChangeKind,
+    ChangeRecord,
+    MergedEvent,
+    Network,
+    NetworkEvent,
+    Settings,
+    Source,
+    Status,
+)
 from aggregator.page import (
     choose_language,
     http_url,
@@ -318,20 +327,22 @@ def test_the_event_page_shows_details_copies_and_history():
         previous_start=JAN,
     )
     history = [
-        {
-            "at": datetime(2026, 11, 1, 9, tzinfo=UTC),
-            "kind": "added",
-            "title": "Foredrag",
-            "before": None,
-            "after": {"start": "2027-01-14T12:00:00Z"},
-        },
-        {
-            "at": datetime(2026, 11, 20, 9, tzinfo=UTC),
-            "kind": "rescheduled",
-            "title": "Foredrag",
-            "before": {"start": "2027-01-14T12:00:00Z"},
-            "after": {"start": "2027-02-04T17:00:00Z", "fields": ["start", "end"]},
-        },
+        ChangeRecord(
+            event_id=item.event.id,
+            at=datetime(2026, 11, 1, 9, tzinfo=UTC),
+            kind=ChangeKind.ADDED,
+            title="Foredrag",
+            before=None,
+            after={"start": "2027-01-14T12:00:00Z"},
+        ),
+        ChangeRecord(
+            event_id=item.event.id,
+            at=datetime(2026, 11, 20, 9, tzinfo=UTC),
+            kind=ChangeKind.MOVED,
+            title="Foredrag",
+            before={"start": "2027-01-14T12:00:00Z"},
+            after={"start": "2027-02-04T17:00:00Z", "fields": ["start", "end"]},
+        ),
     ]
     page = lxml.html.fromstring(render_event(item, SETTINGS, history, lang="da"))
     assert page.get("lang") == "da"

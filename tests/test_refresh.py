@@ -158,7 +158,7 @@ async def test_a_hostile_server_changes_no_event_and_the_state_says_why(
     assert "last good events are kept" in state.describe()
     assert state.last_success_at == now
     (latest, *_) = await store.fetch_history("kultur")
-    assert latest["outcome"] == "failed" and WORDS[scenario] in latest["message"]
+    assert latest.outcome == "failed" and WORDS[scenario] in latest.message
 
 
 @pytest.mark.parametrize(
@@ -345,7 +345,7 @@ async def test_a_drop_seen_twice_is_applied_on_the_second(good, store, feed_serv
     state = await store.source_state("kultur")
     assert state.health == "ok"
     (latest, *_) = await store.fetch_history("kultur")
-    assert "confirmed" in latest["message"]
+    assert "confirmed" in latest.message
 
 
 async def test_an_emptied_feed_is_held_before_it_is_believed(good, store, feed_server, now):

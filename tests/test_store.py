@@ -87,8 +87,8 @@ async def test_fetch_history_is_kept_for_thirty_days(store, tmp_path, now):
         )
     await store.prune_history(now)
     history = await store.fetch_history("alpha")
-    assert [h["at"] for h in history] == [now, now - timedelta(days=2)]
-    assert history[0]["message"] == "same"
+    assert [h.at for h in history] == [now, now - timedelta(days=2)]
+    assert history[0].message == "same"
 
 
 async def test_failures_count_up_and_a_success_resets_them(store, tmp_path, now):
@@ -214,7 +214,7 @@ async def test_an_event_that_cannot_be_rendered_is_skipped_and_the_others_publis
     assert after[kept.event.id] == kept
     assert after[before["Other"].event.id].ics == b"Other, changed 1"
     assert len(after) == 2  # New was not inserted
-    assert not any(c["title"] == "New" for c in await store.recent_changes())
+    assert not any(c.title == "New" for c in await store.recent_changes())
 
 
 async def test_source_warnings_are_added_once_each_and_capped(store, tmp_path, now):

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from html import escape
 
-from aggregator.model import SourceState
+from aggregator.model import FetchRecord, SourceState
 
 #: (what a warning says, the hint in each language); the first match wins
 _HINTS: tuple[tuple[re.Pattern, dict[str, str]], ...] = tuple(
@@ -148,19 +148,23 @@ OUTCOME_COLOURS = {
 
 
 def timeline_svg(
-    fetches: Sequence[dict], now: datetime, days: int = 30, width: int = 600, height: int = 120
+    fetches: Sequence[FetchRecord],
+    now: datetime,
+    days: int = 30,
+    width: int = 600,
+    height: int = 120,
 ) -> str:
     """Fetch outcomes (a tick each, coloured and titled by outcome) and the source's
     occurrences after each fetch (a line), over the last `days` days."""
     start = now - timedelta(days=days)
-    shown = sorted((f for f in fetches if start <= f["at"] <= now), key=lambda f: f["at"])
+    shown = sorted((f for f in fetches if start <= f.at <= now), key=lambda f: f.at)
     top, line_height = 10, height - 40
 
     def x(at: datetime) -> float:
         return round(40 + (width - 50) * (at - start) / (now - start), 1)
 
-    counts = [f for f in shown if f.get("occurrences") is not None]
-    most = max((f["occurrences"] for f in counts), default=0) or 1
+    counts = [f for f in shown if f.occurrences is not None]
+    most = max((f.occurrences for f in counts), default=0) or 1
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-labelledby="timeline-title">',
@@ -172,17 +176,16 @@ def timeline_svg(
     ]
     if counts:
         points = " ".join(
-            f"{x(f['at'])},{round(top + line_height * (1 - f['occurrences'] / most), 1)}"
-            for f in counts
+            f"{x(f.at)},{round(top + line_height * (1 - f.occurrences / most), 1)}" for f in counts
         )
         parts.append(f'<polyline points="{points}" fill="none" stroke="#0969da" stroke-width="2"/>')
     for f in shown:
-        colour = OUTCOME_COLOURS.get(f["outcome"], "#57606a")
-        label = f"{f['at']:%Y-%m-%d %H:%M} UTC: {f['outcome']}"
-        if f.get("message"):
-            label += f" - {f['message']}"
+        colour = OUTCOME_COLOURS.get(f.outcome, "#57606a")
+        label = f"{f.at:%Y-%m-%d %H:%M} UTC: {f.outcome.value}"
+        if f.message:
+            label += f" - {f.message}"
         parts.append(
-            f'<rect x="{x(f["at"]) - 1}" y="{height - 24}" width="3" height="12" '
+            f'<rect x="{x(f.at) - 1}" y="{height - 24}" width="3" height="12" '
             f'fill="{colour}"><title>{escape(label)}</title></rect>'
         )
     parts.append(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from aggregator.model import Network, NetworkEvent, Status
+from aggregator.model import ChangeRecord, Network, NetworkEvent, Status
 from aggregator.normalise import iso
 from aggregator.render import event_url
 
@@ -18,7 +18,9 @@ _SCHEMA_STATUS = {
 }
 
 
-def event_json(item: NetworkEvent, network: Network, history: list[dict] | None = None) -> dict:
+def event_json(
+    item: NetworkEvent, network: Network, history: list[ChangeRecord] | None = None
+) -> dict:
     event = item.event
     status = _SCHEMA_STATUS[event.status]
     if event.previous_start is not None and event.status in (Status.SCHEDULED, Status.TENTATIVE):
@@ -49,10 +51,10 @@ def event_json(item: NetworkEvent, network: Network, history: list[dict] | None 
         "last_modified": iso(item.last_modified),
         "history": [
             {
-                "at": iso(change["at"]),
-                "kind": change["kind"],
-                "before": change["before"],
-                "after": change["after"],
+                "at": iso(change.at),
+                "kind": change.kind.value,
+                "before": change.before,
+                "after": change.after,
             }
             for change in history or ()
         ],
@@ -60,7 +62,9 @@ def event_json(item: NetworkEvent, network: Network, history: list[dict] | None 
 
 
 def render_json(
-    events: Sequence[NetworkEvent], network: Network, history: dict[str, list[dict]] | None = None
+    events: Sequence[NetworkEvent],
+    network: Network,
+    history: dict[str, list[ChangeRecord]] | None = None,
 ) -> bytes:
     body = {
         "network": {

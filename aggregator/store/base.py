@@ -1,0 +1,88 @@
+"""What every part of the store shares: the engine, the write turn, batching, the meta
+counters, and the selections of what is published."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+
+from sqlalchemy import Integer, Text, cast, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from aggregator.store.schema import events, meta, sources
+
+
+class StoreBase:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        # SQLite has one writer at a time, and a transaction that must wait to upgrade from
+        # reading to writing fails at once ("database is locked") instead of waiting; so the
+        # writers of this process take turns here. PostgreSQL needs no such turn-taking.
+        self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        #: how far the writes went when load_occurrences() last read them all (see publish)
+        self._loaded_writes: int | None = None
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction, committed when the block ends."""
+        if self._write_turn is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_turn, self.engine.begin() as conn:
+            yield conn
+
+
+#: the sources in sources.yaml: one taken out is kept a while but not published
+_configured = select(sources.c.id).where(sources.c.removed_at.is_(None))
+#: events that left the outputs, kept for their SEQUENCE
+_unpublished = select(events.c.id).where(events.c.unpublished_at.is_not(None))
+
+
+def _chunks(values: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:
+    """At most `size` at a time: SQLite takes a limited number of values in one IN."""
+    return (values[i : i + size] for i in range(0, len(values), size))
+
+
+async def _meta_number(conn, key: str) -> int:
+    value = await conn.scalar(select(meta.c.value).where(meta.c.key == key))
+    return int(value or 0)
+
+
+async def _set_meta(conn, key: str, value: str) -> None:
+    done = await conn.execute(update(meta).where(meta.c.key == key).values(value=value))
+    if done.rowcount == 0:
+        await conn.execute(insert(meta).values(key=key, value=value))
+
+
+async def _owe_publish(conn) -> None:
+    """Count a write the outputs do not show yet (publish_owed compares the counts)."""
+    done = await conn.execute(
+        update(meta)
+        .where(meta.c.key == "writes")
+        .values(value=cast(cast(meta.c.value, Integer) + 1, Text))
+    )
+    if done.rowcount == 0:
+        await conn.execute(insert(meta).values(key="writes", value="1"))
+
+
+async def _bump_version(conn) -> None:
+    current = await conn.scalar(select(meta.c.value).where(meta.c.key == "data_version"))
+    if current is None:
+        await conn.execute(insert(meta).values(key="data_version", value="1"))
+    else:
+        await conn.execute(
+            update(meta).where(meta.c.key == "data_version").values(value=str(int(current) + 1))
+        )
+
+
+#: rows per statement of a large write: each batch's parameters are prepared on the event loop
+_BATCH = 500
+
+
+async def _write_many(conn, statement, rows: Sequence[dict]) -> None:
+    """executemany in batches: one statement per batch, not one round trip per row, and the
+    event loop answers requests between batches."""
+    for start in range(0, len(rows), _BATCH):
+        await conn.execute(statement, rows[start : start + _BATCH])
