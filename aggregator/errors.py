@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from aggregator.model import Problem
+
 
 class AggregatorError(Exception):
     """Root of the errors this service raises on purpose."""
@@ -21,24 +23,27 @@ class FetchError(AggregatorError):
 
 
 class ParseError(AggregatorError):
-    """A fetched body could not be read as a feed at all."""
+    """A fetched body could not be read as a feed at all: `problem` says why (with a code),
+    `message` in its English words."""
 
-    def __init__(self, url: str, message: str) -> None:
-        super().__init__(f"{message} ({url})")
+    def __init__(self, url: str, message: str | Problem) -> None:
+        self.problem = message if isinstance(message, Problem) else Problem.text(message)
+        self.message = self.problem.words
+        super().__init__(f"{self.message} ({url})")
         self.url = url
-        self.message = message
 
     def __reduce__(self):  # raised in a worker process, pickled back whole
-        return type(self), (self.url, self.message)
+        return type(self), (self.url, self.problem)
 
 
 class Refused(AggregatorError):
     """An address a fetch will not go to (a /check of a stranger's URL must stay outside our
-    network); the message says why."""
+    network); `problem` says why (with a code), `message` in its English words."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str | Problem) -> None:
+        self.problem = message if isinstance(message, Problem) else Problem.text(message)
+        self.message = self.problem.words
+        super().__init__(self.message)
 
 
 class RemovalRefused(AggregatorError):

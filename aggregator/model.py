@@ -224,8 +224,8 @@ class Occurrence:
 @dataclass(frozen=True)
 class ParsedFeed:
     occurrences: tuple[Occurrence, ...]
-    #: what was skipped or guessed, in plain words
-    warnings: tuple[str, ...] = ()
+    #: what was skipped or guessed: a code, the words and their detail each
+    warnings: tuple[Problem, ...] = ()
     #: how many series (RRULE/RDATE masters) were expanded
     series: int = 0
 

@@ -32,6 +32,7 @@ from aggregator.model import (
     Occurrence,
     PageData,
     ParsedFeed,
+    Problem,
     Source,
     SourceKind,
 )
@@ -163,7 +164,7 @@ def check_parsed(parsed: ParsedFeed | None, limits: Limits) -> None:
     assert isinstance(parsed, ParsedFeed)
     assert len(parsed.occurrences) <= limits.max_occurrences
     assert len({o.key for o in parsed.occurrences}) == len(parsed.occurrences)
-    assert all(isinstance(w, str) for w in parsed.warnings)
+    assert all(isinstance(w, Problem | str) and str(w) for w in parsed.warnings)
     # the feed's and the items' warnings, each capped
     assert len(parsed.warnings) <= 2 * (MAX_WARNINGS + 1), len(parsed.warnings)
     for occurrence in parsed.occurrences:
@@ -187,7 +188,7 @@ def check_page(page: PageData) -> None:
     assert page.location is None or printable(page.location)
 
 
-def check_items(items: list[FeedItem], warnings: list[str]) -> None:
+def check_items(items: list[FeedItem], warnings: list[Problem]) -> None:
     assert len({item.id for item in items}) == len(items)
     assert len(warnings) <= MAX_WARNINGS + 1
     for item in items:
@@ -267,7 +268,7 @@ def read_html(html: str, url: str, zone: str) -> None:
 def read_bytes(body: bytes, charset: str | None) -> None:
     with hard_stop():
         text, warnings = decode_body(body, charset)
-    assert isinstance(text, str) and all(isinstance(w, str) for w in warnings)
+    assert isinstance(text, str) and all(isinstance(w, Problem | str) for w in warnings)
 
 
 # -- property tests -------------------------------------------------------------------------

@@ -179,7 +179,7 @@ def test_a_rule_repeating_every_second_for_years_is_bounded_and_says_so(rule, no
     assert cpu(lambda: found.append(read(calendar(event, good), now))) < 5  # minutes before
     count, warnings = found[0]
     assert 0 < count <= Limits().max_occurrences
-    assert any("RRULE:" + rule in w and "read only the first" in w for w in warnings)
+    assert any("RRULE:" + rule in str(w) and "read only the first" in str(w) for w in warnings)
 
 
 def test_a_rule_with_a_huge_count_from_years_back_is_bounded(now):
@@ -189,7 +189,7 @@ def test_a_rule_with_a_huge_count_from_years_back_is_bounded(now):
     assert cpu(lambda: found.append(read(calendar(event, good), now))) < 5
     count, warnings = found[0]
     assert count >= 1  # the good event is read
-    assert any("COUNT=2000000000" in w for w in warnings)
+    assert any("COUNT=2000000000" in str(w) for w in warnings)
 
 
 def test_a_rule_that_never_matches_costs_its_series_not_the_feed(now):
@@ -205,7 +205,7 @@ def test_a_rule_that_never_matches_costs_its_series_not_the_feed(now):
     )
     count, warnings = found[0]
     assert count == 1
-    assert any("took more than" in w and "UID never" in w for w in warnings)
+    assert any("took more than" in str(w) and "UID never" in str(w) for w in warnings)
 
 
 _FREQS = st.sampled_from(["WEEKLY", "DAILY", "HOURLY", "MINUTELY"])
@@ -263,7 +263,7 @@ def test_this_and_future_overrides_keep_every_date_changed_from_the_override_on(
     start, stop = now - timedelta(days=Limits().past_days), now + timedelta(days=730)
     library = recurring_ical_events.of(icalendar.Calendar.from_ical(text)).between(start, stop)
     assert count == len(library) == 200
-    assert not any("more than once" in w for w in warnings)
+    assert not any("more than once" in str(w) for w in warnings)
     parsed = parse_calendar(
         text,
         url="u",
@@ -401,7 +401,7 @@ async def test_an_event_that_cannot_be_rendered_costs_only_itself(store, tmp_pat
     assert await publish(store, settings, now)
     assert [e.event.title for e in await store.published_events()] == ["Fine"]
     state = (await store.source_states())["m"]
-    assert any("Broken link" in w and "left out" in w for w in state.warnings)
+    assert any("Broken link" in str(w) and "left out" in str(w) for w in state.warnings)
 
 
 # -- addresses from content -------------------------------------------------------------------
@@ -420,7 +420,9 @@ async def test_an_item_linking_inside_our_network_is_not_fetched(store, feed_ser
     async with fetching(settings) as fetcher:
         reports, _ = await refresh_all(store, fetcher, settings, now)
     assert not any(r.path == "/secret" for r in feed_server.requests)
-    assert any("Koncert" in w and "only public addresses" in w for w in reports[0].warnings)
+    assert any(
+        "Koncert" in str(w) and "only public addresses" in str(w) for w in reports[0].warnings
+    )
     assert not any("Internal" in e.event.description for e in await store.published_events())
 
 
@@ -479,7 +481,7 @@ async def test_a_source_keeps_at_most_a_few_hundred_warnings(store, tmp_path, no
     await put_snapshot(store, "m", [], now, warnings=[f"warning {i}" for i in range(50_000)])
     warnings = (await store.source_states())["m"].warnings
     assert len(warnings) == 201
-    assert warnings[-1] == "... and 49800 more warnings"
+    assert str(warnings[-1]) == "... and 49800 more warnings"
 
 
 # -- /check and aggregator check read in a worker too ----------------------------------------

@@ -60,7 +60,7 @@ async def test_the_seed_page_yields_its_event(store, feed_server, tmp_path):
 async def test_an_item_without_a_date_is_a_warning_not_an_event(store, feed_server, tmp_path):
     _, report, events = await read_seed(store, feed_server, tmp_path)
     assert "globaltfokus-news-88" not in events  # never dated by its publication date
-    assert "no date in 'Nyhedsbrev december'; not an event" in report.warnings
+    assert "no date in 'Nyhedsbrev december'; not an event" in map(str, report.warnings)
 
 
 async def test_dates_in_the_item_text_need_no_page(store, feed_server, tmp_path):
@@ -287,7 +287,7 @@ def test_a_feed_of_many_undated_items_keeps_a_capped_list_of_warnings():
     items, read_warnings = read_feed(body, None, url="https://x.org/f", zone_name="UTC")
     assert len(items) == 3000
     assert len(read_warnings) == MAX_WARNINGS + 1
-    assert read_warnings[-1] == f"... and {3000 - MAX_WARNINGS} more warnings"
+    assert str(read_warnings[-1]) == f"... and {3000 - MAX_WARNINGS} more warnings"
     parsed = item_events(
         items,
         {},
@@ -298,8 +298,8 @@ def test_a_feed_of_many_undated_items_keeps_a_capped_list_of_warnings():
         limits=make_settings_limits(),
     )
     assert parsed.occurrences == ()
-    assert parsed.warnings[0] == "no date in 'Nyhed 0'; not an event"
-    assert parsed.warnings[-1] == f"... and {3000 - MAX_WARNINGS} more warnings"
+    assert str(parsed.warnings[0]) == "no date in 'Nyhed 0'; not an event"
+    assert str(parsed.warnings[-1]) == f"... and {3000 - MAX_WARNINGS} more warnings"
     assert len(parsed.warnings) == MAX_WARNINGS + 1
 
 
@@ -309,8 +309,8 @@ def test_capped_warnings_from_several_steps_count_what_each_cut():
     first = capped(f"a{n}" for n in range(250))  # 200 kept, 50 cut
     second = capped(f"b{n}" for n in range(10))
     joined = capped(first + second + ("a1", "a1"))  # repeats are said once, never counted
-    assert joined[:2] == ("a0", "a1") and len(joined) == MAX_WARNINGS + 1
-    assert joined[-1] == "... and 60 more warnings"
+    assert tuple(map(str, joined[:2])) == ("a0", "a1") and len(joined) == MAX_WARNINGS + 1
+    assert str(joined[-1]) == "... and 60 more warnings"
 
 
 def make_settings_limits():
@@ -368,7 +368,7 @@ def test_a_link_that_is_not_a_web_page_never_reaches_an_occurrence(href):
     )
     (item,), warnings = read_feed(body, None, url="https://x.org/f", zone_name="UTC")
     assert item.link is None and item.id == "g1"
-    assert any("not a web page" in w for w in warnings)
+    assert any("not a web page" in str(w) for w in warnings)
     (occurrence,) = item_events(
         [item],
         {},

@@ -37,9 +37,9 @@ from aggregator.normalise import (
 from aggregator.parse.dates import find_dates
 from aggregator.parse.pages import html_to_text, structured_events
 from aggregator.parse.warnings import Warnings
+from aggregator.problems import Problem, problem
 
 MAX_DESCRIPTION = 2000
-#: warnings kept per feed, as parse/ical.py keeps them: a 2.6 MB feed once stored 50,000
 
 
 def one_line(link: object) -> str:
@@ -50,7 +50,7 @@ def one_line(link: object) -> str:
 
 def read_feed(
     body: bytes, content_type: str | None, *, url: str, zone_name: str
-) -> tuple[list[FeedItem], list[str]]:
+) -> tuple[list[FeedItem], list[Problem]]:
     """The items of an RSS or Atom feed, each with its structured event if it has one.
 
     Links are cleaned here (parse time): an item's link is http(s) with no control characters,
@@ -61,24 +61,23 @@ def read_feed(
     try:
         parsed = feedparser.parse(_safe_references(body), response_headers=headers)
     except Exception as e:  # noqa: BLE001 - feedparser's own bugs on odd input end one feed
-        raise ParseError(url, f"the feed could not be read ({type(e).__name__}: {e})") from e
+        error = f"{type(e).__name__}: {e}"
+        raise ParseError(url, problem("unreadable-feed", error=error)) from e
+    bozo = parsed.get("bozo_exception")
     if not parsed.get("version") and not parsed.entries:
-        problem = parsed.get("bozo_exception")
-        raise ParseError(url, f"not an RSS or Atom feed ({problem or 'no feed elements'})")
+        found = problem("not-a-feed", error=bozo) if bozo else problem("no-feed-elements")
+        raise ParseError(url, found)
     warnings = Warnings()
     benign = ("CharacterEncodingOverride", "NonXMLContentType")
-    problem = type(parsed.get("bozo_exception")).__name__
-    if parsed.get("bozo") and parsed.entries and problem not in benign:
-        warnings.add(
-            f"the feed is not well-formed XML ({parsed.get('bozo_exception')}); read what we could"
-        )
+    if parsed.get("bozo") and parsed.entries and type(bozo).__name__ not in benign:
+        warnings.add(problem("malformed-xml", error=bozo))
     if not parsed.entries:
-        warnings.add("the feed has no items")
+        warnings.add(problem("no-items"))
     items: dict[str, FeedItem] = {}
     for entry in parsed.entries:
         item = _item(entry, url, zone_name, warnings)
         if item.id in items:
-            warnings.add(f"the item '{item.title}' appears twice (id {item.id}); kept the first")
+            warnings.add(problem("duplicate-item", title=item.title, id=item.id))
             continue
         items[item.id] = item
     return list(items.values()), list(warnings.result())
@@ -110,7 +109,7 @@ def _item(entry: Mapping, feed_url: str, zone_name: str, warnings: Warnings) -> 
     written = clean_line(entry.get("link"))
     link = clean_url(one_line(entry.get("link")), base=feed_url) if written else None
     if written and link is None:
-        warnings.add(f"the item '{title}' links to '{written[:80]}', not a web page; link left out")
+        warnings.add(problem("bad-link", title=title, link=written[:80]))
     contents = [c.get("value", "") for c in entry.get("content", []) if isinstance(c, Mapping)]
     html = "\n".join(contents) or entry.get("summary", "") or entry.get("description", "")
     text = html_to_text(html)
@@ -125,7 +124,7 @@ def _item(entry: Mapping, feed_url: str, zone_name: str, warnings: Warnings) -> 
     item_id = clean_line(entry.get("id")) or written
     if not item_id:
         item_id = "item-" + hashlib.sha256(f"{title}\x1f{text[:200]}".encode()).hexdigest()[:16]
-        warnings.add(f"the item '{title}' has no guid and no link; identified by its title")
+        warnings.add(problem("no-guid", title=title))
     terms = (clean_line(t.get("term")) for t in entry.get("tags", []) if isinstance(t, Mapping))
     categories = tuple(dict.fromkeys(term for term in terms if term))  # "\x9d" is no category
     return FeedItem(
@@ -185,13 +184,11 @@ def item_events(
         page = pages.get(item.link or "")
         found = find_event(item, page, zone_name=zone_name, languages=languages)
         if found is None:
-            warnings.add(f"no date in '{item.title}'; not an event")
+            warnings.add(problem("no-date", title=item.title))
             continue
         if found.year_guessed:
-            warnings.add(
-                f"'{item.title}': the date '{found.how}' has no year; read as "
-                f"{found.start:%Y-%m-%d}, the first such day after publication"
-            )
+            date_read = f"{found.start:%Y-%m-%d}"
+            warnings.add(problem("year-guessed", title=item.title, how=found.how, date=date_read))
         occurrence = _occurrence(item, page, found, source, zone_name)
         begins = (
             occurrence.start
@@ -200,13 +197,19 @@ def item_events(
         )
         if not oldest <= begins <= newest:
             warnings.add(
-                f"'{occurrence.title}' is on {begins:%Y-%m-%d} ({occurrence.origin}), outside "
-                f"the {limits.past_days} days back and {limits.future_days} ahead we show"
+                problem(
+                    "outside-horizon",
+                    title=occurrence.title,
+                    date=f"{begins:%Y-%m-%d}",
+                    origin=occurrence.origin,
+                    past_days=limits.past_days,
+                    future_days=limits.future_days,
+                )
             )
             continue
         occurrences.setdefault(occurrence.key, occurrence)
         if len(occurrences) >= limits.max_occurrences:
-            warnings.add(f"more than {limits.max_occurrences:,} events; read the first")
+            warnings.add(problem("too-many-events", limit=f"{limits.max_occurrences:,}"))
             break
     return ParsedFeed(tuple(occurrences.values()), warnings.result())
 

@@ -37,6 +37,7 @@ from aggregator.normalise import (
     zone,
 )
 from aggregator.parse.warnings import Warnings
+from aggregator.problems import problem
 
 MAX_DESCRIPTION = 10_000
 _BLOCK_EDGE = re.compile(r"(BEGIN|END):(VEVENT|VTIMEZONE)[ \t]*", re.IGNORECASE)
@@ -80,21 +81,18 @@ def parse_calendar(
             for occurrence in reader.occurrences(series, recurring, start, stop, calendar):
                 if occurrence.key in occurrences:
                     warnings.add(
-                        f"event '{occurrence.title}' (UID {occurrence.uid}) appears more "
-                        "than once; kept the first"
+                        problem("duplicate-occurrence", title=occurrence.title, uid=occurrence.uid)
                     )
                     continue
                 occurrences[occurrence.key] = occurrence
                 if len(occurrences) >= limits.max_occurrences:
                     warnings.add(
-                        f"more than {limits.max_occurrences:,} occurrences in the horizon; "
-                        f"read only the first {limits.max_occurrences:,} (check the RRULEs)"
+                        problem("too-many-occurrences", limit=f"{limits.max_occurrences:,}")
                     )
                     return ParsedFeed(tuple(occurrences.values()), warnings.result(), series_count)
     if not occurrences:
         warnings.add(
-            "the calendar has no events in the next "
-            f"{limits.future_days} days or the last {limits.past_days} days"
+            problem("no-events", future_days=limits.future_days, past_days=limits.past_days)
         )
     return ParsedFeed(tuple(occurrences.values()), warnings.result(), series_count)
 
@@ -106,15 +104,15 @@ def _check_is_calendar(text: str, url: str) -> str:
     if "BEGIN:VCALENDAR" in upper:
         if "END:VCALENDAR" not in text[-65536:].upper():
             # a body cut short reads as a calendar with fewer (or no) events: never apply it
-            raise ParseError(url, "the calendar ends before END:VCALENDAR (cut short?)")
+            raise ParseError(url, problem("cut-short"))
         return text
     if head.upper().startswith("BEGIN:VEVENT"):
         return f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\n{text.strip()}\r\nEND:VCALENDAR\r\n"
     if not head:
-        raise ParseError(url, "the feed is empty")
+        raise ParseError(url, problem("empty-feed"))
     if head.lower().startswith(("<!doctype html", "<html")) or "<html" in head.lower():
-        raise ParseError(url, "got an HTML page, not a calendar; check the feed's address")
-    raise ParseError(url, f"not an iCalendar file (it starts with {head[:40]!r})")
+        raise ParseError(url, problem("html-not-calendar"))
+    raise ParseError(url, problem("not-a-calendar", start=repr(head[:40])))
 
 
 def _read_calendars(text: str, url: str, warnings: Warnings) -> list[icalendar.Calendar]:
@@ -126,10 +124,8 @@ def _read_calendars(text: str, url: str, warnings: Warnings) -> list[icalendar.C
         salvaged = _salvage(text, warnings)
         if not salvaged.walk("VEVENT"):
             # nothing readable: a broken feed, not an empty calendar (rule 6)
-            raise ParseError(url, f"the calendar could not be read ({_words(e)})") from e
-        warnings.add(
-            f"the calendar could not be read as a whole ({_words(e)}); read it event by event"
-        )
+            raise ParseError(url, problem("unreadable-calendar", error=_words(e))) from e
+        warnings.add(problem("read-event-by-event", error=_words(e)))
         calendars = [salvaged]
     return [c for c in calendars if isinstance(c, icalendar.Calendar)]
 
@@ -147,7 +143,7 @@ def _salvage(text: str, warnings: Warnings) -> icalendar.Calendar:
                 if name not in ("BEGIN", "END"):
                     calendar.add(name, value)
         except Exception as e:
-            warnings.add(f"the calendar's own properties could not be read ({_words(e)})")
+            warnings.add(problem("unreadable-calendar-properties", error=_words(e)))
     blocks = list(_blocks(text))
     zones: list[str] = []
     for kind, block in blocks:
@@ -158,7 +154,7 @@ def _salvage(text: str, warnings: Warnings) -> icalendar.Calendar:
                 calendar.add_component(component)
             zones.append(block)
         except Exception as e:
-            warnings.add(f"a time zone definition could not be read and was skipped ({_words(e)})")
+            warnings.add(problem("unreadable-timezone", error=_words(e)))
     for kind, block in blocks:
         if kind != "VEVENT":
             continue
@@ -167,8 +163,11 @@ def _salvage(text: str, warnings: Warnings) -> icalendar.Calendar:
                 calendar.add_component(component)
         except Exception as e:
             summary = re.search(r"^SUMMARY[^:\r\n]*+:(.*)$", block, re.MULTILINE)
-            name = f"'{clean_line(summary.group(1))}'" if summary else "without a title"
-            warnings.add(f"event {name} could not be read and was skipped ({_words(e)})")
+            if summary:
+                title = clean_line(summary.group(1))
+                warnings.add(problem("unreadable-event", title=title, error=_words(e)))
+            else:
+                warnings.add(problem("unreadable-untitled-event", error=_words(e)))
     return calendar
 
 
@@ -206,15 +205,15 @@ def _series_of(
     if xwr and zone(xwr) is None:
         mapped = windows_zone(xwr, network_zone)
         if mapped:
-            warnings.add(f"uses the Windows zone name '{xwr}'; we read it as {mapped}")
+            warnings.add(problem("windows-zone", name=xwr, zone=mapped))
             calendar["X-WR-TIMEZONE"] = mapped
         else:
-            warnings.add(f"X-WR-TIMEZONE '{xwr}' is not a time zone we know; ignored")
+            warnings.add(problem("unknown-xwr-timezone", name=xwr))
             del calendar["X-WR-TIMEZONE"]
     try:
         calendar = x_wr_timezone.to_standard(calendar)
     except Exception as e:
-        warnings.add(f"X-WR-TIMEZONE could not be applied ({_words(e)})")
+        warnings.add(problem("xwr-timezone-failed", error=_words(e)))
     _drop_unreadable_events(calendar, warnings)
     _separate_shared_uids(calendar, warnings)
     # A single event's key must not contain its start, or moving it would make a new event.
@@ -230,10 +229,8 @@ def _series_of(
     for event in calendar.walk("VEVENT"):
         uid = str(event.get("UID", ""))
         if uid and uid not in seen:
-            warnings.add(
-                f"event '{clean_line(event.get('SUMMARY'))}' (UID {uid}) has a rule or "
-                "date we cannot read; skipped"
-            )
+            title = clean_line(event.get("SUMMARY"))
+            warnings.add(problem("unreadable-rule", title=title, uid=uid))
             seen.add(uid)
 
 
@@ -261,7 +258,7 @@ def _all_series(calendar: icalendar.Calendar, warnings: Warnings) -> list[Series
             found.extend(recurring_ical_events.of(alone, skip_bad_series=True).series)
         except Exception as e:  # noqa: BLE001
             title = clean_line(_one(events[0].get("SUMMARY"))) or "without a title"
-            warnings.add(f"event '{title}' (UID {uid}) could not be read ({_words(e)}); skipped")
+            warnings.add(problem("unreadable-series", title=title, uid=uid, error=_words(e)))
     return found
 
 
@@ -297,10 +294,8 @@ def _separate_shared_uids(calendar: icalendar.Calendar, warnings: Warnings) -> N
                 continue
             seen[sig] = event
             event["UID"] = f"{uid}#{sig}"
-        warnings.add(
-            f"UID {uid} is used by {len(events)} events; "
-            + ("each is kept as its own event" if len(seen) > 1 else "kept one copy")
-        )
+        code = "shared-uid" if len(seen) > 1 else "shared-uid-copies"
+        warnings.add(problem(code, uid=uid, count=len(events)))
         if len(seen) == 1:  # only copies: the one left keeps the member's UID
             only = next(iter(seen.values()))
             only["UID"] = uid
@@ -313,14 +308,17 @@ def _drop_unreadable_events(calendar: icalendar.Calendar, warnings: Warnings) ->
             continue
         title = clean_line(component.get("SUMMARY")) or "without a title"
         for name, error in getattr(component, "errors", []) or []:
-            line = f"the {name} line" if name else "a line"
-            warnings.add(f"event '{title}': {line} could not be read ({_words(Exception(error))})")
+            words = _words(Exception(error))
+            if name:
+                warnings.add(problem("unreadable-property", title=title, name=name, error=words))
+            else:
+                warnings.add(problem("unreadable-line", title=title, error=words))
         try:
             readable = isinstance(component["DTSTART"].dt, date)
         except Exception:  # missing, or icalendar's BrokenCalendarProperty
             readable = False
         if not readable:
-            warnings.add(f"event '{title}' has no readable start (DTSTART); skipped")
+            warnings.add(problem("no-start", title=title))
             calendar.subcomponents.remove(component)
 
 
@@ -361,15 +359,10 @@ class _Reader:
                     read.append(self._occurrence(occurrence, recurring, cancel_all))
         except TooSlow:
             self.warnings.add(
-                f"the series with UID {series.uid} took more than {SERIES_SECONDS:g} s to "
-                "expand and was skipped (check its RRULE: a rule that never or too often "
-                "repeats)"
+                problem("series-too-slow", uid=series.uid, seconds=f"{SERIES_SECONDS:g}")
             )
         except Exception as e:
-            self.warnings.add(
-                f"the series with UID {series.uid} could not be fully read "
-                f"({_words(e)}); kept what was read"
-            )
+            self.warnings.add(problem("series-partly-read", uid=series.uid, error=_words(e)))
         return read
 
     def _occurrence(self, occurrence, recurring: bool, cancel_all: bool) -> Occurrence:
@@ -381,7 +374,7 @@ class _Reader:
         # as_component() fills DTEND in; the warning is about what the member wrote
         written = getattr(getattr(occurrence, "_adapter", None), "_component", component)
         if "DTEND" not in written and "DURATION" not in written and not all_day:
-            self.warnings.add(f"event '{title}' has no end time; shown as ending when it starts")
+            self.warnings.add(problem("no-end", title=title))
         start: date | datetime
         end: date | datetime
         if all_day:
@@ -398,7 +391,7 @@ class _Reader:
         uid = str(component.get("UID", "")).strip()
         if not uid:
             uid = "no-uid-" + hashlib.sha256(f"{title}\x1f{iso(start)}".encode()).hexdigest()[:16]
-            self.warnings.add(f"event '{title}' has no UID; identified by its title and start")
+            self.warnings.add(problem("no-uid", title=title))
         recurrence_id = None
         if recurring:
             # the RECURRENCE-ID as written (recurring-ical-events keeps its own in naive UTC)
@@ -439,20 +432,18 @@ class _Reader:
     def _tzid(self, prop, value: datetime, title: str) -> str | None:
         """The IANA name of the zone the member wrote the time in, when we can tell."""
         if value.tzinfo is None:
-            self.warnings.add(
-                f"times without a time zone (floating) are read as {self.floating_zone}"
-            )
+            self.warnings.add(problem("floating-time", zone=self.floating_zone))
             return self.floating_zone
         key = getattr(value.tzinfo, "key", None)
         raw = str(prop.params.get("TZID", "")).strip() if prop is not None else ""
         if raw and zone(raw) is None:
             mapped = windows_zone(raw, self.network_zone)
             if mapped:
-                self.warnings.add(f"uses the Windows zone name '{raw}'; we read it as {mapped}")
+                self.warnings.add(problem("windows-zone", name=raw, zone=mapped))
                 return mapped
             if key:
                 return key
-            self.warnings.add(f"uses its own time zone '{raw}'; times are kept as exact instants")
+            self.warnings.add(problem("custom-timezone", name=raw))
             return None
         if raw:
             return raw
@@ -534,7 +525,7 @@ class BoundedRule:
     `after`, and the walk stops after `max_steps` instances, with a warning.
     """
 
-    def __init__(self, rule, rule_text: str, max_steps: int, on_cut: Callable[[str], None]):
+    def __init__(self, rule, rule_text: str, max_steps: int, on_cut: Callable[[BoundedRule], None]):
         self.rule = rule
         #: read by recurring-ical-events
         self.until = getattr(rule, "until", None)
@@ -556,10 +547,7 @@ class BoundedRule:
             if when >= after if inc else when > after:
                 found.append(when)
             if steps >= self.max_steps + margin:
-                self.on_cut(
-                    f"more than {self.max_steps:,} repetitions to reach or fill the horizon "
-                    f"(RRULE:{self.string}); read only the first ones"
-                )
+                self.on_cut(self)
                 break
         return found
 
@@ -601,8 +589,9 @@ def _bound_rules(series: Series, max_steps: int, warnings: Warnings) -> None:
     if not rules:
         return
 
-    def cut(message: str) -> None:
-        warnings.add(f"the series with UID {series.uid}: {message}")
+    def cut(rule: BoundedRule) -> None:
+        limit = f"{rule.max_steps:,}"
+        warnings.add(problem("too-many-repetitions", uid=series.uid, limit=limit, rule=rule.string))
 
     for index, rule in enumerate(rules):
         text = getattr(rule, "string", None)

@@ -3,44 +3,49 @@ flood its page."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
+from aggregator.problems import Problem, as_problem, more_count, problem
+
 MAX_WARNINGS = 200
-_MORE = re.compile(r"\.\.\. and (\d+) more warnings")
 
 
 class Warnings:
-    """Warnings in the order found, each once, capped so one bad feed cannot flood a page;
-    `dropped` counts what was cut, and the last line says how many."""
+    """Problems in the order found, each once (by its words), capped so one bad feed cannot
+    flood a page; `dropped` counts what was cut, and the last one says how many. Plain words
+    (from code that has no code for them yet) are kept as "text" problems."""
 
-    def __init__(self, messages: Iterable[str] = ()) -> None:
-        self.items: dict[str, None] = {}
+    def __init__(self, found: Iterable[Problem | str] = ()) -> None:
+        #: words -> the problem first said in them
+        self.items: dict[str, Problem] = {}
         self.dropped = 0
-        self.extend(messages)
+        self.extend(found)
 
-    def add(self, message: str) -> None:
-        if message in self.items:
+    def add(self, found: Problem | str) -> None:
+        """Keep `found` unless the same words were kept before or the list is full."""
+        item = as_problem(found)
+        if item.words in self.items:
             return
         if len(self.items) >= MAX_WARNINGS:
             self.dropped += 1
             return
-        self.items[message] = None
+        self.items[item.words] = item
 
-    def extend(self, messages: Iterable[str]) -> None:
-        """Add each message; the "... and N more" line of an earlier result counts N."""
-        for message in messages:
-            more = _MORE.fullmatch(message)
-            if more:
-                self.dropped += int(more.group(1))
+    def extend(self, found: Iterable[Problem | str]) -> None:
+        """Add each problem; the "... and N more" line of an earlier result counts N."""
+        for item in found:
+            more = more_count(item)
+            if more is None:
+                self.add(item)
             else:
-                self.add(message)
+                self.dropped += more
 
-    def result(self) -> tuple[str, ...]:
-        extra = (f"... and {self.dropped} more warnings",) if self.dropped else ()
-        return tuple(self.items) + extra
+    def result(self) -> tuple[Problem, ...]:
+        """The problems kept, then "... and N more warnings" when some were cut."""
+        extra = (problem("more-warnings", count=self.dropped),) if self.dropped else ()
+        return (*self.items.values(), *extra)
 
 
-def capped(messages: Iterable[str]) -> tuple[str, ...]:
+def capped(found: Iterable[Problem | str]) -> tuple[Problem, ...]:
     """Warnings from several steps (feed, pages, items) as one capped list."""
-    return Warnings(messages).result()
+    return Warnings(found).result()
