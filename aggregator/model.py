@@ -509,3 +509,56 @@ class Change:
     title: str
     before: Occurrence | None = None
     after: Occurrence | None = None
+
+
+# -- publishing --------------------------------------------------------------------------
+# publish.py merges, keeps what retention keeps, versions (versioning.py), renders, and the
+# store writes the Publication it is given.
+
+
+@dataclass(frozen=True)
+class PublishedVersion:
+    """A network event's last version, as the store keeps it: what the next is measured by."""
+
+    id: str
+    #: the event's content and the render key, hashed: a new one means a new version
+    fingerprint: str
+    sequence: int
+    created: datetime
+    #: the event as it was published
+    event: MergedEvent
+    #: when it left the outputs (no longer merged); None while it is published
+    unpublished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class EventVersion:
+    """A new version of one network event: what subscribers will see change (rule 8)."""
+
+    #: the event, with `previous_start` (moved from) carried over from its last version
+    event: MergedEvent
+    fingerprint: str
+    #: 0 for a new event, else the last version's + 1 (also after it was unpublished)
+    sequence: int
+    created: datetime
+    last_modified: datetime
+    #: the store has no version of it yet
+    new: bool
+    #: what subscribers see happen, for the history; None when no watched field changed
+    change: ChangeRecord | None = None
+    #: the VEVENT bytes; None until rendered
+    ics: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Publication:
+    """What one publish writes, decided before the store sees it."""
+
+    #: the new versions, in the order of the merged events
+    versions: tuple[EventVersion, ...]
+    #: ids of events published until now and merged no more: they leave the outputs
+    gone: tuple[str, ...]
+    #: member identity -> the network id its event is published under
+    identities: dict[str, str]
+    #: when it is published: LAST-MODIFIED of every new version, the time of every change
+    at: datetime

@@ -13,12 +13,13 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 from urllib.parse import urljoin, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
+from rapidfuzz import fuzz
 
 from aggregator.model import Occurrence, Status
 
@@ -150,6 +151,17 @@ def iso(value: date | datetime | None) -> str | None:
     return value.isoformat()
 
 
+def instant(value: date | datetime, tz: tzinfo = UTC) -> datetime:
+    """A start or end as an aware datetime: a datetime as it is, a date at midnight in `tz`.
+
+    The one rule for comparing all-day events with instants; callers pick the midnight
+    (UTC where the store compares with `now`, the network's zone where a day is local).
+    """
+    if isinstance(value, datetime):
+        return value
+    return datetime.combine(value, time(), tz)
+
+
 def from_iso(value: str) -> date | datetime:
     if "T" in value:
         return datetime.fromisoformat(value).astimezone(UTC)
@@ -252,8 +264,6 @@ def title_status(title: str) -> tuple[Status | None, str]:
 
 def text_status(text: str) -> Status | None:
     """The status the lines of an event's text state, tolerant of typos ("Ny dator følger")."""
-    from rapidfuzz import fuzz
-
     status = None
     for line in text.lower().splitlines():
         line = line.strip()

@@ -8,10 +8,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, timedelta
 
-from aggregator.model import Change, ChangeKind, MergedEvent, Occurrence, Status
-from aggregator.normalise import iso, normalised_title, occurrence_key, with_fingerprint
+from aggregator.model import Change, ChangeKind, Occurrence, Status
+from aggregator.normalise import (
+    instant,
+    iso,
+    normalised_title,
+    occurrence_key,
+    with_fingerprint,
+)
 
 
 def reconcile(stored: Iterable[Occurrence], parsed: Iterable[Occurrence]) -> list[Change]:
@@ -30,15 +36,9 @@ def reconcile(stored: Iterable[Occurrence], parsed: Iterable[Occurrence]) -> lis
     return changes
 
 
-def _ends(occurrence: Occurrence) -> datetime:
-    end = occurrence.end
-    if isinstance(end, datetime):
-        return end
-    return datetime.combine(end, time.min, UTC)
-
-
 def is_future(occurrence: Occurrence, now: datetime) -> bool:
-    return _ends(occurrence) > now
+    """Whether it ends after `now` (an all-day event at midnight UTC of its end date)."""
+    return instant(occurrence.end) > now
 
 
 def suspicious_drop(
@@ -107,7 +107,7 @@ def carry_over(
     before = {o.key: o for o in stored}
     listed = {o.key for o in parsed}
     fresh = [o for o in parsed if o.key not in before]
-    vanished = sorted((o for o in stored if o.key not in listed), key=lambda o: _ends(o))
+    vanished = sorted((o for o in stored if o.key not in listed), key=lambda o: instant(o.end))
     heirs: dict[str, Occurrence] = {}
     for old in vanished:
         if not is_future(old, now) or old.removed_at is not None:
@@ -117,10 +117,10 @@ def carry_over(
             for new in fresh
             if new.key not in heirs
             and _same_title(new.title, old.title)
-            and abs(_ends(new) - _ends(old)) <= recreate_window
+            and abs(instant(new.end) - instant(old.end)) <= recreate_window
         ]
         if near:
-            heir = min(near, key=lambda new: abs(_ends(new) - _ends(old)))
+            heir = min(near, key=lambda new: abs(instant(new.end) - instant(old.end)))
             heirs[heir.key] = old
     moved = {old.key for old in heirs.values()}
     # an occurrence gone from a series the feed still lists was taken out of it on purpose
@@ -138,7 +138,7 @@ def carry_over(
         if not is_future(old, now):
             # archived: a past event that left the feed was not cancelled; a cancelled one
             # stays its retention time, any other until the horizon passes it
-            until = _ends(old) + retention if _cancelled(old) else _ends(old)
+            until = instant(old.end) + retention if _cancelled(old) else instant(old.end)
             if until >= (now if _cancelled(old) else oldest):
                 snapshot.append(old)
             continue
@@ -170,46 +170,6 @@ def confirm_removals(stored: Sequence[Occurrence], now: datetime) -> list[Occurr
             )
         confirmed.append(occurrence)
     return confirmed
-
-
-#: the fields of a network event whose change subscribers see
-_WATCHED = ("title", "start", "end", "all_day", "location", "status", "description", "url")
-
-
-def event_change(old: MergedEvent | None, new: MergedEvent) -> tuple[str, dict | None, dict]:
-    """What a subscriber sees happen when `old` becomes `new`: a kind, before and after.
-
-    Kinds: added, cancelled, postponed, removed, restored, rescheduled (start or end moved),
-    updated (other fields; `after["fields"]` names them).
-    """
-    after = _summary(new)
-    if old is None:
-        return "added", None, after
-    before = _summary(old)
-    gone = (Status.CANCELLED, Status.POSTPONED)
-    if new.status in gone and old.status not in gone:
-        kind = "removed" if new.removed else new.status.value
-    elif new.status is Status.POSTPONED and old.status is Status.CANCELLED:
-        kind = "postponed"
-    elif old.status in gone and new.status not in gone:
-        kind = "restored"
-    elif (old.start, old.end) != (new.start, new.end):
-        kind = "rescheduled"
-    else:
-        kind = "updated"
-    after["fields"] = [f for f in _WATCHED if before.get(f) != after.get(f)]
-    return kind, before, after
-
-
-def _summary(event: MergedEvent) -> dict:
-    values = {f: getattr(event, f) for f in _WATCHED}
-    values.update(
-        start=iso(event.start),
-        end=iso(event.end),
-        status=event.status.value,
-        organisers=list(event.organisers),
-    )
-    return values
 
 
 def uids_unstable(stored: Sequence[Occurrence], parsed: Sequence[Occurrence]) -> bool:

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 import feedparser
 import icalendar
 
-from aggregator.refresh import publish
+from aggregator.publish import publish
 from aggregator.render.atom import render_atom
 from aggregator.render.ics import render_calendar
 from aggregator.render.json import render_json

@@ -1,6 +1,6 @@
 """Network events -> iCalendar bytes, with icalendar (folding, escaping, VTIMEZONEs).
 
-Each event is serialised once, when it changes (render_event); the calendar is the stored
+Each event is serialised once, when it changes (render_vevent); the calendar is the stored
 bytes of its events between a header and the VTIMEZONEs they use (render_calendar).
 """
 
@@ -28,7 +28,7 @@ _STATUS = {
 }
 
 
-def render_event(
+def render_vevent(
     event: MergedEvent, sequence: int, created: datetime, last_modified: datetime, network: Network
 ) -> bytes:
     """One VEVENT. DTSTAMP is when we last saw a change, never 'now' (rule 8)."""
@@ -69,6 +69,11 @@ def render_event(
         vevent.add("CATEGORIES", list(event.categories))
     vevent.add("TRANSP", "TRANSPARENT")
     return vevent.to_ical()
+
+
+#: deprecated: the old name, while aggregator/refresh.py imports it (page.render_event is the
+#: event's page, a different thing)
+render_event = render_vevent
 
 
 def calendar_header(network: Network) -> icalendar.Calendar:

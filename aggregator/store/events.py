@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, replace
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import asdict
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, func, insert, select, update
@@ -15,10 +15,11 @@ from aggregator.model import (
     ChangeRecord,
     MergedEvent,
     NetworkEvent,
+    Publication,
+    PublishedVersion,
     Status,
 )
-from aggregator.normalise import fingerprint, from_iso, iso
-from aggregator.reconcile import event_change
+from aggregator.normalise import from_iso, iso
 from aggregator.store.base import (
     StoreBase,
     _bump_version,
@@ -33,51 +34,28 @@ from aggregator.store.schema import (
     events,
     identities,
 )
+from aggregator.versioning import RenderEvent, prepare_publication
 
-#: renders a merged event with its version (sequence, created, last modified) into VEVENT
-#: bytes; None when the event could not be rendered (it is skipped, the rest is published)
-RenderEvent = Callable[[MergedEvent, int, datetime, datetime], bytes | None]
+#: turns the published versions into what a publish writes (aggregator.publish makes it)
+Plan = Callable[[dict[str, PublishedVersion]], Awaitable[Publication]]
 
 
 class EventsMixin(StoreBase):
-    async def publish(
-        self,
-        merged: Iterable[MergedEvent],
-        render_event: RenderEvent,
-        render_key: str,
-        now: datetime,
-    ) -> bool:
-        """Store the merged events; only those whose content changed get a new version.
+    async def write_publication(self, plan: Plan) -> bool:
+        """Write what `plan` makes of the published versions: the new versions (rows and
+        bytes), their changes, the gone (unpublished but kept, so a SEQUENCE goes on if
+        one returns), the ids of member identities, the data version and what is owed.
 
-        A changed event gets SEQUENCE + 1 and LAST-MODIFIED = now and is serialised again
-        (rule 8); an unchanged one keeps its bytes. An event no longer merged is unpublished
-        but kept, so if it returns (its source put back in sources.yaml) its SEQUENCE goes
-        on from where it was. An event `render_event` cannot render (None) is skipped: its
-        last version stays as it was, or it waits unpublished. Returns whether anything
-        changed.
+        The versions are read and the publication written in one write turn, so no other
+        publish of this process comes between. Returns whether anything changed.
         """
-        merged_list = list(merged)
         loaded, self._loaded_writes = self._loaded_writes, None
         async with self._writing() as conn:
-            known = {
-                r.id: r
-                for r in await conn.execute(
-                    select(
-                        events.c.id,
-                        events.c.fingerprint,
-                        events.c.sequence,
-                        events.c.created,
-                        events.c.data,
-                        events.c.unpublished_at,
-                    )
-                )
-            }
-            # versioning and rendering are CPU work on every changed event: in a thread, so
-            # the server keeps answering during a large publish (the write turn is held)
-            seen, inserts, updates, history = await asyncio.to_thread(
-                _versions, merged_list, known, render_event, render_key, now
-            )
-            gone = {i for i, r in known.items() if r.unpublished_at is None} - seen
+            rows = (await conn.execute(select(*_VERSION_COLUMNS))).all()
+            # thousands of rows: made into records in a thread, so the server keeps answering
+            known = await asyncio.to_thread(_published_versions, rows)
+            publication = await plan(known)
+            inserts, updates, history = await asyncio.to_thread(_rows, publication)
             # executemany: one statement for all, not one round trip per event
             if inserts:
                 await _write_many(conn, insert(events), inserts)
@@ -85,19 +63,39 @@ class EventsMixin(StoreBase):
                 await _write_many(
                     conn, update(events).where(events.c.id == bindparam("event_id")), updates
                 )
-            for some in _chunks(sorted(gone)):
+            for some in _chunks(publication.gone):
                 await conn.execute(
-                    update(events).where(events.c.id.in_(some)).values(unpublished_at=now)
+                    update(events)
+                    .where(events.c.id.in_(some))
+                    .values(unpublished_at=publication.at)
                 )
             if history:
                 await conn.execute(insert(changes), history)
-            await _remember_ids(conn, merged_list)
-            changed = bool(inserts or updates or gone)
+            await _remember_ids(conn, publication.identities)
+            changed = bool(publication.versions or publication.gone)
             if changed:
                 await _bump_version(conn)
             written = await _meta_number(conn, "writes") if loaded is None else loaded
             await _set_meta(conn, "published", str(written))
         return changed
+
+    async def publish(
+        self,
+        merged: Iterable[MergedEvent],
+        render_event: RenderEvent,
+        render_key: str,
+        now: datetime,
+    ) -> bool:
+        """Deprecated: aggregator.publish.publish does this (merge, retention, versioning,
+        rendering, then write_publication). Kept while tests/test_store.py calls it."""
+        merged_list = list(merged)
+
+        async def plan(known: dict[str, PublishedVersion]) -> Publication:
+            return await asyncio.to_thread(
+                prepare_publication, merged_list, known, render_event, render_key, now
+            )
+
+        return await self.write_publication(plan)
 
     async def known_ids(self) -> dict[str, str]:
         """Member identity -> the network id it was published under."""
@@ -154,65 +152,66 @@ class EventsMixin(StoreBase):
             ]
 
 
-def _versions(
-    merged_list: Sequence[MergedEvent],
-    known: dict,
-    render_event: RenderEvent,
-    render_key: str,
-    now: datetime,
-) -> tuple[set[str], list[dict], list[dict], list[dict]]:
-    """The rows a publish writes (pure but for render_event): a new version, and new bytes,
-    for each event whose content changed; its change for the history."""
-    seen, inserts, updates, history = set(), [], [], []
-    for item in merged_list:
-        seen.add(item.id)  # also when it cannot be rendered: that is not gone
-        print_ = fingerprint({"event": item.fingerprint, "render": render_key})
-        row = known.get(item.id)
-        back = row is not None and row.unpublished_at is not None
-        if row is not None and not back and row.fingerprint == print_:
-            continue
-        old = _merged(row.data) if row is not None else None
-        if old is not None:
-            # "moved from": where it was before its latest move
-            moved = (old.start, old.end) != (item.start, item.end)
-            item = replace(item, previous_start=old.start if moved else old.previous_start)
-        sequence, created = (0, now) if row is None else (row.sequence + 1, row.created)
-        ics = render_event(item, sequence, created, now)
-        if ics is None:
-            continue
+#: what the versioning step needs of each stored event
+_VERSION_COLUMNS = (
+    events.c.id,
+    events.c.fingerprint,
+    events.c.sequence,
+    events.c.created,
+    events.c.data,
+    events.c.unpublished_at,
+)
+
+
+def _published_versions(rows) -> dict[str, PublishedVersion]:
+    return {
+        row.id: PublishedVersion(
+            id=row.id,
+            fingerprint=row.fingerprint,
+            sequence=row.sequence,
+            created=row.created,
+            event=_merged(row.data),
+            unpublished_at=row.unpublished_at,
+        )
+        for row in rows
+    }
+
+
+def _rows(publication: Publication) -> tuple[list[dict], list[dict], list[dict]]:
+    """The rows to insert, to update, and of the history, as the publication says."""
+    inserts, updates, history = [], [], []
+    for new in publication.versions:
         values = {
-            "fingerprint": print_,
-            "sequence": sequence,
-            "created": created,
-            "last_modified": now,
-            "start": iso(item.start),
-            "data": _event_data(item),
-            "ics": ics,
+            "fingerprint": new.fingerprint,
+            "sequence": new.sequence,
+            "created": new.created,
+            "last_modified": new.last_modified,
+            "start": iso(new.event.start),
+            "data": _event_data(new.event),
+            "ics": new.ics,
             "unpublished_at": None,
         }
-        if row is None:
-            inserts.append({"id": item.id, **values})
+        if new.new:
+            inserts.append({"id": new.event.id, **values})
         else:
-            updates.append({"event_id": item.id, **values})
-        # back in the outputs: subscribers see it added again
-        kind, before, after = event_change(None if back else old, item)
-        if old is None or back or after.get("fields") or kind != "updated":
+            updates.append({"event_id": new.event.id, **values})
+        if new.change is not None:
+            change = new.change
             history.append(
                 {
-                    "event_id": item.id,
-                    "at": now,
-                    "kind": kind,
-                    "title": item.title,
-                    "before": before,
-                    "after": after,
+                    "event_id": change.event_id,
+                    "at": change.at,
+                    "kind": change.kind.value,
+                    "title": change.title,
+                    "before": change.before,
+                    "after": change.after,
                 }
             )
-    return seen, inserts, updates, history
+    return inserts, updates, history
 
 
-async def _remember_ids(conn, merged: Sequence[MergedEvent]) -> None:
+async def _remember_ids(conn, wanted: dict[str, str]) -> None:
     """Keep, for every member identity, the id its event was published under."""
-    wanted = {identity: item.id for item in merged for identity in item.identities}
     if not wanted:
         return
     stored = {
