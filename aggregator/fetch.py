@@ -4,8 +4,9 @@ A polite client: conditional GET, at most `per_host` fetches at once to one host
 a size cap that holds after decompression, redirects followed by hand (loops caught,
 permanent moves noticed), transient failures retried with backoff and jitter, Retry-After
 honoured. Never raises: every outcome, a malformed address and an unexpected error
-included, comes back as a FetchResult whose `error` says what happened in words a member can
-act on (only the /check hook `check_url` raises Refused).
+included, comes back as a FetchResult whose `problem` says what happened (a stable code, and
+`error`: its words, which a member can act on); only the /check hook `check_url` raises
+Refused. One request and its redirects are asked and read in fetch_http.py.
 
 Addresses from member content (links in feeds and pages, redirects to another host) go
 through the guard (aggregator/guard.py): public addresses only, checked for a literal host,
@@ -21,48 +22,35 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
-from yarl import URL
 
 from aggregator import __version__
 from aggregator.errors import Refused
+from aggregator.fetch_http import failure, fetch_http, http_url, timeouts
 from aggregator.guard import (
     WEB_SCHEMES,
     Guard,
     connect_host,
-    malformed,
-    numeric_host,
+    invalid_address,
     scheme_of,
+    shown_host,
 )
 from aggregator.model import FetchOutcome, FetchResult, Limits, Network, Validators
+from aggregator.problems import Problem, problem
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 64 * 1024
 ACCEPT = (
     "text/calendar, application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5"
 )
-_REDIRECTS = (301, 302, 303, 307, 308)
-_PERMANENT = (301, 308)
 
 
 def user_agent(network: Network) -> str:
     return f"aggregator/{__version__} (+{network.base_url}; {network.name})"
-
-
-def timeouts(limits: Limits) -> aiohttp.ClientTimeout:
-    # sock_read catches a server that stops talking; total catches one that drips
-    return aiohttp.ClientTimeout(
-        total=limits.total_timeout,
-        sock_connect=limits.connect_timeout,
-        sock_read=min(limits.total_timeout, max(limits.connect_timeout, 30.0)),
-    )
 
 
 def open_session(
@@ -84,13 +72,6 @@ def _session(
             limit=limits.concurrency, limit_per_host=limits.per_host, resolver=resolver
         ),
     )
-
-
-def http_url(url: str) -> str:
-    """webcal:// is https:// by convention (Apple's scheme for subscriptions)."""
-    if scheme_of(url) == "webcal":
-        return "https" + url.strip()[len("webcal") :]
-    return url
 
 
 def is_local(url: str) -> bool:
@@ -180,11 +161,11 @@ class Fetcher:
         except Refused as refused:
             if self.check_url is not None:
                 raise
-            return _failed(url, refused.message, started)
+            return failure(url, started, refused.problem)
         except Exception as e:  # noqa: BLE001  (a fetch never raises; a source never vanishes)
             if not isinstance(e, (ValueError, OSError, aiohttp.ClientError)):
                 log.warning("fetching %s failed unexpectedly", url, exc_info=True)
-            return _failed(url, _words(url, e), started)
+            return failure(url, started, _unexpected(url, e))
 
     async def _fetch(
         self,
@@ -198,11 +179,7 @@ class Fetcher:
             self.check_url(url)
         if content:
             if scheme_of(url) not in WEB_SCHEMES:
-                return _failed(
-                    url,
-                    f"the link {url!r} is not a web address; only http and https links are read",
-                    started,
-                )
+                return failure(url, started, problem("link-not-web", link=repr(url)))
         elif is_local(url):
             return _read_file(url, self.limits, started)
         trusted = frozenset(
@@ -225,29 +202,31 @@ class Fetcher:
 
     def _route(
         self, target: str, via: str | None, trusted: frozenset[str]
-    ) -> aiohttp.ClientSession | str:
-        """The session to ask `target` with, or why it is not asked (in words).
+    ) -> aiohttp.ClientSession | Problem:
+        """The session to ask `target` with, or why it is not asked.
 
         `via` is the address that redirected to it (None for the first address).
         """
         if self.check_url is not None:
             if via is not None:
                 self.check_url(target)
-            return self.session or "no HTTP client in this run"
-        said = f"the link {target}" if via is None else f"{via} redirects to {target}, and it"
+            return self.session or problem("no-client")
         if scheme_of(target) not in WEB_SCHEMES:
-            return f"{said} is not a web address; only http and https addresses are read"
-        problem = malformed(http_url(target))
-        if problem:
-            return f"not a valid address: {problem}"
+            if via is None:
+                return problem("link-scheme", url=target)
+            return problem("redirect-scheme", via=via, url=target)
+        invalid = invalid_address(http_url(target))
+        if invalid:
+            return invalid
         host = host_of(target)
         if host in trusted:
-            return self.session or "no HTTP client in this run (local files only)"
+            return self.session or problem("no-client-local")
         kind = self.guard.host_kind(host)
         if kind:
-            address = numeric_host(host)
-            shown = host if address == host else f"{host} ({address})"
-            return f"{said} goes to {shown}, {kind}; only public addresses are read"
+            shown = shown_host(host)
+            if via is None:
+                return problem("link-refused", url=target, host=shown, kind=kind)
+            return problem("redirect-refused", via=via, url=target, host=shown, kind=kind)
         return self._guarded_session()
 
     def _guarded_session(self) -> aiohttp.ClientSession:
@@ -265,7 +244,7 @@ class Fetcher:
         per_host = self._hosts.setdefault(host, asyncio.Semaphore(self.limits.per_host))
         # the host's turn first: a busy host must not hold global slots others could use
         async with per_host, self._all:
-            return await _fetch_http(
+            return await fetch_http(
                 partial(self._route, trusted=trusted), url, self.limits, validators, started
             )
 
@@ -277,189 +256,13 @@ def _host(trusted_host: str | None) -> str | None:
     return trusted_host
 
 
-def _failed(url: str, error: str, started: float) -> FetchResult:
-    return FetchResult(FetchOutcome.FAILED, url, error=error, duration=time.monotonic() - started)
-
-
-def _words(url: str, error: Exception) -> str:
-    """An unexpected failure of a fetch, in words."""
+def _unexpected(url: str, error: Exception) -> Problem:
+    """An unexpected failure of a fetch, as a problem."""
     if isinstance(error, (UnicodeError, ValueError, aiohttp.InvalidURL)):
-        return f"not a valid address: {url} ({type(error).__name__}: {error})"
+        return problem("address-invalid", url=url, error=f"{type(error).__name__}: {error}")
     if isinstance(error, OSError):
-        return f"the connection failed ({error.strerror or error})"
-    return f"the fetch failed: {type(error).__name__}: {error}"
-
-
-async def _fetch_http(
-    route: Callable[[str, str | None], aiohttp.ClientSession | str],
-    url: str,
-    limits: Limits,
-    validators: Validators,
-    started: float,
-) -> FetchResult:
-    """Ask `url`, following redirects by hand; `route` gives each address's session (or
-    why it is not asked; it raises Refused under /check)."""
-    headers = {}
-    if validators.etag:
-        headers["If-None-Match"] = validators.etag
-    if validators.last_modified:
-        headers["If-Modified-Since"] = validators.last_modified
-
-    def failed(error: str, status: int | None = None, **kwargs) -> FetchResult:
-        return FetchResult(
-            FetchOutcome.FAILED,
-            url,
-            status=status,
-            error=error,
-            duration=time.monotonic() - started,
-            **kwargs,
-        )
-
-    current = http_url(url)
-    visited = [current]
-    permanent = True
-    session = route(url, None)
-    if isinstance(session, str):
-        return failed(session)
-    try:
-        for _hop in range(limits.max_redirects + 1):
-            async with session.get(
-                current, headers=headers, allow_redirects=False, timeout=timeouts(limits)
-            ) as response:
-                if response.status in _REDIRECTS:
-                    location = response.headers.get("Location")
-                    if not location:
-                        return failed(
-                            f"the server redirected (HTTP {response.status}) without saying where",
-                            response.status,
-                        )
-                    try:
-                        target = str(response.url.join(URL(location)))
-                    except (ValueError, TypeError) as e:
-                        return failed(
-                            f"the server redirected to {location!r}, not a valid address ({e})",
-                            response.status,
-                        )
-                    permanent = permanent and response.status in _PERMANENT
-                    if target in visited:
-                        loop = " -> ".join(visited[visited.index(target) :] + [target])
-                        return failed(f"the server redirects in a loop: {loop}", response.status)
-                    session = route(target, current)
-                    if isinstance(session, str):
-                        return failed(session, response.status)
-                    visited.append(target)
-                    current = http_url(target)
-                    continue
-                moved = current if permanent and len(visited) > 1 else None
-                return await _answer(response, url, limits, validators, started, moved, failed)
-        return failed(
-            f"more than {limits.max_redirects} redirects ({visited[0]} -> ... -> {visited[-1]}); "
-            "give us the feed's final address"
-        )
-    except TimeoutError:
-        return failed(
-            f"no complete answer within {limits.total_timeout:g} s (timed out)", transient=True
-        )
-    except aiohttp.ClientPayloadError as e:
-        return failed(f"the connection broke off in the middle of the feed ({e})", transient=True)
-    except aiohttp.ClientConnectorError as e:
-        return failed(f"could not connect to {e.host}:{e.port} ({e.os_error or e})", transient=True)
-    except aiohttp.InvalidURL as e:
-        return failed(f"not a valid address: {e}")
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
-        return failed(f"the server closed the connection ({e})", transient=True)
-    except aiohttp.ClientError as e:
-        return failed(f"the fetch failed: {type(e).__name__}: {e}")
-    except (UnicodeError, ValueError) as e:
-        return failed(f"not a valid address: {current} ({type(e).__name__}: {e})")
-    except OSError as e:
-        return failed(f"the connection failed ({e.strerror or e})", transient=True)
-
-
-async def _answer(response, url, limits, validators, started, moved, failed) -> FetchResult:
-    status = response.status
-    if status == 304:
-        return FetchResult(
-            FetchOutcome.NOT_MODIFIED,
-            url,
-            final_url=str(response.url),
-            status=304,
-            validators=validators,
-            duration=time.monotonic() - started,
-            moved_to=moved,
-        )
-    if status == 410:
-        return failed(
-            "the server says the feed is gone for good (HTTP 410 Gone); "
-            "ask the member for its new address",
-            status,
-            gone=True,
-        )
-    if status == 429 or status >= 500:
-        retry_after = _retry_after(response.headers)
-        wait = f"; it asks us to wait {retry_after:g} s" if retry_after is not None else ""
-        reason = "too many requests" if status == 429 else "a server error"
-        return failed(
-            f"the server answered HTTP {status} {response.reason or ''} ({reason}){wait}",
-            status,
-            transient=True,
-            retry_after=retry_after,
-        )
-    if status >= 400:
-        hint = "; check the feed's address" if status in (401, 403, 404) else ""
-        return failed(f"the server answered HTTP {status} {response.reason or ''}{hint}", status)
-    if response.content_length is not None and response.content_length > limits.max_bytes:
-        return failed(
-            f"the feed is {response.content_length:,} bytes, more than the limit "
-            f"of {limits.max_bytes:,} bytes",
-            status,
-        )
-    body = bytearray()
-    # iter_chunked yields decompressed bytes, so the cap also stops a gzip bomb
-    async for chunk in response.content.iter_chunked(_CHUNK):
-        body.extend(chunk)
-        if len(body) > limits.max_bytes:
-            return failed(
-                f"the feed is larger than the limit of {limits.max_bytes:,} bytes "
-                "(after decompression)",
-                status,
-            )
-    return FetchResult(
-        FetchOutcome.OK,
-        url,
-        final_url=str(response.url),
-        status=status,
-        body=bytes(body),
-        content_type=response.content_type,
-        charset=response.charset,
-        validators=Validators(
-            etag=response.headers.get("ETag"),
-            last_modified=response.headers.get("Last-Modified"),
-        ),
-        duration=time.monotonic() - started,
-        moved_to=moved,
-    )
-
-
-def _retry_after(headers) -> float | None:
-    """Retry-After as seconds: a number, or an HTTP date (RFC 9110 section 10.2.3)."""
-    value = headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return float(value)
-    try:
-        when = _aware(parsedate_to_datetime(value))
-        sent = _aware(parsedate_to_datetime(headers["Date"])) if "Date" in headers else None
-    except (TypeError, ValueError, IndexError):
-        return None
-    reference = sent or datetime.now(UTC)
-    return max(0.0, (when - reference).total_seconds())
-
-
-def _aware(value: datetime) -> datetime:
-    """'-0000' dates parse naive (RFC 5322: UTC, source unknown)."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return problem("connection-failed", error=error.strerror or error)
+    return problem("fetch-failed", error=f"{type(error).__name__}: {error}")
 
 
 def _read_file(url: str, limits: Limits, started: float) -> FetchResult:
@@ -467,16 +270,12 @@ def _read_file(url: str, limits: Limits, started: float) -> FetchResult:
     try:
         size = path.stat().st_size
         if size > limits.max_bytes:
-            error = f"the file is {size:,} bytes, more than the limit of {limits.max_bytes:,} bytes"
-            return FetchResult(FetchOutcome.FAILED, url, error=error)
+            found = problem("file-too-big", size=f"{size:,}", limit=f"{limits.max_bytes:,}")
+            # no duration: the file was not read
+            return FetchResult(FetchOutcome.FAILED, url, error=found.words, problem=found)
         body = path.read_bytes()
     except OSError as e:
-        return FetchResult(
-            FetchOutcome.FAILED,
-            url,
-            error=f"cannot read {path}: {e.strerror or e}",
-            duration=time.monotonic() - started,
-        )
+        return failure(url, started, problem("file-unreadable", path=path, error=e.strerror or e))
     return FetchResult(
         FetchOutcome.OK, url, final_url=str(path), body=body, duration=time.monotonic() - started
     )

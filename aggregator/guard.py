@@ -27,15 +27,18 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from aggregator.errors import Refused
+from aggregator.problems import Problem, problem
 
 __all__ = [
     "WEB_SCHEMES",
     "Guard",
     "Refused",
     "address_kind",
+    "invalid_address",
     "malformed",
     "numeric_host",
     "scheme_of",
+    "shown_host",
     "why_not",
 ]
 
@@ -65,6 +68,7 @@ def address_kind(address: str) -> str | None:
     return _kind(ipaddress.ip_address(address.split("%", 1)[0]))
 
 
+# each kind in words is one of problems.PHRASES too: a page says it in its own language
 def _kind(ip: _IP) -> str | None:
     if isinstance(ip, ipaddress.IPv6Address):
         inner = _embedded(ip)
@@ -139,8 +143,26 @@ def numeric_host(host: str) -> str | None:
     return None
 
 
+def shown_host(host: str) -> str:
+    """A host as a member reads it: with the address it means when written as numbers that
+    are not one ("127.1 (127.0.0.1)")."""
+    address = numeric_host(host)
+    return host if address == host else f"{host} ({address})"
+
+
+#: how every invalid_address problem begins; malformed() gives what follows
+_INVALID = "not a valid address: "
+
+
 def malformed(url: str) -> str | None:
-    """Why `url` is not a well-formed http(s) address, in words, or None when it is one.
+    """Why `url` is not a well-formed http(s) address, in words, or None when it is one."""
+    found = invalid_address(url)
+    return None if found is None else found.words.removeprefix(_INVALID)
+
+
+def invalid_address(url: str) -> Problem | None:
+    """Why `url` is not a well-formed http(s) address ("not a valid address: ..."), or None
+    when it is one.
 
     Pure: nothing is resolved. Catches what would otherwise blow up deep inside the
     resolver or yarl (`http://a..b/`, `http://[::1/`, a port out of range).
@@ -148,39 +170,39 @@ def malformed(url: str) -> str | None:
     try:
         parts = urlsplit(url)
     except ValueError as e:  # 'Invalid IPv6 URL'
-        return f"{url} cannot be read as an address ({e})"
+        return problem("address-unreadable", url=url, error=e)
     try:
         port = parts.port
     except ValueError:  # not a number, or out of range
         port = 0
     if port == 0:
-        return f"the port in {url} is not a number from 1 to 65535"
+        return problem("address-port", url=url)
     host = parts.hostname
     if not host:
-        return f"{url} has no host name"
-    problem = _host_problem(host)
-    if problem:
-        return problem
+        return problem("address-no-host", url=url)
+    invalid = _invalid_host(host)
+    if invalid:
+        return invalid
     try:
         URL(url)
     except (ValueError, TypeError) as e:
-        return f"{url} cannot be read as an address ({e})"
+        return problem("address-unreadable", url=url, error=e)
     return None
 
 
-def _host_problem(host: str) -> str | None:
+def _invalid_host(host: str) -> Problem | None:
     try:
         if numeric_host(host) is not None:
             return None
     except ValueError:
-        return f"{host} is neither a name nor an address"
+        return problem("address-number", host=host)
     try:
         ascii_host = host.encode("idna").decode("ascii").lower()
     except UnicodeError:  # an empty label ('a..b'), a label over 63 characters
-        return f"{host} is not a valid host name (an empty or too long part)"
+        return problem("address-host-part", host=host)
     labels = ascii_host.removesuffix(".").split(".")
     if len(ascii_host) > 253 or not all(_LABEL.match(label) for label in labels):
-        return f"{host} is not a valid host name"
+        return problem("address-host", host=host)
     return None
 
 
@@ -208,16 +230,14 @@ class Guard:
     def check_url(self, url: str) -> None:
         """Raise Refused unless the URL is http(s)/webcal with a host we may contact."""
         if scheme_of(url) not in WEB_SCHEMES:
-            raise Refused(f"{url!r}: only http, https and webcal addresses can be checked")
-        problem = malformed(url.strip())
-        if problem:
-            raise Refused(f"not a valid address: {problem}")
+            raise Refused(problem("check-scheme", url=repr(url)))
+        invalid = invalid_address(url.strip())
+        if invalid:
+            raise Refused(invalid)
         host = connect_host(url)
         kind = self.host_kind(host)
         if kind:
-            address = numeric_host(host)
-            shown = host if address == host else f"{host} ({address})"
-            raise Refused(f"{url}: {shown} is {kind}; only public addresses can be checked")
+            raise Refused(problem("check-refused", url=url, host=shown_host(host), kind=kind))
 
     def resolver(self, inner: AbstractResolver | None = None) -> AbstractResolver:
         """A resolver that refuses (raises Refused) a name with any non-public address."""
@@ -233,17 +253,17 @@ class _GuardedResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         if host.lower() not in self.guard.public_names:
-            problem = _host_problem(host)
-            if problem:  # the system's resolver would raise UnicodeError
-                raise Refused(f"not a valid address: {problem}")
+            invalid = _invalid_host(host)
+            if invalid:  # the system's resolver would raise UnicodeError
+                raise Refused(invalid)
         found = await self.inner.resolve(host, port, family)
         if host.lower() not in self.guard.public_names:
             for result in found:
                 kind = address_kind(result["host"])
                 if kind:
+                    address = result["host"]
                     raise Refused(
-                        f"{host} resolves to {result['host']}, {kind}; "
-                        "only public addresses are read"
+                        problem("resolves-refused", host=host, address=address, kind=kind)
                     )
         return found
 

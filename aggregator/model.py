@@ -182,6 +182,8 @@ class FetchResult:
     gone: bool = False
     #: requests made, retries included
     attempts: int = 1
+    #: what went wrong as a stable code, the words (`error`) and their detail
+    problem: Problem | None = None
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ import pebble
 
 from aggregator.errors import ParseError
 from aggregator.model import Limits
+from aggregator.problems import Problem, problem
 
 __all__ = ["parse", "parse_check", "shutdown"]
 
@@ -178,19 +179,19 @@ class Workers:
             future.cancel()  # pebble ends the worker that runs it
             raise
         except _OverBudget as e:
-            raise ParseError(url, _budget_words(e.kind, what, seconds, memory)) from None
+            raise ParseError(url, _over_budget(e.kind, what, seconds, memory)) from None
         except (FutureTimeout, FutureCancelled):
-            raise ParseError(url, _budget_words("cpu", what, seconds, memory)) from None
+            raise ParseError(url, _over_budget("cpu", what, seconds, memory)) from None
         except pebble.ProcessExpired as e:
             kind = "cpu" if e.exitcode in (-signal.SIGXCPU, -signal.SIGKILL) else "died"
-            raise ParseError(url, _budget_words(kind, what, seconds, memory)) from None
+            raise ParseError(url, _over_budget(kind, what, seconds, memory)) from None
         except BrokenProcessPool:
-            raise ParseError(url, _budget_words("died", what, seconds, memory)) from None
+            raise ParseError(url, _over_budget("died", what, seconds, memory)) from None
         except _Unreadable as e:
             log.error("reading %s of %s failed: %s", what, url, e)
-            raise ParseError(url, f"reading {what} failed ({e}); reported") from None
+            raise ParseError(url, problem("reader-failed", what=what, error=e)) from None
         except MemoryError:  # the result was too large to send back
-            raise ParseError(url, _budget_words("memory", what, seconds, memory)) from None
+            raise ParseError(url, _over_budget("memory", what, seconds, memory)) from None
 
     def _schedule(self, read: Callable[[], T], seconds: float, memory: int):
         # the wall clock is the last resort, for a worker that neither computes nor returns
@@ -206,19 +207,13 @@ class Workers:
                 self._pool = None
 
 
-def _budget_words(kind: str, what: str, seconds: float, memory: int) -> str:
+def _over_budget(kind: str, what: str, seconds: float, memory: int) -> Problem:
+    """Why a read was stopped: over its memory or its CPU time, or its worker died."""
     if kind == "memory":
-        return (
-            f"reading {what} needed more than {memory} MB of memory and was stopped; "
-            "the file is too large or too deeply nested to read: make it smaller"
-        )
+        return problem("over-memory", what=what, memory=memory)
     if kind == "cpu":
-        return (
-            f"reading {what} took more than {seconds:g} s of processor time and was stopped; "
-            "it is too large or too complex to read (for example a repeating rule (RRULE) "
-            "that repeats every second or minute): make it smaller or simpler"
-        )
-    return f"reading {what} stopped the reader unexpectedly; it was skipped"
+        return problem("over-time", what=what, seconds=f"{seconds:g}")
+    return problem("reader-died", what=what)
 
 
 _workers = Workers()
