@@ -1,5 +1,6 @@
-"""What a member organisation reads about its feed: each warning with a hint to fix it, the
-state of its fetches with one, and a timeline of the last 30 days as an inline SVG. Pure."""
+"""What a member organisation reads about its feed: each problem with a hint to fix it (by
+its code), the state of its fetches with one, and a timeline of the last 30 days as an
+inline SVG. Pure."""
 
 from __future__ import annotations
 
@@ -8,83 +9,132 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from html import escape
 
-from aggregator.model import FetchRecord, SourceState
+from aggregator.model import FetchRecord, Problem, SourceState
 
-#: (what a warning says, the hint in each language); the first match wins
-_HINTS: tuple[tuple[re.Pattern, dict[str, str]], ...] = tuple(
+#: what to do, in each language, by what is wrong
+_WINDOWS_ZONE = {
+    "en": "Nothing to do: we map it. Calendars that publish IANA zone names "
+    "(Europe/Copenhagen) are read the same by every program.",
+    "da": "Intet at gøre: vi oversætter den. Kalendere med IANA-zonenavne "
+    "(Europe/Copenhagen) læses ens af alle programmer.",
+}
+_NO_END = {
+    "en": "Give the event an end time in your calendar program.",
+    "da": "Giv begivenheden et sluttidspunkt i jeres kalenderprogram.",
+}
+_NO_UID = {
+    "en": "Your calendar program should give every event a UID; without one, a "
+    "changed title looks like a new event.",
+    "da": "Jeres kalenderprogram bør give hver begivenhed et UID; uden det ligner "
+    "en ændret titel en ny begivenhed.",
+}
+_BROKEN_EVENT = {
+    "en": "This event is broken in the feed: open it in your calendar program, "
+    "check its date and time, and save it again.",
+    "da": "Begivenheden er i stykker i feedet: åbn den i jeres kalenderprogram, "
+    "tjek dato og tid, og gem den igen.",
+}
+_SHARED_UID = {
+    "en": "Two or more events share one UID; each event needs its own.",
+    "da": "Flere begivenheder deler ét UID; hver begivenhed skal have sit eget.",
+}
+_ENDLESS_RULE = {
+    "en": "A repeating event has no end: give its rule an end date or a count.",
+    "da": "En gentagen begivenhed har ingen slutning: giv reglen en slutdato.",
+}
+_FLOATING = {
+    "en": "Set the calendar's time zone in your calendar program.",
+    "da": "Sæt kalenderens tidszone i jeres kalenderprogram.",
+}
+_ZONE_NAME = {
+    "en": "Use a standard time zone name such as Europe/Copenhagen.",
+    "da": "Brug et standard-tidszonenavn som Europe/Copenhagen.",
+}
+_SYNTAX = {
+    "en": "The file has a syntax error; we read it event by event. Export it "
+    "again, or tell us which program makes it.",
+    "da": "Filen har en syntaksfejl; vi læser den begivenhed for begivenhed. "
+    "Eksportér igen, eller fortæl os hvilket program der laver den.",
+}
+_NO_NAME = {
+    "en": "The feed's host name is not known on the internet: check the address for a "
+    "typing error, or ask whoever runs the website.",
+    "da": "Feedets værtsnavn findes ikke på internettet: tjek adressen for en tastefejl, "
+    "eller spørg dem, der driver hjemmesiden.",
+}
+_REFUSED = {
+    "en": "The server does not take connections on that address and port: check the "
+    "address, or ask whoever runs the website whether the server is up.",
+    "da": "Serveren tager ikke imod forbindelser på den adresse og port: tjek adressen, "
+    "eller spørg dem, der driver hjemmesiden, om serveren kører.",
+}
+_SLOW = {
+    "en": "The server answers too slowly. If it happens again, ask whoever runs the "
+    "website to look at it.",
+    "da": "Serveren svarer for langsomt. Sker det igen, så bed dem, der driver "
+    "hjemmesiden, om at se på det.",
+}
+_TOO_BIG = {
+    "en": "The feed is too large: publish only the coming months, or split it in two.",
+    "da": "Feedet er for stort: udgiv kun de kommende måneder, eller del det i to.",
+}
+_WRONG_ADDRESS = {
+    "en": "The server does not give the feed at this address: open it in a browser, and "
+    "send us the right one.",
+    "da": "Serveren giver ikke feedet på denne adresse: åbn den i en browser, og send os "
+    "den rigtige.",
+}
+
+#: problem code -> what to do about it; the same hints as the words always gave (a page
+#: whose linked page could not be read, a time zone that could not be read and a calendar
+#: that could not be read get the broken-event hint, as they always did)
+HINTS: dict[str, dict[str, str]] = {
+    "windows-zone": _WINDOWS_ZONE,
+    "no-end": _NO_END,
+    "no-uid": _NO_UID,
+    "unreadable-event": _BROKEN_EVENT,
+    "unreadable-untitled-event": _BROKEN_EVENT,
+    "unreadable-series": _BROKEN_EVENT,
+    "unreadable-property": _BROKEN_EVENT,
+    "unreadable-line": _BROKEN_EVENT,
+    "unreadable-calendar-properties": _BROKEN_EVENT,
+    "unreadable-timezone": _BROKEN_EVENT,
+    "unreadable-calendar": _BROKEN_EVENT,
+    "unreadable-feed": _BROKEN_EVENT,
+    "page-unreadable": _BROKEN_EVENT,
+    "no-start": _BROKEN_EVENT,
+    "shared-uid": _SHARED_UID,
+    "shared-uid-copies": _SHARED_UID,
+    "too-many-occurrences": _ENDLESS_RULE,
+    "floating-time": _FLOATING,
+    "unknown-xwr-timezone": _ZONE_NAME,
+    "read-event-by-event": _SYNTAX,
+    # fetch failures (a source's last error)
+    "dns-failed": _NO_NAME,
+    "connect-refused": _REFUSED,
+    "timeout": _SLOW,
+    "too-big": _TOO_BIG,
+    "too-big-decompressed": _TOO_BIG,
+    "file-too-big": _TOO_BIG,
+    "http-check-address": _WRONG_ADDRESS,
+}
+
+#: for words stored without a code (older versions): what they say -> the hint; first match
+_HINTS_BY_WORDS: tuple[tuple[re.Pattern, dict[str, str]], ...] = tuple(
     (re.compile(pattern), hint)
     for pattern, hint in (
-        (
-            r"Windows zone name",
-            {
-                "en": "Nothing to do: we map it. Calendars that publish IANA zone names "
-                "(Europe/Copenhagen) are read the same by every program.",
-                "da": "Intet at gøre: vi oversætter den. Kalendere med IANA-zonenavne "
-                "(Europe/Copenhagen) læses ens af alle programmer.",
-            },
-        ),
-        (
-            r"has no end time",
-            {
-                "en": "Give the event an end time in your calendar program.",
-                "da": "Giv begivenheden et sluttidspunkt i jeres kalenderprogram.",
-            },
-        ),
-        (
-            r"has no UID",
-            {
-                "en": "Your calendar program should give every event a UID; without one, a "
-                "changed title looks like a new event.",
-                "da": "Jeres kalenderprogram bør give hver begivenhed et UID; uden det ligner "
-                "en ændret titel en ny begivenhed.",
-            },
-        ),
+        (r"Windows zone name", _WINDOWS_ZONE),
+        (r"has no end time", _NO_END),
+        (r"has no UID", _NO_UID),
         (
             r"could not be read and was skipped|has no readable start|could not be read \(",
-            {
-                "en": "This event is broken in the feed: open it in your calendar program, "
-                "check its date and time, and save it again.",
-                "da": "Begivenheden er i stykker i feedet: åbn den i jeres kalenderprogram, "
-                "tjek dato og tid, og gem den igen.",
-            },
+            _BROKEN_EVENT,
         ),
-        (
-            r"is used by \d+ events",
-            {
-                "en": "Two or more events share one UID; each event needs its own.",
-                "da": "Flere begivenheder deler ét UID; hver begivenhed skal have sit eget.",
-            },
-        ),
-        (
-            r"occurrences in the horizon",
-            {
-                "en": "A repeating event has no end: give its rule an end date or a count.",
-                "da": "En gentagen begivenhed har ingen slutning: giv reglen en slutdato.",
-            },
-        ),
-        (
-            r"floating",
-            {
-                "en": "Set the calendar's time zone in your calendar program.",
-                "da": "Sæt kalenderens tidszone i jeres kalenderprogram.",
-            },
-        ),
-        (
-            r"not a time zone we know|time zone definition could not be read",
-            {
-                "en": "Use a standard time zone name such as Europe/Copenhagen.",
-                "da": "Brug et standard-tidszonenavn som Europe/Copenhagen.",
-            },
-        ),
-        (
-            r"could not be read as a whole",
-            {
-                "en": "The file has a syntax error; we read it event by event. Export it "
-                "again, or tell us which program makes it.",
-                "da": "Filen har en syntaksfejl; vi læser den begivenhed for begivenhed. "
-                "Eksportér igen, eller fortæl os hvilket program der laver den.",
-            },
-        ),
+        (r"is used by \d+ events", _SHARED_UID),
+        (r"occurrences in the horizon", _ENDLESS_RULE),
+        (r"floating", _FLOATING),
+        (r"not a time zone we know|time zone definition could not be read", _ZONE_NAME),
+        (r"could not be read as a whole", _SYNTAX),
     )
 )
 
@@ -117,12 +167,18 @@ _STATE_HINTS = {
 }
 
 
-def hint(warning: str, lang: str = "en") -> str | None:
-    """What to do about a parse warning, or None when we have no advice."""
-    for pattern, text in _HINTS:
-        if pattern.search(warning):
-            return text.get(lang, text["en"])
-    return None
+def hint(warning: Problem | str, lang: str = "en") -> str | None:
+    """What to do about a problem, by its code, or None when we have no advice.
+
+    Words without a code (a "text" problem, or a str: what older versions stored) are
+    matched by what they say.
+    """
+    if isinstance(warning, Problem) and warning.code != "text":
+        text = HINTS.get(warning.code)
+    else:
+        words = str(warning)
+        text = next((t for pattern, t in _HINTS_BY_WORDS if pattern.search(words)), None)
+    return None if text is None else text.get(lang, text["en"])
 
 
 def state_hints(state: SourceState | None, lang: str = "en") -> list[tuple[str, str]]:
