@@ -10,8 +10,10 @@ from unittest.mock import patch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregator import merge as merge_module
-from aggregator.merge import _choose_probes, _Sets, _Title, merge
+from aggregator.merge import merge
+from aggregator.merge import titles as merge_titles
+from aggregator.merge.join import Sets
+from aggregator.merge.titles import Title, choose_probes
 from aggregator.model import Occurrence, Source, Status
 from aggregator.normalise import occurrence_fingerprint, occurrence_key
 
@@ -231,12 +233,12 @@ def test_merging_twice_gives_the_same_events(items):
     st.sampled_from([0.01, 0.1, 0.25, 0.5]),
 )
 def test_probes_are_the_two_rarest_words_unless_the_second_is_common(word_lists, common_share):
-    """_choose_probes ranks only a title's rare words; the rule it keeps is the plain one:
+    """choose_probes ranks only a title's rare words; the rule it keeps is the plain one:
     sort all of a title's words rarest first, take the second too unless it is common."""
-    titles = [_Title(" ".join(words), words) for words in word_lists]
+    titles = [Title(" ".join(words), words) for words in word_lists]
     titles += titles[: len(titles) // 3]  # titles shared by several occurrences
-    with patch.object(merge_module, "_COMMON", common_share):
-        _choose_probes(titles)
+    with patch.object(merge_titles, "_COMMON", common_share):
+        choose_probes(titles)
     frequency = Counter(word for title in titles for word in title.key_words)
     for title in titles:
         words = sorted(title.key_words, key=lambda w: (frequency[w], w))
@@ -257,7 +259,7 @@ def test_probes_are_the_two_rarest_words_unless_the_second_is_common(word_lists,
 )
 def test_roots_in_one_pass_are_the_roots_find_gives(size_and_unions):
     size, unions = size_and_unions
-    sets, same = _Sets(size), _Sets(size)
+    sets, same = Sets(size), Sets(size)
     for a, b in unions:
         sets.union(a, b)
         same.union(a, b)
