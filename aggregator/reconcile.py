@@ -108,20 +108,7 @@ def carry_over(
     listed = {o.key for o in parsed}
     fresh = [o for o in parsed if o.key not in before]
     vanished = sorted((o for o in stored if o.key not in listed), key=lambda o: instant(o.end))
-    heirs: dict[str, Occurrence] = {}
-    for old in vanished:
-        if not is_future(old, now) or old.removed_at is not None:
-            continue
-        near = [
-            new
-            for new in fresh
-            if new.key not in heirs
-            and _same_title(new.title, old.title)
-            and abs(instant(new.end) - instant(old.end)) <= recreate_window
-        ]
-        if near:
-            heir = min(near, key=lambda new: abs(instant(new.end) - instant(old.end)))
-            heirs[heir.key] = old
+    heirs = _heirs(vanished, fresh, now, recreate_window)
     moved = {old.key for old in heirs.values()}
     # an occurrence gone from a series the feed still lists was taken out of it on purpose
     # (EXDATE, a shortened RRULE, a cancelled override): cancelled at once
@@ -150,6 +137,31 @@ def carry_over(
         else:
             snapshot.append(with_fingerprint(replace(old, status=Status.CANCELLED, removed_at=now)))
     return snapshot
+
+
+def _heirs(
+    vanished: Sequence[Occurrence],
+    fresh: Sequence[Occurrence],
+    now: datetime,
+    recreate_window: timedelta,
+) -> dict[str, Occurrence]:
+    """New key -> the vanished upcoming occurrence it replaces (rule 5): the same title,
+    ending within `recreate_window`, the nearest first; the earliest vanished choose first."""
+    heirs: dict[str, Occurrence] = {}
+    for old in vanished:
+        if not is_future(old, now) or old.removed_at is not None:
+            continue
+        near = [
+            new
+            for new in fresh
+            if new.key not in heirs
+            and _same_title(new.title, old.title)
+            and abs(instant(new.end) - instant(old.end)) <= recreate_window
+        ]
+        if near:
+            heir = min(near, key=lambda new: abs(instant(new.end) - instant(old.end)))
+            heirs[heir.key] = old
+    return heirs
 
 
 def _cancelled(occurrence: Occurrence) -> bool:

@@ -8,10 +8,13 @@ from datetime import date, timedelta
 import feedparser
 import icalendar
 
+from aggregator.merge import merge
+from aggregator.model import ChangeKind
 from aggregator.publish import publish
 from aggregator.render.atom import render_atom
 from aggregator.render.ics import render_calendar
 from aggregator.render.json import render_json
+from aggregator.versioning import prepare_publication
 from tests.conftest import make_settings, put_snapshot, source
 from tests.test_merge import occ
 
@@ -133,3 +136,106 @@ async def test_atom_and_json_are_valid_and_stable(store, tmp_path, now):
     assert not parsed.bozo
     assert [e.title for e in parsed.entries] == ["Ny / New: Newer", "Ny / New: Older"]
     assert render_json(events, settings.network) == render_json(events, settings.network)
+
+
+# -- what the store writes: an event that cannot be rendered, and a publish owed ------------
+# (moved from tests/test_store.py, where they called the old Store.publish(merged, render, ...))
+
+
+def render_but(broken: str):
+    """A render_event that cannot render the event titled `broken` (returns None)."""
+
+    def render(item, sequence, created, last_modified):
+        if item.title == broken:
+            return None
+        return f"{item.title} {sequence}".encode()
+
+    return render
+
+
+async def merged_now(store, settings):
+    return merge(await store.load_occurrences(), settings.sources, settings.merging, {})
+
+
+async def write(store, merged, render, now) -> bool:
+    """Store.write_publication with the versioning step and `render`, render key "k"."""
+
+    async def plan(known):
+        return prepare_publication(merged, known, render, "k", now)
+
+    return await store.write_publication(plan)
+
+
+async def test_an_event_that_cannot_be_rendered_is_skipped_and_the_others_published(
+    store, tmp_path, now
+):
+    settings = make_settings(tmp_path, [source("alpha", "/a.ics")])
+    await store.sync_sources(settings.sources)
+    later = now + timedelta(hours=1)
+    await put_snapshot(
+        store,
+        "alpha",
+        [occ("alpha", "u@x", "Kept"), occ("alpha", "v@x", "Other", start=now + timedelta(days=3))],
+        now,
+    )
+    assert await write(store, await merged_now(store, settings), render_but(""), now)
+    before = {e.event.title: e for e in await store.published_events()}
+
+    # Kept changes but can no longer be rendered; New cannot be rendered from the start
+    await put_snapshot(
+        store,
+        "alpha",
+        [
+            occ("alpha", "u@x", "Kept, changed"),
+            occ("alpha", "v@x", "Other, changed", start=now + timedelta(days=3)),
+            occ("alpha", "w@x", "New", start=now + timedelta(days=9)),
+        ],
+        later,
+    )
+    merged = await merged_now(store, settings)
+    broken = {"Kept, changed", "New"}
+
+    def render(item, sequence, created, last_modified):
+        return None if item.title in broken else f"{item.title} {sequence}".encode()
+
+    assert await write(store, merged, render, later)
+    after = {e.event.id: e for e in await store.published_events()}
+    kept = before["Kept"]
+    # its previous version stays as it was: not gone, not changed
+    assert after[kept.event.id] == kept
+    assert after[before["Other"].event.id].ics == b"Other, changed 1"
+    assert len(after) == 2  # New was not inserted
+    assert not any(c.title == "New" for c in await store.recent_changes())
+
+
+async def test_a_write_owes_a_publish_until_a_publish_that_read_it(store, tmp_path, now):
+    settings = make_settings(tmp_path, [source("alpha", "/a.ics")])
+    await store.sync_sources(settings.sources)  # a new source: owed
+    assert await store.publish_owed()
+    await write(store, await merged_now(store, settings), render_but(""), now)
+    assert not await store.publish_owed()
+    await put_snapshot(store, "alpha", [occ("alpha", "u@x")], now)
+    assert await store.publish_owed()
+    merged = await merged_now(store, settings)
+    # a write between the publish's read and its write is still owed afterwards
+    await put_snapshot(store, "alpha", [occ("alpha", "u@x", "Changed")], now)
+    await write(store, merged, render_but(""), now)
+    assert await store.publish_owed()
+    await write(store, await merged_now(store, settings), render_but(""), now)
+    assert not await store.publish_owed()
+
+
+async def test_an_event_no_longer_merged_leaves_and_comes_back_with_its_sequence(
+    store, tmp_path, now
+):
+    settings = await stored(store, tmp_path, now, occ("alpha", "u@x"), occ("beta", "v@x", "Talk"))
+    await publish(store, settings, now)
+    await stored(store, tmp_path, now, occ("alpha", "u@x"))
+    assert await publish(store, settings, now + timedelta(hours=1))
+    assert [e.event.title for e in await store.published_events()] == ["Workshop"]
+    await stored(store, tmp_path, now, occ("alpha", "u@x"), occ("beta", "v@x", "Talk"))
+    assert await publish(store, settings, now + timedelta(hours=2))
+    talk = next(e for e in await store.published_events() if e.event.title == "Talk")
+    assert (talk.sequence, talk.created) == (1, now)
+    kinds = [c.kind for c in await store.recent_changes() if c.title == "Talk"]
+    assert kinds == [ChangeKind.ADDED, ChangeKind.ADDED]
