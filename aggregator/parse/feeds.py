@@ -35,7 +35,7 @@ from aggregator.normalise import (
     with_fingerprint,
 )
 from aggregator.parse.dates import find_dates
-from aggregator.parse.pages import html_to_text, structured_events
+from aggregator.parse.pages import event_from_schema, html_to_text, structured_events
 from aggregator.parse.warnings import Warnings
 from aggregator.problems import Problem, problem
 
@@ -150,8 +150,6 @@ def _published(entry: Mapping) -> datetime | None:
 def _rss_event_module(entry: Mapping, zone_name: str) -> FoundEvent | None:
     """The RSS 1.0 event module (ev:startdate, ev:enddate, ev:location), which feedparser
     keeps as ev_startdate and so on."""
-    from aggregator.parse.pages import event_from_schema
-
     start = entry.get("ev_startdate")
     if not start:
         return None

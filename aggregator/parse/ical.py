@@ -2,44 +2,30 @@
 
 Series are expanded inside the horizon with a hard cap per source (rule 2). A broken
 component or series is skipped with a warning; the rest of the calendar is read.
-icalendar and recurring-ical-events objects never leave this module.
+Here: the text salvaged, its zones, its series and shared UIDs sorted out; the series are
+built and bounded in parse/recurrence.py, their occurrences read in parse/occurrences.py.
+icalendar and recurring-ical-events objects never leave the parse package.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import signal
-import threading
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 
 import icalendar
-import recurring_ical_events
 import x_wr_timezone
-from recurring_ical_events.series.rrule import Series
+from recurring_ical_events import Series
 
 from aggregator.errors import ParseError
-from aggregator.model import Limits, Occurrence, ParsedFeed, Status
-from aggregator.normalise import (
-    all_day_end,
-    clean_line,
-    clean_text,
-    clean_url,
-    combine_status,
-    iso,
-    occurrence_key,
-    title_status,
-    to_utc,
-    windows_zone,
-    with_fingerprint,
-    zone,
-)
-from aggregator.parse.warnings import Warnings
+from aggregator.model import Limits, Occurrence, ParsedFeed
+from aggregator.normalise import clean_line, windows_zone, zone
+from aggregator.parse.occurrences import OccurrenceReader, one
+from aggregator.parse.recurrence import series_in
+from aggregator.parse.warnings import Warnings, error_words
 from aggregator.problems import problem
 
-MAX_DESCRIPTION = 10_000
 _BLOCK_EDGE = re.compile(r"(BEGIN|END):(VEVENT|VTIMEZONE)[ \t]*", re.IGNORECASE)
 _HEADER = re.compile(
     r"^BEGIN:VCALENDAR[ \t]*\r?\n(.*?)^BEGIN:", re.MULTILINE | re.DOTALL | re.IGNORECASE
@@ -70,7 +56,7 @@ def parse_calendar(
     stop = now + timedelta(days=limits.future_days)
     # a rule may yield the kept occurrences and as many again (overrides, exdates, the
     # occurrences just before the horizon), never the millions a FREQ=SECONDLY makes
-    reader = _Reader(
+    reader = OccurrenceReader(
         source_id, floating_zone, network_zone, warnings, 2 * limits.max_occurrences + 1000
     )
     occurrences: dict[str, Occurrence] = {}
@@ -124,8 +110,8 @@ def _read_calendars(text: str, url: str, warnings: Warnings) -> list[icalendar.C
         salvaged = _salvage(text, warnings)
         if not salvaged.walk("VEVENT"):
             # nothing readable: a broken feed, not an empty calendar (rule 6)
-            raise ParseError(url, problem("unreadable-calendar", error=_words(e))) from e
-        warnings.add(problem("read-event-by-event", error=_words(e)))
+            raise ParseError(url, problem("unreadable-calendar", error=error_words(e))) from e
+        warnings.add(problem("read-event-by-event", error=error_words(e)))
         calendars = [salvaged]
     return [c for c in calendars if isinstance(c, icalendar.Calendar)]
 
@@ -143,7 +129,7 @@ def _salvage(text: str, warnings: Warnings) -> icalendar.Calendar:
                 if name not in ("BEGIN", "END"):
                     calendar.add(name, value)
         except Exception as e:
-            warnings.add(problem("unreadable-calendar-properties", error=_words(e)))
+            warnings.add(problem("unreadable-calendar-properties", error=error_words(e)))
     blocks = list(_blocks(text))
     zones: list[str] = []
     for kind, block in blocks:
@@ -154,7 +140,7 @@ def _salvage(text: str, warnings: Warnings) -> icalendar.Calendar:
                 calendar.add_component(component)
             zones.append(block)
         except Exception as e:
-            warnings.add(problem("unreadable-timezone", error=_words(e)))
+            warnings.add(problem("unreadable-timezone", error=error_words(e)))
     for kind, block in blocks:
         if kind != "VEVENT":
             continue
@@ -165,9 +151,9 @@ def _salvage(text: str, warnings: Warnings) -> icalendar.Calendar:
             summary = re.search(r"^SUMMARY[^:\r\n]*+:(.*)$", block, re.MULTILINE)
             if summary:
                 title = clean_line(summary.group(1))
-                warnings.add(problem("unreadable-event", title=title, error=_words(e)))
+                warnings.add(problem("unreadable-event", title=title, error=error_words(e)))
             else:
-                warnings.add(problem("unreadable-untitled-event", error=_words(e)))
+                warnings.add(problem("unreadable-untitled-event", error=error_words(e)))
     return calendar
 
 
@@ -213,7 +199,7 @@ def _series_of(
     try:
         calendar = x_wr_timezone.to_standard(calendar)
     except Exception as e:
-        warnings.add(problem("xwr-timezone-failed", error=_words(e)))
+        warnings.add(problem("xwr-timezone-failed", error=error_words(e)))
     _drop_unreadable_events(calendar, warnings)
     _separate_shared_uids(calendar, warnings)
     # A single event's key must not contain its start, or moving it would make a new event.
@@ -242,7 +228,7 @@ def _all_series(calendar: icalendar.Calendar, warnings: Warnings) -> list[Series
     events are read on their own, and those that fail are skipped with a warning.
     """
     try:
-        return list(recurring_ical_events.of(calendar, skip_bad_series=True).series)
+        return series_in(calendar)
     except Exception:  # noqa: BLE001  (read one by one below, each failure in words)
         pass
     zones = list(calendar.walk("VTIMEZONE"))
@@ -255,18 +241,11 @@ def _all_series(calendar: icalendar.Calendar, warnings: Warnings) -> list[Series
         for component in (*zones, *events):
             alone.add_component(component)
         try:
-            found.extend(recurring_ical_events.of(alone, skip_bad_series=True).series)
+            found.extend(series_in(alone))
         except Exception as e:  # noqa: BLE001
-            title = clean_line(_one(events[0].get("SUMMARY"))) or "without a title"
-            warnings.add(problem("unreadable-series", title=title, uid=uid, error=_words(e)))
+            title = clean_line(one(events[0].get("SUMMARY"))) or "without a title"
+            warnings.add(problem("unreadable-series", title=title, uid=uid, error=error_words(e)))
     return found
-
-
-def _one(value: object) -> object:
-    """A property written more than once comes as a list: the first one counts."""
-    if isinstance(value, list):
-        return value[0] if value else None
-    return value
 
 
 def _separate_shared_uids(calendar: icalendar.Calendar, warnings: Warnings) -> None:
@@ -308,7 +287,7 @@ def _drop_unreadable_events(calendar: icalendar.Calendar, warnings: Warnings) ->
             continue
         title = clean_line(component.get("SUMMARY")) or "without a title"
         for name, error in getattr(component, "errors", []) or []:
-            words = _words(Exception(error))
+            words = error_words(Exception(error))
             if name:
                 warnings.add(problem("unreadable-property", title=title, name=name, error=words))
             else:
@@ -320,315 +299,3 @@ def _drop_unreadable_events(calendar: icalendar.Calendar, warnings: Warnings) ->
         if not readable:
             warnings.add(problem("no-start", title=title))
             calendar.subcomponents.remove(component)
-
-
-class _Reader:
-    """Turns recurring-ical-events occurrences into our Occurrences."""
-
-    def __init__(
-        self,
-        source_id: str,
-        floating_zone: str,
-        network_zone: str,
-        warnings: Warnings,
-        max_steps: int,
-    ):
-        self.source_id = source_id
-        #: dateutil steps one rule may take (its instances up to the end of the horizon)
-        self.max_steps = max_steps
-        self.floating_zone = floating_zone
-        self.network_zone = network_zone
-        self.warnings = warnings
-
-    def occurrences(
-        self,
-        series: Series,
-        recurring: bool,
-        start: datetime,
-        stop: datetime,
-        calendar: icalendar.Calendar,
-    ) -> list[Occurrence]:
-        """The series' occurrences between start and stop, within the series' budget."""
-        cancel_all = str(calendar.get("METHOD", "")).upper() == "CANCEL"
-        _bound_rules(series, self.max_steps, self.warnings)
-        read: list[Occurrence] = []
-        try:
-            # collected here, not yielded: the CPU timer must not run on in the caller
-            with cpu_bound(SERIES_SECONDS):
-                for occurrence in series.between(start, stop):
-                    read.append(self._occurrence(occurrence, recurring, cancel_all))
-        except TooSlow:
-            self.warnings.add(
-                problem("series-too-slow", uid=series.uid, seconds=f"{SERIES_SECONDS:g}")
-            )
-        except Exception as e:
-            self.warnings.add(problem("series-partly-read", uid=series.uid, error=_words(e)))
-        return read
-
-    def _occurrence(self, occurrence, recurring: bool, cancel_all: bool) -> Occurrence:
-        component = occurrence.as_component(False)
-        # "Aflyst: Koncert" is a cancellation whatever STATUS says (rule 3)
-        marker, title = title_status(clean_line(_one(component.get("SUMMARY"))) or "(untitled)")
-        raw_start, raw_end = occurrence.start, occurrence.end
-        all_day = not isinstance(raw_start, datetime)
-        # as_component() fills DTEND in; the warning is about what the member wrote
-        written = getattr(getattr(occurrence, "_adapter", None), "_component", component)
-        if "DTEND" not in written and "DURATION" not in written and not all_day:
-            self.warnings.add(problem("no-end", title=title))
-        start: date | datetime
-        end: date | datetime
-        if all_day:
-            start = raw_start
-            end = all_day_end(
-                raw_start, raw_end if not isinstance(raw_end, datetime) else raw_end.date()
-            )
-            tzid = None
-        else:
-            tzid = self._tzid(component.get("DTSTART"), raw_start, title)
-            start = to_utc(raw_start, self.floating_zone)
-            end_dt = raw_end if isinstance(raw_end, datetime) else raw_start
-            end = max(to_utc(end_dt, self.floating_zone), start)
-        uid = str(component.get("UID", "")).strip()
-        if not uid:
-            uid = "no-uid-" + hashlib.sha256(f"{title}\x1f{iso(start)}".encode()).hexdigest()[:16]
-            self.warnings.add(problem("no-uid", title=title))
-        recurrence_id = None
-        if recurring:
-            # the RECURRENCE-ID as written (recurring-ical-events keeps its own in naive UTC)
-            written_rid = component.get("RECURRENCE-ID")
-            rid = written_rid.dt if written_rid is not None else raw_start
-            if written_rid is not None and _this_and_future(written_rid):
-                # every later date of the series is read from this override (RFC 5545
-                # 3.8.4.4): its slot is its own start less the override's move, not the
-                # override's RECURRENCE-ID, or all of them would share one key
-                moved_by = _moved_by(written, written_rid)
-                if moved_by is not None:
-                    rid = raw_start - moved_by
-            recurrence_id = iso(
-                to_utc(rid, self.floating_zone) if isinstance(rid, datetime) else rid
-            )
-        draft = Occurrence(
-            key=occurrence_key(self.source_id, uid, recurrence_id),
-            source_id=self.source_id,
-            uid=uid,
-            recurrence_id=recurrence_id,
-            title=title,
-            start=start,
-            end=end,
-            all_day=all_day,
-            tzid=tzid,
-            description=clean_text(_one(component.get("DESCRIPTION")))[:MAX_DESCRIPTION],
-            # only http(s), no control characters: a bad URL costs the link, not the event
-            url=clean_url(_one(component.get("URL"))),
-            location=clean_line(_one(component.get("LOCATION"))),
-            status=Status.CANCELLED
-            if cancel_all
-            else combine_status(_status(component.get("STATUS")), marker),
-            categories=tuple(_categories(component.get("CATEGORIES"))),
-            sequence=_int(component.get("SEQUENCE")),
-        )
-        return with_fingerprint(draft)
-
-    def _tzid(self, prop, value: datetime, title: str) -> str | None:
-        """The IANA name of the zone the member wrote the time in, when we can tell."""
-        if value.tzinfo is None:
-            self.warnings.add(problem("floating-time", zone=self.floating_zone))
-            return self.floating_zone
-        key = getattr(value.tzinfo, "key", None)
-        raw = str(prop.params.get("TZID", "")).strip() if prop is not None else ""
-        if raw and zone(raw) is None:
-            mapped = windows_zone(raw, self.network_zone)
-            if mapped:
-                self.warnings.add(problem("windows-zone", name=raw, zone=mapped))
-                return mapped
-            if key:
-                return key
-            self.warnings.add(problem("custom-timezone", name=raw))
-            return None
-        if raw:
-            return raw
-        if key and key != "UTC":
-            return key
-        return None
-
-
-def _this_and_future(prop) -> bool:
-    return str(getattr(prop, "params", {}).get("RANGE", "")).upper() == "THISANDFUTURE"
-
-
-def _moved_by(written, recurrence_id) -> timedelta | None:
-    """How far a RANGE=THISANDFUTURE override moves the dates it governs."""
-    try:
-        moved_to, slot = written["DTSTART"].dt, recurrence_id.dt
-        if isinstance(moved_to, datetime) != isinstance(slot, datetime):
-            return None
-        return moved_to - slot
-    except (KeyError, TypeError, AttributeError):  # naive against aware: no move we can tell
-        return None
-
-
-# -- bounded recurrence ----------------------------------------------------------------------
-
-#: CPU seconds one series may take to expand; a rule that never matches (BYMONTH=2;
-#: BYMONTHDAY=30) makes dateutil search day by day up to the year 9999 without yielding
-SERIES_SECONDS = 2.0
-_FREQUENCIES = ("YEARLY", "MONTHLY", "WEEKLY", "DAILY", "HOURLY", "MINUTELY", "SECONDLY")
-#: the step of each frequency that may be skipped whole: a rule without COUNT gives the same
-#: dates from a start moved forward by whole intervals (days keep the time of day, weeks the
-#: weekday); months and years are not skipped, their lengths differ
-_STEPS = {
-    "WEEKLY": timedelta(weeks=1),
-    "DAILY": timedelta(days=1),
-    "HOURLY": timedelta(hours=1),
-    "MINUTELY": timedelta(minutes=1),
-    "SECONDLY": timedelta(seconds=1),
-}
-
-
-class TooSlow(BaseException):  # noqa: N818  (a signal, not an error)
-    """The CPU time of a bounded block ran out. A BaseException: a library's own
-    `except Exception` must not swallow it and expand on without a bound."""
-
-
-@contextmanager
-def cpu_bound(seconds: float) -> Iterator[None]:
-    """Raise TooSlow inside the block once it has used `seconds` of CPU time.
-
-    A signal timer (ITIMER_VIRTUAL), so pure-Python loops such as dateutil's are stopped
-    where they are. Only in the main thread (where signals are handled); elsewhere the
-    worker process's budget is the bound.
-    """
-    if threading.current_thread() is not threading.main_thread() or not hasattr(
-        signal, "setitimer"
-    ):
-        yield
-        return
-
-    def expired(_signum, _frame):
-        raise TooSlow()
-
-    previous = signal.signal(signal.SIGVTALRM, expired)
-    signal.setitimer(signal.ITIMER_VIRTUAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_VIRTUAL, 0)
-        signal.signal(signal.SIGVTALRM, previous)
-
-
-class BoundedRule:
-    """A dateutil rule whose expansion is bounded by the work it does, not by what is kept.
-
-    recurring-ical-events asks `between(after, before)`; dateutil would walk every instance
-    from DTSTART on (a FREQ=SECONDLY from years back: hundreds of millions) and return them
-    all in a list. Here a rule without COUNT starts at the last whole interval before
-    `after`, and the walk stops after `max_steps` instances, with a warning.
-    """
-
-    def __init__(self, rule, rule_text: str, max_steps: int, on_cut: Callable[[BoundedRule], None]):
-        self.rule = rule
-        #: read by recurring-ical-events
-        self.until = getattr(rule, "until", None)
-        self.string = rule_text
-        self.max_steps = max_steps
-        self.on_cut = on_cut
-        parts = _rule_parts(rule_text)
-        self.frequency = parts.get("FREQ", "")
-        self.has_count = "COUNT" in parts
-        self.interval = max(_int(parts.get("INTERVAL", 1)), 1)
-
-    def between(self, after: datetime, before: datetime, inc: bool = False) -> list[datetime]:
-        rule, margin = self._skipped_to(after)
-        found: list[datetime] = []
-        for steps, when in enumerate(rule, 1):
-            # the comparisons of dateutil's own between()
-            if when > before if inc else when >= before:
-                break
-            if when >= after if inc else when > after:
-                found.append(when)
-            if steps >= self.max_steps + margin:
-                self.on_cut(self)
-                break
-        return found
-
-    def _skipped_to(self, after: datetime):
-        """The rule started shortly before `after`, and how many steps that start is early."""
-        step = _STEPS.get(self.frequency)
-        start = getattr(self.rule, "_dtstart", None)
-        if step is None or self.has_count or not isinstance(start, datetime):
-            return self.rule, 0
-        # whole intervals in wall-clock time, as dateutil counts them
-        wall_start = start.replace(tzinfo=None)
-        wall_after = (
-            after.astimezone(start.tzinfo) if after.tzinfo and start.tzinfo else after
-        ).replace(tzinfo=None)
-        # a margin of two hours at least: wall-clock time skips an hour in spring and repeats
-        # one in autumn, and a rule repeating every minute must still give every time
-        # dateutil gives around them
-        period = step * self.interval
-        margin = max(period, timedelta(hours=2))
-        whole = (wall_after - wall_start - margin) // period
-        if whole <= 0:
-            return self.rule, 0
-        moved = (wall_start + whole * period).replace(tzinfo=start.tzinfo)
-        return self.rule.replace(dtstart=moved), margin // period + 1
-
-
-def _rule_parts(text: str) -> dict[str, str]:
-    parts = {}
-    for part in text.upper().split(";"):
-        name, _, value = part.partition("=")
-        parts[name.strip()] = value.strip()
-    return parts
-
-
-def _bound_rules(series: Series, max_steps: int, warnings: Warnings) -> None:
-    """Put every rule of a series behind a BoundedRule (its warnings name the series)."""
-    recurrence = getattr(series, "recurrence", None)
-    rules = getattr(recurrence, "rrules", None)
-    if not rules:
-        return
-
-    def cut(rule: BoundedRule) -> None:
-        limit = f"{rule.max_steps:,}"
-        warnings.add(problem("too-many-repetitions", uid=series.uid, limit=limit, rule=rule.string))
-
-    for index, rule in enumerate(rules):
-        text = getattr(rule, "string", None)
-        if text is None or isinstance(rule, BoundedRule):
-            continue  # the rruleset of RDATEs: a list the member wrote, finite
-        rules[index] = BoundedRule(rule, text, max_steps, cut)
-
-
-def _status(value: object) -> Status:
-    if isinstance(value, list):  # written twice: the more serious one counts
-        return combine_status(*(_status(v) for v in value)) if value else Status.SCHEDULED
-    status = str(value or "").strip().upper()
-    if status == "CANCELLED":
-        return Status.CANCELLED
-    if status == "TENTATIVE":
-        return Status.TENTATIVE
-    return Status.SCHEDULED
-
-
-def _categories(value: object) -> Iterable[str]:
-    values = value if isinstance(value, list) else [value] if value is not None else []
-    seen: dict[str, None] = {}
-    for item in values:
-        for category in getattr(item, "cats", None) or [item]:
-            name = clean_line(category)
-            if name:
-                seen.setdefault(name, None)
-    return seen
-
-
-def _int(value: object) -> int:
-    try:
-        return int(str(_one(value)))
-    except (TypeError, ValueError):
-        return 0
-
-
-def _words(error: Exception) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text if len(text) < 160 else text[:157] + "..."

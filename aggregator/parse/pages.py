@@ -15,8 +15,10 @@ import html_text
 import lxml.html
 import nh3
 
-from aggregator.model import FoundEvent, PageData, Status
+from aggregator.errors import ParseError
+from aggregator.model import FoundEvent, Limits, PageData, Status
 from aggregator.normalise import all_day_end, clean_line, clean_url, zone
+from aggregator.parse.ical import parse_calendar
 
 MAX_TEXT = 4000
 #: events kept per page (the first is the one used) and .ics links (the first is fetched)
@@ -333,10 +335,6 @@ def _tidy(text: str) -> str:
 
 def event_from_ics(text: str, url: str, zone_name: str, now: datetime) -> FoundEvent | None:
     """The first event of a linked .ics file ("Download som iCal-fil")."""
-    from aggregator.errors import ParseError
-    from aggregator.model import Limits
-    from aggregator.parse.ical import parse_calendar
-
     # one event page, one event: any year will do, the feed's horizon applies later
     limits = Limits(past_days=3650, future_days=3650, max_occurrences=50)
 

@@ -49,3 +49,10 @@ class Warnings:
 def capped(found: Iterable[Problem | str]) -> tuple[Problem, ...]:
     """Warnings from several steps (feed, pages, items) as one capped list."""
     return Warnings(found).result()
+
+
+def error_words(error: BaseException) -> str:
+    """What an error says, for a warning: its words (or its type's name), cut at 160
+    characters."""
+    text = str(error).strip() or type(error).__name__
+    return text if len(text) < 160 else text[:157] + "..."

@@ -1,0 +1,220 @@
+"""Series of a calendar with recurring-ical-events, expanded on a bound.
+
+The library is used through its public extension points only: a `ComponentsWithName`
+selection with our own event adapter (it keeps the VEVENT as the member wrote it:
+`as_component()` fills DTEND in and moves DTSTART) and our own `Series` (its `occurrence()`
+hook makes occurrences that carry that VEVENT). Every rule of a series is put behind a
+BoundedRule, and a series expands inside `cpu_bound`: a rule that repeats every second for
+years, or one that never matches, costs that series, never the feed.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+
+import icalendar
+import recurring_ical_events
+from recurring_ical_events import ComponentsWithName, EventAdapter, Series
+
+from aggregator.parse.warnings import Warnings
+from aggregator.problems import problem
+
+__all__ = [
+    "SERIES_SECONDS",
+    "BoundedRule",
+    "TooSlow",
+    "bound_rules",
+    "cpu_bound",
+    "series_in",
+]
+
+#: CPU seconds one series may take to expand; a rule that never matches (BYMONTH=2;
+#: BYMONTHDAY=30) makes dateutil search day by day up to the year 9999 without yielding
+SERIES_SECONDS = 2.0
+#: the step of each frequency that may be skipped whole: a rule without COUNT gives the same
+#: dates from a start moved forward by whole intervals (days keep the time of day, weeks the
+#: weekday); months and years are not skipped, their lengths differ
+_STEPS = {
+    "WEEKLY": timedelta(weeks=1),
+    "DAILY": timedelta(days=1),
+    "HOURLY": timedelta(hours=1),
+    "MINUTELY": timedelta(minutes=1),
+    "SECONDLY": timedelta(seconds=1),
+}
+
+
+class WrittenEvent(EventAdapter):
+    """recurring-ical-events' VEVENT adapter, keeping the VEVENT as the member wrote it."""
+
+    def __init__(self, component: icalendar.Event) -> None:
+        super().__init__(component)
+        #: the VEVENT as written (DTEND or DURATION, or neither; the DTSTART it was given)
+        self.written = component
+
+
+class WrittenOccurrence(recurring_ical_events.Occurrence):
+    """An occurrence with the VEVENT it was made from, as written."""
+
+    def __init__(self, adapter: WrittenEvent, start=None, end=None, sequence: int = -1):
+        super().__init__(adapter, start, end, sequence)
+        self.written: icalendar.Event = adapter.written
+
+
+class WrittenSeries(Series):
+    """A series whose occurrences carry the VEVENT each was made from."""
+
+    def occurrence(self, adapter: WrittenEvent, start=None, end=None) -> WrittenOccurrence:
+        # as Series.occurrence: the series' highest SEQUENCE goes with every occurrence
+        return WrittenOccurrence(adapter, start, end, sequence=self.sequence)
+
+
+_EVENTS = ComponentsWithName("VEVENT", adapter=WrittenEvent, series=WrittenSeries)
+
+
+def series_in(calendar: icalendar.Calendar) -> list[Series]:
+    """The calendar's series of events, those the library cannot build left out."""
+    return list(
+        recurring_ical_events.of(calendar, components=[_EVENTS], skip_bad_series=True).series
+    )
+
+
+class TooSlow(BaseException):  # noqa: N818  (a signal, not an error)
+    """The CPU time of a bounded block ran out. A BaseException: a library's own
+    `except Exception` must not swallow it and expand on without a bound."""
+
+
+@contextmanager
+def cpu_bound(seconds: float) -> Iterator[None]:
+    """Raise TooSlow inside the block once it has used `seconds` of CPU time.
+
+    A signal timer (ITIMER_VIRTUAL), so pure-Python loops such as dateutil's are stopped
+    where they are. Only in the main thread (where signals are handled); elsewhere the
+    worker process's budget is the bound.
+    """
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "setitimer"
+    ):
+        yield
+        return
+
+    def expired(_signum, _frame):
+        raise TooSlow()
+
+    previous = signal.signal(signal.SIGVTALRM, expired)
+    signal.setitimer(signal.ITIMER_VIRTUAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+        signal.signal(signal.SIGVTALRM, previous)
+
+
+class BoundedRule:
+    """A dateutil rule whose expansion is bounded by the work it does, not by what is kept.
+
+    recurring-ical-events asks `between(after, before)`; dateutil would walk every instance
+    from DTSTART on (a FREQ=SECONDLY from years back: hundreds of millions) and return them
+    all in a list. Here a rule without COUNT starts at the last whole interval before
+    `after` (given the rule's `start`), and the walk stops after `max_steps` instances,
+    calling `on_cut`.
+    """
+
+    def __init__(
+        self,
+        rule,
+        rule_text: str,
+        max_steps: int,
+        on_cut: Callable[[BoundedRule], None],
+        *,
+        start: datetime | None = None,
+    ) -> None:
+        self.rule = rule
+        #: read by recurring-ical-events
+        self.until = getattr(rule, "until", None)
+        self.string = rule_text
+        self.max_steps = max_steps
+        self.on_cut = on_cut
+        #: the rule's DTSTART (dateutil keeps whole seconds); None: never skipped ahead
+        self.start = start.replace(microsecond=0) if isinstance(start, datetime) else None
+        parts = _rule_parts(rule_text)
+        self.frequency = parts.get("FREQ", "")
+        self.has_count = "COUNT" in parts
+        self.interval = max(_int(parts.get("INTERVAL", 1)), 1)
+
+    def between(self, after: datetime, before: datetime, inc: bool = False) -> list[datetime]:
+        rule, margin = self._skipped_to(after)
+        found: list[datetime] = []
+        for steps, when in enumerate(rule, 1):
+            # the comparisons of dateutil's own between()
+            if when > before if inc else when >= before:
+                break
+            if when >= after if inc else when > after:
+                found.append(when)
+            if steps >= self.max_steps + margin:
+                self.on_cut(self)
+                break
+        return found
+
+    def _skipped_to(self, after: datetime):
+        """The rule started shortly before `after`, and how many steps that start is early."""
+        step = _STEPS.get(self.frequency)
+        start = self.start
+        if step is None or self.has_count or start is None:
+            return self.rule, 0
+        # whole intervals in wall-clock time, as dateutil counts them
+        wall_start = start.replace(tzinfo=None)
+        wall_after = (
+            after.astimezone(start.tzinfo) if after.tzinfo and start.tzinfo else after
+        ).replace(tzinfo=None)
+        # a margin of two hours at least: wall-clock time skips an hour in spring and repeats
+        # one in autumn, and a rule repeating every minute must still give every time
+        # dateutil gives around them
+        period = step * self.interval
+        margin = max(period, timedelta(hours=2))
+        whole = (wall_after - wall_start - margin) // period
+        if whole <= 0:
+            return self.rule, 0
+        moved = (wall_start + whole * period).replace(tzinfo=start.tzinfo)
+        return self.rule.replace(dtstart=moved), margin // period + 1
+
+
+def _rule_parts(text: str) -> dict[str, str]:
+    parts = {}
+    for part in text.upper().split(";"):
+        name, _, value = part.partition("=")
+        parts[name.strip()] = value.strip()
+    return parts
+
+
+def _int(value: object) -> int:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return 0
+
+
+def bound_rules(series: Series, max_steps: int, warnings: Warnings) -> None:
+    """Put every rule of a series behind a BoundedRule (its warnings name the series).
+
+    The rules are the library's public `recurrence.rrules`, each built from the series'
+    `recurrence.start`.
+    """
+    recurrence = getattr(series, "recurrence", None)
+    rules = getattr(recurrence, "rrules", None)
+    if not rules:
+        return
+
+    def cut(rule: BoundedRule) -> None:
+        limit = f"{rule.max_steps:,}"
+        warnings.add(problem("too-many-repetitions", uid=series.uid, limit=limit, rule=rule.string))
+
+    start = getattr(recurrence, "start", None)
+    for index, rule in enumerate(rules):
+        text = getattr(rule, "string", None)
+        if text is None or isinstance(rule, BoundedRule):
+            continue  # the rruleset of RDATEs: a list the member wrote, finite
+        rules[index] = BoundedRule(rule, text, max_steps, cut, start=start)
