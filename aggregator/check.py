@@ -17,20 +17,20 @@ from aggregator.model import (
     Limits,
     Network,
     Occurrence,
+    Problem,
     Settings,
     Source,
     SourceKind,
 )
 from aggregator.normalise import iso
-from aggregator.parse import feed_kind, parse_feed
-from aggregator.refresh import read_rss
+from aggregator.parse import read_source
 
 
 @dataclass(frozen=True)
 class CheckReport:
     target: str
     occurrences: tuple[Occurrence, ...] = ()
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[Problem, ...] = ()
     #: repeating series in an iCalendar feed
     series: int = 0
     #: why nothing could be read, in words
@@ -52,7 +52,7 @@ class CheckReport:
                 }
                 for o in self.occurrences
             ],
-            "warnings": list(self.warnings),
+            "warnings": [str(w) for w in self.warnings],
         }
         if self.error:
             body["error"] = self.error
@@ -87,26 +87,19 @@ async def read_body(
     source = Source(id="check", name="check", url=target, kind=kind)
     settings = Settings(network=network, sources=(source,), limits=limits)
     try:
-        if feed_kind(result, source) is SourceKind.RSS:
-            parsed = await read_rss(
-                None, fetcher, source, result, settings, now, parse=worker.parse_check
-            )
-        else:
-            # member content, or a stranger's: read in a worker process on a budget
-            parsed = await worker.parse_check(
-                partial(
-                    parse_feed,
-                    result,
-                    source,
-                    network_zone=network.timezone,
-                    now=now,
-                    limits=limits,
-                ),
-                url=target,
-                limits=limits,
-            )
+        # member content, or a stranger's: read in a worker process on a budget, its
+        # linked pages through the fetcher's guard; nothing is kept
+        read = await read_source(
+            result,
+            source,
+            settings,
+            now,
+            fetch_page=partial(fetcher.fetch, content=True, trusted_host=source.url),
+            parse=worker.parse_check,
+        )
     except ParseError as e:
         return CheckReport(target, error=f"could not read the feed: {e.message}")
+    parsed = read.feed
     occurrences = tuple(sorted(parsed.occurrences, key=lambda o: (iso(o.start), o.key)))
     return CheckReport(target, occurrences, tuple(parsed.warnings), parsed.series)
 

@@ -17,11 +17,18 @@ from pathlib import Path
 
 from aggregator import __version__
 from aggregator.check import CheckReport, check_feed
+from aggregator.config import load_config
 from aggregator.errors import ConfigError, RemovalRefused
 from aggregator.fetch import Fetcher, is_local, open_session
-from aggregator.model import Limits, Network, Settings, SourceKind
+from aggregator.model import Limits, Network, Settings, SourceKind, SourceState
 from aggregator.normalise import iso
-from aggregator.refresh import publish, refresh_all
+from aggregator.publish import publish
+from aggregator.refresh import SourceReport, refresh_all
+from aggregator.render.atom import render_atom
+from aggregator.render.ics import render_calendar
+from aggregator.render.json import render_json
+from aggregator.store import Store
+from aggregator.web import serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,8 +118,6 @@ def _instant(text: str) -> datetime:
 
 
 def _settings(args) -> Settings:
-    from aggregator.config import load_config
-
     settings = load_config(args.config)
     if getattr(args, "allow_removals", False):
         settings = replace(settings, allow_removals=True)
@@ -120,75 +125,93 @@ def _settings(args) -> Settings:
 
 
 def cmd_serve(args) -> int:
-    from aggregator.web import serve
-
     serve(_settings(args), args.host, args.port, scheduler=not args.no_scheduler)
     return 0
 
 
 def cmd_refresh(args) -> int:
-    settings = _settings(args)
+    return asyncio.run(_refresh(_settings(args), args.now))
 
-    async def run() -> int:
-        from aggregator.store import Store
 
-        # SIGTERM (docker stop, systemd): finish the sources being read, start no other
-        stop = asyncio.Event()
-
-        def stopping() -> None:
-            print(
-                f"SIGTERM: finishing the sources being read (at most "
-                f"{settings.limits.stop_seconds:g} s), starting no other",
-                file=sys.stderr,
-                flush=True,
+async def _refresh(settings: Settings, now: datetime | None) -> int:
+    """Refresh every source once with a progress line per source, publish, and say how it
+    went; exit 1 when every source failed."""
+    stop = _stop_on_sigterm(settings)
+    store = await Store.open(settings.database_url)
+    progress = Progress(len(settings.sources), sys.stdout)
+    try:
+        async with (
+            open_session(settings.network, settings.limits) as session,
+            Fetcher(session, settings.limits) as fetcher,
+        ):
+            reports, changed = await refresh_all(
+                store,
+                fetcher,
+                settings,
+                now or datetime.now(UTC),
+                on_report=progress.done,
+                on_start=progress.started,
+                stop=stop,
             )
-            stop.set()
+        progress.close()
+        states = await store.source_states()
+        counts = await store.counts()
+        owed = await store.publish_owed()
+    finally:
+        await store.close()
+    stopped = stop.is_set()
+    _print_refreshed(settings, reports, changed, states, counts, owed=owed, stopped=stopped)
+    failed = sum(r.outcome == "failed" for r in reports)
+    return 1 if reports and failed == len(reports) else 0
 
-        if threading.current_thread() is threading.main_thread():
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping)
-        store = await Store.open(settings.database_url)
-        total = len(settings.sources)
-        progress = Progress(total, sys.stdout)
-        try:
-            async with (
-                open_session(settings.network, settings.limits) as session,
-                Fetcher(session, settings.limits) as fetcher,
-            ):
-                reports, changed = await refresh_all(
-                    store,
-                    fetcher,
-                    settings,
-                    args.now or datetime.now(UTC),
-                    on_report=progress.done,
-                    on_start=progress.started,
-                    stop=stop,
-                )
-            progress.close()
-            states = await store.source_states()
-            counts = await store.counts()
-            owed = await store.publish_owed()
-        finally:
-            await store.close()
-        failed = sum(r.outcome == "failed" for r in reports)
-        if stop.is_set():
-            print(
-                f"stopped (SIGTERM): {len(reports)} of {total} sources done, "
-                f"{total - len(reports)} not read"
-                + ("; the publish is left to the next run" if owed else "")
-            )
-            total = len(reports)
+
+def _stop_on_sigterm(settings: Settings) -> asyncio.Event:
+    """SIGTERM (docker stop, systemd): finish the sources being read, start no other."""
+    stop = asyncio.Event()
+
+    def stopping() -> None:
         print(
-            f"{total - failed} of {total} sources read; {counts['events']} network events "
-            f"from {counts['occurrences']} occurrences; "
-            f"{'published changes' if changed else 'nothing changed'}"
+            f"SIGTERM: finishing the sources being read (at most "
+            f"{settings.limits.stop_seconds:g} s), starting no other",
+            file=sys.stderr,
+            flush=True,
         )
-        unwell = [s for s in settings.sources if states[s.id].health != "ok"]
-        moved = [s for s in settings.sources if states[s.id].moved_to]
-        for source in dict.fromkeys(unwell + moved):
-            print(f"  {source.id}: {states[source.id].describe()}")
-        return 1 if reports and failed == len(reports) else 0
+        stop.set()
 
-    return asyncio.run(run())
+    if threading.current_thread() is threading.main_thread():
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping)
+    return stop
+
+
+def _print_refreshed(
+    settings: Settings,
+    reports: list[SourceReport],
+    changed: bool,
+    states: dict[str, SourceState],
+    counts: dict[str, int],
+    *,
+    owed: bool,
+    stopped: bool,
+) -> None:
+    """What a refresh did, and every source that is not well or has moved."""
+    total = len(settings.sources)
+    failed = sum(r.outcome == "failed" for r in reports)
+    if stopped:
+        print(
+            f"stopped (SIGTERM): {len(reports)} of {total} sources done, "
+            f"{total - len(reports)} not read"
+            + ("; the publish is left to the next run" if owed else "")
+        )
+        total = len(reports)
+    print(
+        f"{total - failed} of {total} sources read; {counts['events']} network events "
+        f"from {counts['occurrences']} occurrences; "
+        f"{'published changes' if changed else 'nothing changed'}"
+    )
+    unwell = [s for s in settings.sources if states[s.id].health != "ok"]
+    moved = [s for s in settings.sources if states[s.id].moved_to]
+    for source in dict.fromkeys(unwell + moved):
+        print(f"  {source.id}: {states[source.id].describe()}")
 
 
 class Progress:
@@ -238,8 +261,6 @@ def cmd_migrate(args) -> int:
     settings = _settings(args)
 
     async def run() -> None:
-        from aggregator.store import Store
-
         store = await Store.open(settings.database_url)
         await store.close()
 
@@ -255,8 +276,6 @@ def cmd_prune(args) -> int:
     now = datetime.now(UTC)
 
     async def run() -> dict[str, dict]:
-        from aggregator.store import Store
-
         store = await Store.open(settings.database_url)
         try:
             await store.sync_sources(
@@ -283,11 +302,6 @@ def cmd_export(args) -> int:
     settings = _settings(args)
 
     async def run() -> list[Path]:
-        from aggregator.render.atom import render_atom
-        from aggregator.render.ics import render_calendar
-        from aggregator.render.json import render_json
-        from aggregator.store import Store
-
         store = await Store.open(settings.database_url)
         try:
             events = await store.published_events()

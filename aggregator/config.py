@@ -177,6 +177,21 @@ def load_config(
     """Read sources.yaml (or AGGREGATOR_CONFIG) and the environment into Settings."""
     env = os.environ if environ is None else environ
     config_path = Path(path or env.get("AGGREGATOR_CONFIG") or DEFAULT_CONFIG)
+    root, data = _read_yaml(config_path)
+    _check_duplicate_keys(root, config_path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{config_path}: expected a mapping with 'network' and 'sources'")
+    try:
+        parsed = FileConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, root, config_path)) from e
+    _check_unique_ids(parsed, root, config_path)
+    database_url = env.get("AGGREGATOR_DATABASE_URL") or parsed.database_url or DEFAULT_DATABASE_URL
+    return _settings(parsed, config_path, normalise_database_url(database_url))
+
+
+def _read_yaml(config_path: Path) -> tuple[yaml.Node | None, Any]:
+    """The file's YAML: its node tree (for line numbers) and its data."""
     try:
         text = config_path.read_text(encoding="utf-8")
     except OSError as e:
@@ -186,8 +201,7 @@ def load_config(
             f"{config_path}: the file is not UTF-8 text (byte {e.start}); save it as UTF-8"
         ) from e
     try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
+        return yaml.compose(text), yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{config_path}:{mark.line + 1}" if mark else str(config_path)
@@ -196,17 +210,11 @@ def load_config(
         if context is not None and getattr(e, "context", None):
             problem += f" ({e.context} on line {context.line + 1})"
         raise ConfigError(f"{where}: not valid YAML: {problem}") from e
-    _check_duplicate_keys(root, config_path)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{config_path}: expected a mapping with 'network' and 'sources'")
-    try:
-        parsed = FileConfig.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(_describe(e, root, config_path)) from e
-    _check_unique_ids(parsed, root, config_path)
 
+
+def _settings(parsed: FileConfig, config_path: Path, database_url: str) -> Settings:
+    """The checked file as Settings; relative source paths resolve against its folder."""
     base_dir = config_path.resolve().parent
-    database_url = env.get("AGGREGATOR_DATABASE_URL") or parsed.database_url or DEFAULT_DATABASE_URL
     net = parsed.network
     return Settings(
         network=Network(
@@ -232,7 +240,7 @@ def load_config(
             max_zone_shift=parsed.merge.max_zone_shift_hours,
             network_zone=net.timezone,
         ),
-        database_url=normalise_database_url(database_url),
+        database_url=database_url,
         config_path=config_path,
     )
 

@@ -307,7 +307,8 @@ class SourceState:
     failures_in_row: int = 0
     next_check_at: datetime | None = None
     occurrence_count: int = 0
-    warnings: tuple[str, ...] = ()
+    #: what the last read found (older rows' plain words come as "text" problems)
+    warnings: tuple[Problem, ...] = ()
     #: when the current run of failures began
     failing_since: datetime | None = None
     #: a suspicious drop not applied yet, in words; the next fetch confirms or clears it
@@ -320,6 +321,8 @@ class SourceState:
     pending_removals: int = 0
     #: its UIDs change on every fetch (seen with Office 365): identity from start and title
     unstable_uids: bool = False
+    #: `last_error` with its code (older rows' words come as a "text" problem)
+    last_problem: Problem | None = None
 
     @property
     def health(self) -> str:
@@ -361,13 +364,13 @@ class Attempt:
 
     at: datetime
     outcome: FetchOutcome
-    #: what happened, in words
-    message: str
+    #: what happened (plain words are kept as a "text" problem)
+    message: Problem | str
     next_check_at: datetime
     status: int | None = None
     duration: float = 0.0
     bytes: int = 0
-    error: str | None = None
+    error: Problem | str | None = None
     #: validators to keep for the next conditional GET; None keeps the stored ones
     validators: Validators | None = None
     moved_to: str | None = None
@@ -478,6 +481,8 @@ class FetchRecord:
     #: the source's occurrences after the attempt
     occurrences: int | None = None
     id: int = 0
+    #: `message` with its code (older rows' words come as a "text" problem)
+    problem: Problem | None = None
 
 
 @dataclass(frozen=True)
@@ -564,3 +569,58 @@ class Publication:
     identities: dict[str, str]
     #: when it is published: LAST-MODIFIED of every new version, the time of every change
     at: datetime
+
+
+# -- a source's cycle ------------------------------------------------------------------------
+# refresh.py: the store's SourceForUpdate -> fetch (Fetched) -> parse.read_source (SourceRead)
+# -> decide.py (SourceUpdate) -> Store.apply. One read of the store, one write.
+
+
+@dataclass(frozen=True)
+class SourceForUpdate:
+    """What one source's cycle needs from the store, read at once."""
+
+    state: SourceState
+    #: its occurrences as stored (the last good snapshot), in key order
+    stored: tuple[Occurrence, ...] = ()
+    #: the linked pages of its items, kept from earlier cycles, by URL (RSS)
+    pages: dict[str, CachedPage] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What fetching one source brought."""
+
+    source: Source
+    result: FetchResult
+    #: the remembered permanent address went away, so the configured one was fetched
+    forget_move: bool = False
+
+
+@dataclass(frozen=True)
+class SourceRead:
+    """What the parse stage read of one fetched source."""
+
+    feed: ParsedFeed
+    #: linked pages read anew in this cycle (RSS), for the store to keep
+    pages: tuple[CachedPage, ...] = ()
+
+
+@dataclass(frozen=True)
+class SourceUpdate:
+    """The intent of one source's cycle, decided before the store sees it (decide.py): what
+    Store.apply records and replaces, in one transaction."""
+
+    source_id: str
+    #: the attempt: a row of the fetch history, and the source's health
+    attempt: Attempt
+    #: the source's new occurrences; None keeps the stored ones
+    snapshot: tuple[Occurrence, ...] | None = None
+    #: the hash of the body read, stored with `warnings` and a snapshot; None keeps both
+    content_hash: str | None = None
+    #: what the read found (None: nothing was read)
+    warnings: tuple[Problem, ...] | None = None
+    #: linked pages read in this cycle, kept for the next
+    pages: tuple[CachedPage, ...] = ()
+    #: the changes of the source's occurrences, counted by kind ("added": 3)
+    changes: dict[str, int] = field(default_factory=dict)

@@ -1,33 +1,41 @@
-"""When each source is fetched: one APScheduler job per source, never two runs of one at once.
+"""When sources are fetched: one tick asks the store what is due, never two fetches of one
+source at once, a publish after the updates.
 
-The store remembers next_check_at per source, so the schedule survives a restart.
+    every TICK:   due = store.due_sources(now)      never fetched first, then longest waiting
+                  start at most STARTS_PER_TICK of them (not those being read), at once:
+                      each: its lock; store.source_for_update; still due? refresh_source
+                  then one publish, if any was updated
+    every day:    store.prune_history
+
+When a source is due is decided in one place (decide.py: its interval, backoff, Retry-After,
+410 Gone) and kept in the store (next_check_at), so it survives a restart. A restart after a
+long stop finds every source due: they start STARTS_PER_TICK a tick, two a second, as a
+fresh start's first round does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from aggregator.decide import is_due
 from aggregator.fetch import Fetcher
-from aggregator.model import Settings, Source
-from aggregator.refresh import publish, refresh_source
+from aggregator.model import Settings
+from aggregator.publish import publish
+from aggregator.refresh import refresh_source
 from aggregator.store import Store
 
 log = logging.getLogger(__name__)
 
-
-def interval_of(source: Source, settings: Settings) -> timedelta:
-    return source.refresh_interval or settings.network.refresh_interval
-
-
-def jitter_of(interval: timedelta) -> int:
-    """Up to a tenth of the interval, at most 5 minutes: members' servers see no thundering herd."""
-    return int(min(interval.total_seconds() / 10, 300))
+#: how often the store is asked what is due: a source is fetched at most this late
+TICK = timedelta(seconds=10)
+#: sources started per tick at most, so a restart does not fetch everything at once
+STARTS_PER_TICK = 20
 
 
 class Scheduler:
@@ -47,29 +55,25 @@ class Scheduler:
         self._locks = {source.id: asyncio.Lock() for source in settings.sources}
         self._publish_lock = asyncio.Lock()
         self._scheduler = AsyncIOScheduler(timezone="UTC")
+        #: rounds started by a tick and not finished
+        self._rounds: set[asyncio.Task] = set()
 
     async def start(self) -> None:
+        """Sync the configured sources with the store, then tick from now on."""
         now = self.clock()
         await self.store.sync_sources(
             self.settings.sources, now=now, allow_removals=self.settings.allow_removals
         )
-        states = await self.store.source_states()
-        for index, source in enumerate(self.settings.sources):
-            interval = interval_of(source, self.settings)
-            due = states[source.id].next_check_at
-            # stagger the first round so a restart does not fetch everything at once
-            first = max(due, now) if due else now + timedelta(seconds=index * 0.5)
-            self._scheduler.add_job(
-                self.run_source,
-                IntervalTrigger(seconds=interval.total_seconds(), jitter=jitter_of(interval)),
-                args=[source.id],
-                id=source.id,
-                name=source.name,
-                max_instances=1,
-                coalesce=True,
-                next_run_time=first,
-                misfire_grace_time=None,
-            )
+        self._scheduler.add_job(
+            self.tick,
+            IntervalTrigger(seconds=TICK.total_seconds()),
+            id="tick",
+            name="start the sources that are due",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=now,
+            misfire_grace_time=None,
+        )
         self._scheduler.add_job(
             self.prune, IntervalTrigger(hours=24), id="prune-history", next_run_time=now
         )
@@ -81,31 +85,55 @@ class Scheduler:
         )
 
     def shutdown(self) -> None:
+        """Stop ticking; rounds under way are cancelled (a cancelled cycle writes nothing)."""
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+        for task in self._rounds:
+            task.cancel()
+
+    async def tick(self) -> list[str]:
+        """Start a round of the sources that are due, at most STARTS_PER_TICK, leaving out
+        those being read; it runs on while the next ticks come. The sources started."""
+        due = await self.store.due_sources(self.clock())
+        free = [i for i in due if i in self._locks and not self._locks[i].locked()]
+        started = free[:STARTS_PER_TICK]
+        if started:
+            task = asyncio.create_task(self.run_sources(started))
+            self._rounds.add(task)
+            task.add_done_callback(self._rounds.discard)
+        return started
 
     async def run_source(self, source_id: str) -> None:
-        """Refresh one source if it is due, and publish if it changed.
+        """Refresh one source if it is due, and publish if it changed."""
+        await self.run_sources([source_id])
+
+    async def run_sources(self, source_ids: Sequence[str]) -> None:
+        """Refresh these sources at once, each if it is due, then publish if any changed."""
+        updated = await asyncio.gather(*(self._refresh(i) for i in source_ids))
+        if not any(updated):
+            return
+        async with self._publish_lock:
+            if await publish(self.store, self.settings, self.clock()):
+                self.on_published()
+
+    async def _refresh(self, source_id: str) -> bool:
+        """Refresh one source if it is due; whether it was updated.
 
         A second call for the same source waits for the first. A source in backoff (failures
-        in a row, Retry-After, 410 Gone) is skipped until the store says it is due.
+        in a row, Retry-After, 410 Gone) is left until the store says it is due.
         """
         source = self.settings.source(source_id)
         async with self._locks[source_id]:
             now = self.clock()
-            state = await self.store.source_state(source_id)
-            # the trigger's jitter may fire a little before next_check_at: that is due too
-            slack = timedelta(seconds=jitter_of(interval_of(source, self.settings)) + 60)
-            if state.next_check_at is not None and state.next_check_at > now + slack:
-                return
             try:
-                report = await refresh_source(self.store, self.fetcher, source, self.settings, now)
+                current = await self.store.source_for_update(source_id)
+                if not is_due(current.state, now):
+                    return False
+                report = await refresh_source(
+                    self.store, self.fetcher, source, self.settings, now, current
+                )
             except Exception:
                 log.exception("refreshing %s failed unexpectedly", source_id)
-                return
+                return False
             log.info("%s", report.line())
-            if report.outcome != "updated":
-                return
-        async with self._publish_lock:
-            if await publish(self.store, self.settings, self.clock()):
-                self.on_published()
+            return report.outcome == "updated"

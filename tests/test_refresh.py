@@ -18,7 +18,8 @@ from aiohttp import web
 from aggregator import worker
 from aggregator.fetch import http_url
 from aggregator.model import Status
-from aggregator.refresh import publish, refresh_all, refresh_source
+from aggregator.publish import publish
+from aggregator.refresh import refresh_all, refresh_source
 from aggregator.web import make_app
 from tests.conftest import DATA, FEEDS, fetching, make_settings, source
 
@@ -188,7 +189,7 @@ async def test_awkward_but_good_calendars_are_read(
     state = await store.source_state("kultur")
     assert state.health == "ok"
     if scenario.startswith("Windows-1252"):
-        assert any("Windows-1252" in w for w in state.warnings)
+        assert any("Windows-1252" in w.words for w in state.warnings)
 
 
 # -- retries and backoff ---------------------------------------------------------------------

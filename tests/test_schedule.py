@@ -1,56 +1,111 @@
-"""schedule.py: one job per source, due times from the store, one run of a source at a time."""
+"""schedule.py: one tick asks the store what is due; each source at its own interval, due
+times kept by the store across restarts, one run of a source at a time."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
 
-from aggregator.schedule import Scheduler, jitter_of
+from aggregator.model import Attempt
+from aggregator.schedule import STARTS_PER_TICK, Scheduler
 from tests.conftest import FEEDS, fetching, make_settings, source
 
 
-async def test_each_source_gets_a_job_at_its_interval(store, tmp_path, now):
-    settings = make_settings(
-        tmp_path,
-        [
-            source("fast", "/fast.ics", refresh_interval=timedelta(minutes=15)),
-            source("default", "/default.ics"),
-        ],
-    )
+async def rounds(scheduler: Scheduler) -> None:
+    """Wait for the rounds the ticks started."""
+    await asyncio.gather(*scheduler._rounds)
+
+
+async def test_one_tick_job_and_the_prune_are_scheduled(store, tmp_path, now):
+    settings = make_settings(tmp_path, [source("fast", "/fast.ics"), source("d", "/d.ics")])
     async with fetching(settings) as fetcher:
         scheduler = Scheduler(store, fetcher, settings, lambda: now, lambda: None)
         await scheduler.start()
         try:
             jobs = {job.id: job for job in scheduler._scheduler.get_jobs()}
-            assert set(jobs) == {"fast", "default", "prune-history"}
-            assert jobs["fast"].trigger.interval == timedelta(minutes=15)
-            assert jobs["default"].trigger.interval == timedelta(minutes=30)
-            assert jobs["fast"].max_instances == 1
+            assert set(jobs) == {"tick", "prune-history"}  # not a job per source
+            assert jobs["tick"].max_instances == 1
         finally:
             scheduler.shutdown()
 
 
-async def test_a_stored_next_check_survives_a_restart(store, tmp_path, now):
-    from aggregator.model import Attempt
+async def test_each_source_is_fetched_at_its_interval(store, feed_server, tmp_path, now):
+    fast = source(
+        "fast",
+        feed_server.serve_file("/fast.ics", FEEDS / "floating.ics"),
+        refresh_interval=timedelta(minutes=15),
+    )
+    default = source("default", feed_server.serve_file("/default.ics", FEEDS / "floating.ics"))
+    settings = make_settings(tmp_path, [fast, default])
+    await store.sync_sources(settings.sources)
+    clock = [now]
+    async with fetching(settings) as fetcher:
+        scheduler = Scheduler(store, fetcher, settings, lambda: clock[0], lambda: None)
+        assert sorted(await scheduler.tick()) == ["default", "fast"]
+        await rounds(scheduler)
+        states = await store.source_states()
+        assert states["fast"].next_check_at == now + timedelta(minutes=15)
+        assert states["default"].next_check_at == now + timedelta(minutes=30)
+        clock[0] = now + timedelta(minutes=15)
+        assert await scheduler.tick() == ["fast"]
+        await rounds(scheduler)
+        clock[0] = now + timedelta(minutes=30)
+        assert sorted(await scheduler.tick()) == ["default", "fast"]
+        await rounds(scheduler)
+    assert sorted(r.path for r in feed_server.requests) == ["/default.ics"] * 2 + ["/fast.ics"] * 3
 
+
+async def test_a_stored_next_check_survives_a_restart(store, tmp_path, now):
     settings = make_settings(tmp_path, [source("later", "/later.ics")])
     await store.sync_sources(settings.sources)
     due = now + timedelta(minutes=20)
     await store.record_attempt(
         "later", Attempt(at=now, outcome="unchanged", message="same", next_check_at=due)
     )
+    clock = [now]
+    async with fetching(settings) as fetcher:
+        scheduler = Scheduler(store, fetcher, settings, lambda: clock[0], lambda: None)
+        assert await scheduler.tick() == []
+        clock[0] = due - timedelta(seconds=1)
+        assert await scheduler.tick() == []
+        clock[0] = due
+        assert await scheduler.tick() == ["later"]
+        await rounds(scheduler)
+
+
+async def test_a_restart_starts_a_few_sources_a_tick_the_longest_waiting_first(
+    store, tmp_path, now
+):
+    # a long stop: every source is overdue, the oldest check first
+    sources = [source(f"s{n:02}", f"/missing/s{n}.ics") for n in range(STARTS_PER_TICK + 5)]
+    settings = make_settings(tmp_path, sources)
+    await store.sync_sources(settings.sources)
+    for n, s in enumerate(sources):
+        at = now - timedelta(hours=1, minutes=n)
+        await store.record_attempt(
+            s.id, Attempt(at=at, outcome="unchanged", message="same", next_check_at=at)
+        )
     async with fetching(settings) as fetcher:
         scheduler = Scheduler(store, fetcher, settings, lambda: now, lambda: None)
-        await scheduler.start()
-        try:
-            assert scheduler._scheduler.get_job("later").next_run_time == due
-        finally:
-            scheduler.shutdown()
+        first = await scheduler.tick()
+        assert first == [s.id for s in reversed(sources)][:STARTS_PER_TICK]
+        await rounds(scheduler)
+        assert await scheduler.tick() == [s.id for s in sources[:5]][::-1]
+        await rounds(scheduler)
 
 
-def test_jitter_is_a_tenth_of_the_interval_capped_at_five_minutes():
-    assert jitter_of(timedelta(minutes=30)) == 180
-    assert jitter_of(timedelta(hours=6)) == 300
+async def test_a_fresh_start_reads_every_source_in_its_first_ticks(store, tmp_path, now):
+    sources = [source(f"s{n:02}", f"/missing/s{n}.ics") for n in range(STARTS_PER_TICK + 5)]
+    settings = make_settings(tmp_path, sources)
+    await store.sync_sources(settings.sources)
+    async with fetching(settings) as fetcher:
+        scheduler = Scheduler(store, fetcher, settings, lambda: now, lambda: None)
+        assert await scheduler.tick() == [s.id for s in sources][:STARTS_PER_TICK]
+        await rounds(scheduler)
+        assert await scheduler.tick() == [s.id for s in sources][STARTS_PER_TICK:]
+        await rounds(scheduler)
+    states = await store.source_states()
+    assert all(state.last_fetch_at == now for state in states.values())
 
 
 async def test_a_run_publishes_and_tells_the_web_layer(store, feed_server, tmp_path, now):
@@ -74,6 +129,7 @@ async def test_two_runs_of_one_source_never_overlap(store, feed_server, tmp_path
     async with fetching(settings) as fetcher:
         scheduler = Scheduler(store, fetcher, settings, lambda: now, lambda: None)
         async with scheduler._locks["f"]:  # a run is under way
+            assert await scheduler.tick() == []  # a tick leaves it alone
             waiting = asyncio.create_task(scheduler.run_source("f"))
             for _ in range(20):
                 await asyncio.sleep(0)  # let the task run as far as it can
@@ -92,4 +148,5 @@ async def test_a_source_in_backoff_is_not_fetched_before_it_is_due(
         scheduler = Scheduler(store, fetcher, settings, lambda: now, lambda: None)
         await scheduler.run_source("down")
         await scheduler.run_source("down")  # same moment: its next check is later
+        assert await scheduler.tick() == []
     assert len(feed_server.requests) == 1 + settings.limits.retries

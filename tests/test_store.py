@@ -9,7 +9,15 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from aggregator.model import Attempt, Validators
+from aggregator.model import (
+    Attempt,
+    CachedPage,
+    FetchOutcome,
+    PageData,
+    Problem,
+    SourceUpdate,
+    Validators,
+)
 from aggregator.store import MIGRATIONS, Store
 from aggregator.store.schema import metadata
 from tests.conftest import make_settings, put_snapshot, source
@@ -51,7 +59,7 @@ async def test_reopening_keeps_everything(tmp_path, now):
     await first.close()
     again = await Store.open(settings.database_url)
     state = await again.source_state("alpha")
-    assert state.validators.etag == '"1"' and state.warnings == ("careful",)
+    assert state.validators.etag == '"1"' and state.warnings == (Problem.text("careful"),)
     assert [o.uid for o in await again.load_occurrences()] == ["u@x"]
     assert state.last_success_at == now and state.last_success_at.tzinfo is not None
     await again.close()
@@ -224,7 +232,10 @@ async def test_source_warnings_are_added_once_each_and_capped(store, tmp_path, n
     await store.add_source_warnings("alpha", ["an event could not be rendered", "read one"])
     await store.add_source_warnings("alpha", ["an event could not be rendered"])
     state = await store.source_state("alpha")
-    assert state.warnings == ("read one", "an event could not be rendered")
+    assert state.warnings == (
+        Problem.text("read one"),
+        Problem.text("an event could not be rendered"),
+    )
     await store.add_source_warnings("alpha", [f"warning {n}" for n in range(500)])
     warnings = (await store.source_state("alpha")).warnings
     assert len(warnings) == 200 and warnings[:2] == state.warnings
@@ -258,3 +269,110 @@ async def test_a_source_taken_out_is_kept_and_comes_back_with_its_occurrences(st
     assert not await store.sync_sources([a, b], now=now)  # already out: nothing new
     assert await store.sync_sources([a, b, c], now=now)
     assert [o.uid for o in await store.load_occurrences()] == ["g@x"]
+
+
+# -- a source's cycle: one read, one write; problems with codes ----------------------------
+
+NO_END = Problem(
+    "no-end", "event 'X' has no end time; shown as ending when it starts", (("title", "X"),)
+)
+
+
+async def test_apply_writes_the_attempt_the_snapshot_the_pages_and_the_debt_at_once(
+    store, tmp_path, now
+):
+    settings = make_settings(tmp_path, [source("alpha", "/a.ics")])
+    await store.sync_sources(settings.sources)
+    await store.publish(await merged_now(store, settings), render_but(""), "k", now)
+    page = CachedPage(PageData("https://x.org/p", text="Se her"), "fp", now, Validators('"p"'))
+    read = Problem("read", "read 1 occurrences (1 added)", (("count", "1"), ("changes", "1 added")))
+    await store.apply(
+        SourceUpdate(
+            "alpha",
+            Attempt(
+                at=now,
+                outcome=FetchOutcome.UPDATED,
+                message=read,
+                next_check_at=now + timedelta(minutes=30),
+                validators=Validators(etag='"1"'),
+            ),
+            (occ("alpha", "u@x"),),
+            content_hash="h",
+            warnings=(NO_END,),
+            pages=(page,),
+            changes={"added": 1},
+        )
+    )
+    current = await store.source_for_update("alpha")
+    assert [o.uid for o in current.stored] == ["u@x"]
+    assert current.pages == {"https://x.org/p": page}
+    state = current.state
+    assert (state.content_hash, state.warnings, state.occurrence_count) == ("h", (NO_END,), 1)
+    assert state.validators == Validators(etag='"1"') and state.last_problem is None
+    (fetch,) = await store.fetch_history("alpha")
+    assert (fetch.outcome, fetch.message, fetch.problem) == (FetchOutcome.UPDATED, read.words, read)
+    assert await store.publish_owed()
+
+
+async def test_a_failure_keeps_its_problem_and_its_words(store, tmp_path, now):
+    settings = make_settings(tmp_path, [source("alpha", "/a.ics")])
+    await store.sync_sources(settings.sources)
+    error = Problem("timeout", "no complete answer within 2 s (timed out)", (("seconds", "2"),))
+    await store.record_attempt(
+        "alpha",
+        Attempt(at=now, outcome="failed", message=error, error=error, next_check_at=now),
+    )
+    state = await store.source_state("alpha")
+    assert (state.last_error, state.last_problem) == (error.words, error)
+    (fetch,) = await store.fetch_history("alpha")
+    assert (fetch.error, fetch.message, fetch.problem) == (error.words, error.words, error)
+
+
+async def test_the_due_sources_are_the_never_fetched_then_the_longest_waiting(store, tmp_path, now):
+    sources = [source(n, f"/{n}.ics") for n in ("later", "new", "overdue", "due", "out")]
+    await store.sync_sources(sources, now=now)
+    for name, minutes in (("later", 1), ("overdue", -30), ("due", 0), ("out", -60)):
+        at = now + timedelta(minutes=minutes)
+        await store.record_attempt(
+            name, Attempt(at=now, outcome="unchanged", message="same", next_check_at=at)
+        )
+    await store.sync_sources(sources[:4], now=now)  # "out" taken out of the configuration
+    assert await store.due_sources(now) == ["new", "overdue", "due"]
+
+
+async def test_a_database_made_by_version_0007_reads_its_words_as_problems(tmp_path, now):
+    from alembic import command
+    from alembic.config import Config
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+    engine = Store(create_async_engine(url))
+
+    def upgrade_to_0007(connection):
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0007")
+
+    async with engine.engine.begin() as conn:
+        await conn.run_sync(upgrade_to_0007)
+        await conn.execute(
+            text(
+                "insert into sources (id, url, failures_in_row, occurrence_count, warnings, "
+                "last_error, pending_removals, unstable_uids) values ('old', '/old.ics', 1, 0, "
+                "'[\"no end here\"]', 'HTTP 500', 0, 0)"
+            )
+        )
+        await conn.execute(
+            text(
+                "insert into fetches (source_id, at, outcome, duration, bytes, error, message) "
+                "values ('old', '2026-11-20 10:00:00', 'failed', 0, 0, 'HTTP 500', 'HTTP 500')"
+            )
+        )
+    await engine.close()
+    store = await Store.open(url)
+    state = await store.source_state("old")
+    assert state.warnings == (Problem.text("no end here"),)
+    assert state.last_problem == Problem.text("HTTP 500")
+    (fetch,) = await store.fetch_history("old")
+    assert fetch.problem == Problem.text("HTTP 500")
+    await store.close()

@@ -57,6 +57,7 @@ sources = Table(
     Column("failures_in_row", Integer, nullable=False, default=0),
     Column("next_check_at", UTCDateTime),
     Column("occurrence_count", Integer, nullable=False, default=0),
+    #: what the last read found: {"code", "words", "detail"} each (plain words before 0008)
     Column("warnings", JSON, nullable=False, default=list),
     # 0002: health beyond the last error
     Column("failing_since", UTCDateTime),
@@ -69,6 +70,8 @@ sources = Table(
     Column("unstable_uids", Boolean, nullable=False, default=False),
     # 0007: taken out of sources.yaml at this time: unpublished, its data kept a while
     Column("removed_at", UTCDateTime),
+    # 0008: the last error as a problem: {"code", "words", "detail"}
+    Column("last_problem", JSON),
 )
 
 occurrences = Table(
@@ -131,6 +134,8 @@ fetches = Table(
     Column("message", Text),
     # 0006: the source's occurrences after the fetch
     Column("occurrences", Integer),
+    # 0008: the message as a problem: {"code", "words", "detail"}
+    Column("problem", JSON),
     Index("ix_fetches_source_at", "source_id", "at"),
 )
 

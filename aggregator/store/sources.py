@@ -1,39 +1,48 @@
-"""A source's row, its fetch history and the pages its items link: what the cycle reads and
-records."""
+"""A source's row, its fetch history and the pages its items link: what the cycle reads
+(source_for_update) and writes (apply), once each."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 
 from aggregator.errors import RemovalRefused
 from aggregator.model import (
     Attempt,
-    CachedPage,
     FetchOutcome,
     FetchRecord,
-    FoundEvent,
     Occurrence,
-    PageData,
+    Problem,
     Source,
+    SourceForUpdate,
     SourceState,
-    Status,
-    Validators,
+    SourceUpdate,
 )
-from aggregator.normalise import from_iso, iso
+from aggregator.problems import as_problem
 from aggregator.reconcile import identity_of
 from aggregator.store.base import (
     StoreBase,
     _chunks,
+    _configured,
     _owe_publish,
     _write_many,
 )
-from aggregator.store.occurrences import _occurrence_rows
+from aggregator.store.occurrences import _occurrence_rows, _occurrences_of
+from aggregator.store.rows import (
+    MAX_WARNINGS,
+    cached_page,
+    capped,
+    fetch_record,
+    page_row,
+    problem_json,
+    problem_of,
+    source_state,
+    words_of,
+)
 from aggregator.store.schema import (
     changes,
     events,
@@ -44,10 +53,21 @@ from aggregator.store.schema import (
     sources,
 )
 
-MIGRATIONS = Path(__file__).parent / "migrations"
 FETCH_HISTORY = timedelta(days=30)
-#: a source's stored warnings, at most
-MAX_WARNINGS = 200
+#: what a new address from the operator forgets of the old one (sync_sources)
+_NEW_ADDRESS = {
+    "etag": None,
+    "last_modified": None,
+    "content_hash": None,
+    "moved_to": None,
+    "gone_at": None,
+    "held_drop": None,
+    "failures_in_row": 0,
+    "failing_since": None,
+    "last_error": None,
+    "last_problem": None,
+    "next_check_at": None,
+}
 
 
 class SourcesMixin(StoreBase):
@@ -97,19 +117,7 @@ class SourcesMixin(StoreBase):
                     values["removed_at"] = None
                     came = True
                 if row.url != source.url:
-                    values.update(
-                        url=source.url,
-                        etag=None,
-                        last_modified=None,
-                        content_hash=None,
-                        moved_to=None,
-                        gone_at=None,
-                        held_drop=None,
-                        failures_in_row=0,
-                        failing_since=None,
-                        last_error=None,
-                        next_check_at=None,
-                    )
+                    values.update(_NEW_ADDRESS, url=source.url)
                 if values:
                     await conn.execute(
                         update(sources).where(sources.c.id == source.id).values(**values)
@@ -139,12 +147,73 @@ class SourcesMixin(StoreBase):
     async def source_states(self) -> dict[str, SourceState]:
         async with self.engine.connect() as conn:
             result = await conn.execute(select(sources))
-            return {row.id: _source_state(row) for row in result}
+            return {row.id: source_state(row) for row in result}
 
     async def source_state(self, source_id: str) -> SourceState:
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(sources).where(sources.c.id == source_id))).one()
-            return _source_state(row)
+            return source_state(row)
+
+    async def due_sources(self, now: datetime) -> list[str]:
+        """The configured sources to fetch now: never fetched, or their next check has come
+        (decide.is_due); the never fetched first, then the longest waiting."""
+        due = or_(sources.c.next_check_at.is_(None), sources.c.next_check_at <= now)
+        query = (
+            select(sources.c.id)
+            .where(sources.c.removed_at.is_(None), due)
+            .order_by(sources.c.next_check_at.is_not(None), sources.c.next_check_at, sources.c.id)
+        )
+        async with self.engine.connect() as conn:
+            return [row.id for row in await conn.execute(query)]
+
+    async def source_for_update(self, source_id: str) -> SourceForUpdate:
+        """What one cycle of the source needs, in one read: its state, its stored
+        occurrences (in key order) and the pages its items link (RSS)."""
+        stored = (
+            select(occurrences)
+            .where(occurrences.c.source_id == source_id)
+            .where(occurrences.c.source_id.in_(_configured))
+            .order_by(occurrences.c.key)
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(sources).where(sources.c.id == source_id))).one()
+            rows = (await conn.execute(stored)).all()
+            kept = (await conn.execute(select(pages).where(pages.c.source_id == source_id))).all()
+        # thousands of rows: made into occurrences in a thread, so the server keeps answering
+        snapshot = await asyncio.to_thread(_occurrences_of, rows)
+        return SourceForUpdate(
+            source_state(row), tuple(snapshot), {r.url: cached_page(r) for r in kept}
+        )
+
+    async def apply(self, intent: SourceUpdate) -> None:
+        """Write one source's cycle as decided (decide.py), in one transaction: the attempt
+        in the fetch history, the source's row, its new snapshot, the pages read, and the
+        publish owed.
+
+        Every attempt is kept, whatever its outcome (prune_history forgets old ones). Only a
+        snapshot replaces the source's occurrences; a failure or a held drop changes none.
+        """
+        snapshot = intent.snapshot
+        rows = await asyncio.to_thread(_occurrence_rows, snapshot) if snapshot else []
+        source = sources.c.id == intent.source_id
+        async with self._writing() as conn:
+            await conn.execute(insert(fetches).values(**_fetch_row(intent)))
+            await conn.execute(update(sources).where(source).values(**_source_values(intent)))
+            if snapshot is not None:
+                await conn.execute(
+                    delete(occurrences).where(occurrences.c.source_id == intent.source_id)
+                )
+                await _write_many(conn, insert(occurrences), rows)
+                if intent.attempt.outcome == FetchOutcome.UPDATED:
+                    # in the same transaction: a process killed before it publishes leaves
+                    # the debt, and the next refresh pays it though the feed reads unchanged
+                    await _owe_publish(conn)
+            if intent.pages:  # kept for the next cycle, replacing what was kept for the URLs
+                urls = [c.page.url for c in intent.pages]
+                await conn.execute(delete(pages).where(pages.c.url.in_(urls)))
+                await conn.execute(
+                    insert(pages), [page_row(intent.source_id, c) for c in intent.pages]
+                )
 
     async def record_attempt(
         self,
@@ -153,83 +222,21 @@ class SourcesMixin(StoreBase):
         snapshot: Sequence[Occurrence] | None = None,
         *,
         content_hash: str | None = None,
-        warnings: Sequence[str] = (),
+        warnings: Sequence[Problem | str] = (),
     ) -> None:
-        """Record one fetch attempt and its effect on the source, in one transaction.
+        """Record one attempt (and a snapshot) decided elsewhere: `apply` for tools and tests
+        that write a source's state without a cycle."""
+        await self.apply(
+            SourceUpdate(
+                source_id,
+                replace(attempt, outcome=FetchOutcome(attempt.outcome)),
+                None if snapshot is None else tuple(snapshot),
+                content_hash=content_hash,
+                warnings=tuple(map(as_problem, warnings)),
+            )
+        )
 
-        Every attempt is kept, whatever its outcome (prune_history forgets old ones). Only
-        'updated' with a snapshot replaces the source's occurrences; a failure or a held drop
-        changes none of them.
-        """
-        values: dict = {"last_fetch_at": attempt.at, "next_check_at": attempt.next_check_at}
-        if attempt.outcome == "failed":
-            values.update(
-                last_error=attempt.error,
-                failures_in_row=sources.c.failures_in_row + 1,
-                failing_since=func.coalesce(sources.c.failing_since, attempt.at),
-            )
-            if attempt.gone:
-                values["gone_at"] = func.coalesce(sources.c.gone_at, attempt.at)
-        else:
-            values.update(
-                last_success_at=attempt.at,
-                last_error=None,
-                failures_in_row=0,
-                failing_since=None,
-                gone_at=None,
-                held_drop=attempt.held_drop,
-            )
-            if attempt.validators is not None:
-                values.update(
-                    etag=attempt.validators.etag, last_modified=attempt.validators.last_modified
-                )
-            if attempt.moved_to:
-                values["moved_to"] = attempt.moved_to
-        if attempt.forget_move:
-            values["moved_to"] = None
-        if attempt.unstable_uids:
-            values["unstable_uids"] = True
-        if snapshot is not None:
-            values.update(
-                occurrence_count=len(snapshot),
-                pending_removals=sum(
-                    o.missing_since is not None and o.removed_at is None for o in snapshot
-                ),
-            )
-            if content_hash is not None:  # None: the same body confirmed removals
-                values.update(content_hash=content_hash, warnings=_capped(warnings))
-        async with self._writing() as conn:
-            await conn.execute(
-                insert(fetches).values(
-                    source_id=source_id,
-                    at=attempt.at,
-                    outcome=attempt.outcome,
-                    status=attempt.status,
-                    duration=attempt.duration,
-                    bytes=attempt.bytes,
-                    error=attempt.error,
-                    message=attempt.message,
-                    occurrences=(
-                        len(snapshot)
-                        if snapshot is not None
-                        else select(sources.c.occurrence_count)
-                        .where(sources.c.id == source_id)
-                        .scalar_subquery()
-                    ),
-                )
-            )
-            await conn.execute(update(sources).where(sources.c.id == source_id).values(**values))
-            if snapshot is not None:
-                await conn.execute(delete(occurrences).where(occurrences.c.source_id == source_id))
-                if snapshot:
-                    rows = await asyncio.to_thread(_occurrence_rows, snapshot)
-                    await _write_many(conn, insert(occurrences), rows)
-                if attempt.outcome == "updated":
-                    # in the same transaction: a process killed before it publishes leaves
-                    # the debt, and the next refresh pays it though the feed reads unchanged
-                    await _owe_publish(conn)
-
-    async def add_source_warnings(self, source_id: str, warnings: Sequence[str]) -> None:
+    async def add_source_warnings(self, source_id: str, warnings: Sequence[Problem | str]) -> None:
         """Add warnings to the source's stored ones (e.g. an event that could not be
         rendered), each once, at most MAX_WARNINGS in all; the next read of the feed
         replaces them all."""
@@ -239,48 +246,12 @@ class SourcesMixin(StoreBase):
             current = await conn.scalar(select(sources.c.warnings).where(sources.c.id == source_id))
             if current is None:
                 return
-            kept = list(dict.fromkeys([*current, *warnings]))[:MAX_WARNINGS]
-            if kept != list(current):
+            found = [problem_of(w) for w in current] + [as_problem(w) for w in warnings]
+            kept = [problem_json(w) for w in {w.words: w for w in found}.values()][:MAX_WARNINGS]
+            if kept != [problem_json(problem_of(w)) for w in current]:
                 await conn.execute(
                     update(sources).where(sources.c.id == source_id).values(warnings=kept)
                 )
-
-    async def load_pages(self, source_id: str) -> dict[str, CachedPage]:
-        """The linked pages of an RSS source's items, by URL."""
-        async with self.engine.connect() as conn:
-            result = await conn.execute(select(pages).where(pages.c.source_id == source_id))
-            return {
-                row.url: CachedPage(
-                    page=_page(row.data),
-                    item_fingerprint=row.item_fingerprint,
-                    fetched_at=row.fetched_at,
-                    validators=Validators(etag=row.etag, last_modified=row.last_modified),
-                )
-                for row in result
-            }
-
-    async def save_pages(self, source_id: str, cached: Sequence[CachedPage]) -> None:
-        """Keep pages read in this cycle, replacing what was kept for the same URLs."""
-        if not cached:
-            return
-        async with self._writing() as conn:
-            urls = [c.page.url for c in cached]
-            await conn.execute(delete(pages).where(pages.c.url.in_(urls)))
-            await conn.execute(
-                insert(pages),
-                [
-                    {
-                        "url": c.page.url,
-                        "source_id": source_id,
-                        "item_fingerprint": c.item_fingerprint,
-                        "fetched_at": c.fetched_at,
-                        "etag": c.validators.etag,
-                        "last_modified": c.validators.last_modified,
-                        "data": _page_data(c.page),
-                    }
-                    for c in cached
-                ],
-            )
 
     async def prune_history(self, now: datetime, *, removed_source_days: int = 30) -> None:
         """Forget fetch attempts older than 30 days, and sources taken out of the
@@ -309,9 +280,78 @@ class SourcesMixin(StoreBase):
                 .order_by(fetches.c.at.desc(), fetches.c.id.desc())
                 .limit(limit)
             )
-            return [_fetch_record(row) for row in result]
+            return [fetch_record(row) for row in result]
 
-    # -- occurrences ---------------------------------------------------------------------
+
+def _fetch_row(intent: SourceUpdate) -> dict:
+    """The fetch history's row of an attempt."""
+    attempt = intent.attempt
+    snapshot = intent.snapshot
+    return {
+        "source_id": intent.source_id,
+        "at": attempt.at,
+        "outcome": FetchOutcome(attempt.outcome).value,
+        "status": attempt.status,
+        "duration": attempt.duration,
+        "bytes": attempt.bytes,
+        "error": words_of(attempt.error),
+        "message": words_of(attempt.message),
+        "problem": problem_json(attempt.message),
+        "occurrences": (
+            len(snapshot)
+            if snapshot is not None
+            else select(sources.c.occurrence_count)
+            .where(sources.c.id == intent.source_id)
+            .scalar_subquery()
+        ),
+    }
+
+
+def _source_values(intent: SourceUpdate) -> dict:
+    """What an attempt changes on the source's row: its health, validators and address,
+    and with a snapshot its counts (and, after a read, the content hash and warnings)."""
+    attempt = intent.attempt
+    values: dict = {"last_fetch_at": attempt.at, "next_check_at": attempt.next_check_at}
+    if attempt.outcome == FetchOutcome.FAILED:
+        values.update(
+            last_error=words_of(attempt.error),
+            last_problem=problem_json(attempt.error),
+            failures_in_row=sources.c.failures_in_row + 1,
+            failing_since=func.coalesce(sources.c.failing_since, attempt.at),
+        )
+        if attempt.gone:
+            values["gone_at"] = func.coalesce(sources.c.gone_at, attempt.at)
+    else:
+        values.update(
+            last_success_at=attempt.at,
+            last_error=None,
+            last_problem=None,
+            failures_in_row=0,
+            failing_since=None,
+            gone_at=None,
+            held_drop=attempt.held_drop,
+        )
+        if attempt.validators is not None:
+            values.update(
+                etag=attempt.validators.etag, last_modified=attempt.validators.last_modified
+            )
+        if attempt.moved_to:
+            values["moved_to"] = attempt.moved_to
+    if attempt.forget_move:
+        values["moved_to"] = None
+    if attempt.unstable_uids:
+        values["unstable_uids"] = True
+    snapshot = intent.snapshot
+    if snapshot is not None:
+        values.update(
+            occurrence_count=len(snapshot),
+            pending_removals=sum(
+                o.missing_since is not None and o.removed_at is None for o in snapshot
+            ),
+        )
+        if intent.content_hash is not None:  # None: the same body confirmed removals
+            values.update(content_hash=intent.content_hash, warnings=capped(intent.warnings or ()))
+    return values
 
 
 def _refusal(leaving: Sequence[str], published: int) -> str:
@@ -358,88 +398,3 @@ async def _delete_sources(conn, ids: Sequence[str]) -> dict[str, dict]:
         for some in _chunks(sorted(leaving - still)):
             await conn.execute(delete(identities).where(identities.c.identity.in_(some)))
     return deleted
-
-
-def _fetch_record(row) -> FetchRecord:
-    return FetchRecord(
-        source_id=row.source_id,
-        at=row.at,
-        outcome=FetchOutcome(row.outcome),
-        status=row.status,
-        duration=row.duration,
-        bytes=row.bytes,
-        error=row.error,
-        message=row.message,
-        occurrences=row.occurrences,
-        id=row.id,
-    )
-
-
-def _source_state(row) -> SourceState:
-    return SourceState(
-        id=row.id,
-        url=row.url,
-        validators=Validators(etag=row.etag, last_modified=row.last_modified),
-        content_hash=row.content_hash,
-        last_fetch_at=row.last_fetch_at,
-        last_success_at=row.last_success_at,
-        last_error=row.last_error,
-        failures_in_row=row.failures_in_row,
-        next_check_at=row.next_check_at,
-        occurrence_count=row.occurrence_count,
-        warnings=tuple(row.warnings or ()),
-        failing_since=row.failing_since,
-        held_drop=row.held_drop,
-        gone_at=row.gone_at,
-        moved_to=row.moved_to,
-        pending_removals=row.pending_removals,
-        unstable_uids=row.unstable_uids,
-    )
-
-
-def _capped(warnings: Iterable[str]) -> list[str]:
-    """Each warning once, at most MAX_WARNINGS, and how many more there were: one feed
-    cannot flood its page with warnings."""
-    unique = list(dict.fromkeys(warnings))
-    if len(unique) <= MAX_WARNINGS:
-        return unique
-    return [*unique[:MAX_WARNINGS], f"... and {len(unique) - MAX_WARNINGS} more warnings"]
-
-
-def _page_data(page: PageData) -> dict:
-    return {
-        "url": page.url,
-        "events": [
-            {
-                **asdict(e),
-                "start": iso(e.start),
-                "end": iso(e.end),
-                "status": e.status.value if e.status else None,
-            }
-            for e in page.events
-        ],
-        "ics_links": list(page.ics_links),
-        "text": page.text,
-        "location": page.location,
-    }
-
-
-def _page(data: dict) -> PageData:
-    events = tuple(
-        FoundEvent(
-            **{
-                **e,
-                "start": from_iso(e["start"]),
-                "end": from_iso(e["end"]),
-                "status": Status(e["status"]) if e["status"] else None,
-            }
-        )
-        for e in data["events"]
-    )
-    return PageData(
-        url=data["url"],
-        events=events,
-        ics_links=tuple(data["ics_links"]),
-        text=data["text"],
-        location=data["location"],
-    )
