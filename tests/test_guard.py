@@ -5,16 +5,18 @@ fails in words and never stops a source. The feeds come from the real local serv
 
 from __future__ import annotations
 
+import pickle
 import socket
 
 import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver
 
-from aggregator.errors import Refused
+from aggregator.errors import ParseError, Refused
 from aggregator.fetch import Fetcher, open_session
 from aggregator.guard import Guard, malformed, why_not
-from aggregator.model import FetchOutcome
+from aggregator.model import FetchOutcome, Problem
+from aggregator.problems import problem
 from tests.conftest import FEEDS, make_settings
 
 FEED = (FEEDS / "groen-omstilling.ics").read_bytes()
@@ -396,3 +398,85 @@ async def test_the_fetcher_closes_the_session_it_made(tmp_path, feed_server):
             guarded = fetcher._guarded
             assert guarded is not None and guarded is not session
         assert guarded.closed and not session.closed
+
+
+# -- each failure has a code (its hint and its words in a page's language come by it) --------
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def _loop(_request):
+    raise web.HTTPFound("/loop")
+
+
+@pytest.mark.parametrize(
+    ("how", "code", "detail"),
+    [
+        ("status 404", "http-check-address", {"status": "404"}),
+        ("status 500", "server-error", {"status": "500"}),
+        ("status 410", "gone", {}),
+        ("status 418", "http-status", {"status": "418"}),
+        ("loop", "redirect-loop", {}),
+        ("loopback", "link-refused", {"kind": "a loopback address (this server itself)"}),
+        ("inside", "resolves-refused", {"host": "inside.test", "address": "127.0.0.1"}),
+        ("nowhere", "dns-failed", {"host": "nowhere.test"}),
+        ("closed port", "connect-refused", {"host": "127.0.0.1"}),
+        ("ftp", "link-not-web", {}),
+        ("empty label", "address-host-part", {"host": "a..b"}),
+        ("bad port", "address-port", {}),
+        ("no file", "file-unreadable", {}),
+    ],
+)
+async def test_every_failure_has_a_code_and_its_words(fetcher, feed_server, how, code, detail):
+    content = True
+    if how.startswith("status"):
+        status = int(how.split()[1])
+        url = at(feed_server.serve(f"/s{status}", "x", status=status), "public.test")
+    elif how == "loop":
+        url = at(feed_server.serve("/loop", handler=_loop), "public.test")
+    elif how in ("inside", "nowhere"):
+        url = at(feed_server.url("/feed.ics"), f"{how}.test")
+    elif how == "loopback":
+        url = feed_server.url("/feed.ics")
+    elif how == "closed port":
+        url, content = f"http://127.0.0.1:{_closed_port()}/feed.ics", False
+    elif how == "ftp":
+        url = "ftp://example.org/feed.ics"
+    elif how == "empty label":
+        url = "http://a..b/feed.ics"
+    elif how == "bad port":
+        url = "http://example.org:99999/feed.ics"
+    else:
+        url, content = "/nonexistent/feed.ics", False
+    result = await fetcher.fetch(url, content=content)
+    assert result.outcome is FetchOutcome.FAILED
+    assert result.problem is not None and result.problem.code == code, result.problem
+    assert result.error == result.problem.words
+    assert detail.items() <= dict(result.problem.detail).items()
+
+
+async def test_a_refusal_under_check_carries_its_code(tmp_path, feed_server):
+    settings = make_settings(tmp_path, [])
+    guard = Guard()
+    async with open_session(settings.network, settings.limits, guard.resolver(Names())) as s:
+        fetcher = Fetcher(s, settings.limits, check_url=guard.check_url)
+        with pytest.raises(Refused) as refused:
+            await fetcher.fetch(at(feed_server.url("/feed.ics"), "inside.test"))
+    assert refused.value.problem.code == "resolves-refused"
+    assert refused.value.message == refused.value.problem.words
+    with pytest.raises(Refused) as refused:
+        guard.check_url("http://127.1/feed.ics")
+    assert refused.value.problem.code == "check-refused"
+    assert dict(refused.value.problem.detail)["host"] == "127.1 (127.0.0.1)"
+
+
+def test_a_parse_error_keeps_its_code_across_processes():
+    error = ParseError("https://x.org/f", problem("over-memory", what="the feed", memory=512))
+    again = pickle.loads(pickle.dumps(error))
+    assert again.problem == error.problem and again.message == error.message
+    assert str(again) == f"{error.message} (https://x.org/f)"
+    assert ParseError("u", "plain words").problem == Problem.text("plain words")
