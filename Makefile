@@ -13,7 +13,7 @@ PORT   ?= 8080
 # DejaVu so that screenshots have the same glyphs on every machine.
 CHROMIUM_PKGS := chromium fonts-dejavu-core
 
-.PHONY: install run test chromium lint bench fuzz clean
+.PHONY: install run test chromium lint bench fuzz translations clean
 
 install: $(STAMP)
 
@@ -53,6 +53,12 @@ FUZZ_MINUTES  ?= 10
 FUZZ_EXAMPLES ?= 1000
 fuzz: $(STAMP)
 	FUZZ_MINUTES=$(FUZZ_MINUTES) FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python tests/fuzz/run.py
+
+# The gettext catalogues (aggregator/locale/<lang>/LC_MESSAGES/{pages,problems}.po) brought up
+# to date with the words in the code and templates (babel.cfg, babel-problems.cfg): new words
+# come in untranslated, gone ones are kept as obsolete. A second run changes nothing.
+translations: $(STAMP)
+	$(BIN)/python scripts/translations.py
 
 clean:
 	rm -rf $(VENV) tests/js/node_modules aggregator.db .pytest_cache test-artifacts

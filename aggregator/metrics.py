@@ -1,10 +1,15 @@
 """What /metrics exposes (prometheus-client): fetches, renders, requests, 304s, and per
 source its occurrences and state. One registry for the process, not the client's global
-one, so that tests can make many apps."""
+one, so that tests can make many apps. `measured` counts the requests."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from collections.abc import Mapping
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from aggregator.model import Settings, SourceState
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -60,3 +65,36 @@ def output_name(name: str) -> str:
     if path.startswith("events/"):
         return "events/{id}" + path[path.rfind(".") :] if "." in path else "events/{id}"
     return path
+
+
+def exposition(settings: Settings, states: Mapping[str, SourceState], events: int) -> bytes:
+    """The Prometheus text format, with each member source's occurrences and state as
+    `states` has them and the number of network `events` published."""
+    OCCURRENCES.clear()
+    for source in settings.sources:
+        state = states.get(source.id)
+        health = state.health if state else "never fetched"
+        count = state.occurrence_count if state else 0
+        OCCURRENCES.labels(source.id, health).set(count)
+    EVENTS.set(events)
+    return generate_latest(REGISTRY)
+
+
+@web.middleware
+async def measured(request: web.Request, handler) -> web.StreamResponse:
+    """Requests by route (its pattern, not the path: /events/{id}) and status; 304s. A
+    handler that raises is counted as the 500 aiohttp answers for it."""
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    try:
+        response = await handler(request)
+    except web.HTTPException as error:
+        REQUESTS.labels(route, str(error.status)).inc()
+        raise
+    except Exception:
+        REQUESTS.labels(route, "500").inc()
+        raise
+    REQUESTS.labels(route, str(response.status)).inc()
+    if response.status == 304:
+        NOT_MODIFIED.labels(route).inc()
+    return response

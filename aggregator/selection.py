@@ -1,9 +1,9 @@
-"""Filtered outputs: `?source=a,b&category=x&status=cancelled` on the calendar, the Atom feed
-and the JSON. Pure: a selection read from a query, and whether an event is in it."""
+"""Filtered outputs: `?source=a,b&category=x&status=cancelled` on the calendar, the Atom feed,
+the JSON and the page. Pure: a selection read from a query, and whether an event is in it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -13,6 +13,8 @@ from aggregator.model import MergedEvent, Status
 
 #: the query parameters a selection is read from
 PARAMETERS = ("source", "category", "status")
+#: the parameters the page's filter form sends
+FILTER_KEYS = ("source", "category")
 
 
 class UnknownChoice(ValueError):
@@ -95,3 +97,27 @@ class Selection:
 
 def _values(query: MultiMapping[str], name: str) -> set[str]:
     return {v.strip() for raw in query.getall(name, ()) for v in raw.split(",") if v.strip()}
+
+
+def page_filters(
+    query: Iterable[tuple[str, str]] | Mapping[str, Sequence[str]] | None,
+) -> dict[str, tuple[str, ...]]:
+    """The page's filters from query pairs (aiohttp: `request.query.items()`) or a mapping:
+    only 'source' and 'category', each value once, sorted, empty ones ("all") dropped.
+    The same filter always gives the same dict, so it can key a cache."""
+    pairs: Iterable[tuple[str, str]]
+    if query is None:
+        pairs = ()
+    elif isinstance(query, Mapping):
+        pairs = [
+            (key, value)
+            for key, values in query.items()
+            for value in ([values] if isinstance(values, str) else values)
+        ]
+    else:
+        pairs = query
+    chosen: dict[str, set[str]] = {key: set() for key in FILTER_KEYS}
+    for key, value in pairs:
+        if key in chosen and value.strip():
+            chosen[key].add(value.strip())
+    return {key: tuple(sorted(values)) for key, values in chosen.items()}

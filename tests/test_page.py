@@ -1,4 +1,5 @@
-"""page.py: the embeddable bilingual page and an event's page, rendered from plain values."""
+"""The pages (render/html.py and their view models): the embeddable bilingual page and an
+event's page, rendered from plain values; the page's language and filters."""
 
 from __future__ import annotations
 
@@ -17,13 +18,10 @@ from aggregator.model import (
     Source,
     Status,
 )
-from aggregator.page import (
-    choose_language,
-    http_url,
-    page_filters,
-    render_event,
-    render_index,
-)
+from aggregator.render.html import render_event_page, render_index
+from aggregator.render.views import http_link
+from aggregator.request import choose_language
+from aggregator.selection import page_filters
 from tests.conftest import NOW
 
 SETTINGS = Settings(
@@ -302,7 +300,7 @@ def test_feed_text_is_escaped_and_javascript_urls_are_never_links(render):
     if render == "index":
         text = render_index([HOSTILE], SETTINGS, lang="da", now=NOW)
     else:
-        text = render_event(HOSTILE, SETTINGS, [], lang="da")
+        text = render_event_page(HOSTILE, SETTINGS, [], lang="da")
     assert "<script" not in text and "<img" not in text and "<b>" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert "javascript:" not in text.lower()
@@ -344,7 +342,7 @@ def test_the_event_page_shows_details_copies_and_history():
             after={"start": "2027-02-04T17:00:00Z", "fields": ["start", "end"]},
         ),
     ]
-    page = lxml.html.fromstring(render_event(item, SETTINGS, history, lang="da"))
+    page = lxml.html.fromstring(render_event_page(item, SETTINGS, history, lang="da"))
     assert page.get("lang") == "da"
     assert [h.text_content().strip() for h in page.xpath("//h1")] == ["Flyttet Foredrag"]
     text = page.text_content()
@@ -365,7 +363,7 @@ def test_the_event_page_shows_details_copies_and_history():
 
 
 def test_a_cancelled_event_page_strikes_its_title_and_says_cancelled():
-    page = lxml.html.fromstring(render_event(EVENTS[0], SETTINGS, [], lang="en"))
+    page = lxml.html.fromstring(render_event_page(EVENTS[0], SETTINGS, [], lang="en"))
     (h1,) = page.xpath("//h1")
     assert h1.xpath(".//del")[0].text == "Koncert" and "Cancelled" in h1.text_content()
     assert page.findtext(".//title") == "Cancelled: Koncert – Testnetværket"
@@ -392,5 +390,5 @@ def test_page_filters_keeps_known_keys_once_and_sorted():
         (None, None),
     ],
 )
-def test_http_url_lets_only_http_links_through(url, expected):
-    assert http_url(url) == expected
+def test_http_link_lets_only_http_links_through(url, expected):
+    assert http_link(url) == expected

@@ -348,7 +348,7 @@ async def test_a_webcal_address_is_still_checked(checking, feed_server):
 class FailingPublish(Store):
     """A store whose publish raises (a render bug): what is stored is still served."""
 
-    async def publish(self, *args, **kwargs):
+    async def write_publication(self, *args, **kwargs):
         raise RuntimeError("a render bug")
 
 

@@ -1,41 +1,54 @@
-"""Small text helpers shared by the renderers."""
+"""Small text helpers shared by the renderers: the network-wide labels ('Aflyst / Cancelled')
+and dates in the calendar's and the feed's words. Pure.
+
+The words are msgids of the ``pages`` gettext domain, so the pages, the calendar and the
+feed say the same thing in each language.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
+from babel.dates import format_date, format_datetime
+
+from aggregator.i18n import LOCALE, N_, gettext_in
 from aggregator.model import MergedEvent, Network, Status
 from aggregator.normalise import zone
+from aggregator.render.dates import moment
 
-#: words in the network's languages; one place, so every output says the same
-WORDS = {
-    "cancelled": {"da": "Aflyst", "en": "Cancelled"},
-    "postponed": {"da": "Udsat", "en": "Postponed"},
-    "removed": {"da": "fjernet af arrangøren", "en": "removed by the organiser"},
-    "moved_from": {"da": "Flyttet fra", "en": "Moved from"},
-    "cancelled_by": {"da": "Aflyst hos", "en": "Cancelled by"},
-    "added": {"da": "Ny", "en": "New"},
-    "updated": {"da": "Ændret", "en": "Updated"},
-    "rescheduled": {"da": "Flyttet", "en": "Moved"},
-    "restored": {"da": "Genoptaget", "en": "Restored"},
-    "from": {"da": "fra", "en": "from"},
-    "to": {"da": "til", "en": "to"},
+#: what the renderers label, by key (a change kind's or status's value, or a word) -> the
+#: English words, each a msgid of the pages catalogue
+LABELS = {
+    "cancelled": N_("Cancelled"),
+    "postponed": N_("Postponed"),
+    "removed": N_("removed by the organiser"),
+    "moved_from": N_("Moved from"),
+    "cancelled_by": N_("Cancelled by"),
+    "added": N_("New"),
+    "updated": N_("Updated"),
+    "rescheduled": N_("Moved"),
+    "restored": N_("Restored"),
+    "from": N_("from"),
+    "to": N_("to"),
+    "organised_by": N_("Organised by"),
 }
-_WEEKDAYS = {
-    "da": ("man", "tir", "ons", "tor", "fre", "lør", "søn"),
-    "en": ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"),
-}
-_MONTHS = {
-    "da": ("jan", "feb", "mar", "apr", "maj", "jun", "jul", "aug", "sep", "okt", "nov", "dec"),
-    "en": ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"),
-}
+
+
+def spoken(languages: tuple[str, ...]) -> list[str]:
+    """The network's languages we have words for: English (the words as written) and each
+    with a pages catalogue, in the network's order."""
+    return [lang for lang in languages if lang == "en" or _has_catalogue(lang)]
+
+
+def _has_catalogue(lang: str) -> bool:
+    return (LOCALE / lang / "LC_MESSAGES" / "pages.po").is_file()
 
 
 def label(network: Network, key: str, sep: str = " / ") -> str:
-    """'Aflyst / Cancelled': the word in each of the network's languages."""
-    words = WORDS[key]
-    chosen = [words[lang] for lang in network.languages if lang in words] or [words["en"]]
-    return sep.join(dict.fromkeys(chosen))
+    """'Aflyst / Cancelled': the word in each of the network's languages (English when it
+    speaks none we have words for), each once."""
+    chosen = [gettext_in(lang, "pages")(LABELS[key]) for lang in spoken(network.languages)]
+    return sep.join(dict.fromkeys(chosen or [LABELS[key]]))
 
 
 def status_prefix(event: MergedEvent, network: Network) -> str:
@@ -47,21 +60,20 @@ def status_prefix(event: MergedEvent, network: Network) -> str:
     return ""
 
 
-def short_when(value, network: Network) -> str:
-    """'Thu 26 Jan 13:00' in the network's zone (and first language's words)."""
-    # English abbreviations read in both languages ("Flyttet fra / Moved from Thu 26 Jan")
-    lang = (
-        "en"
-        if "en" in network.languages
-        else next((lang for lang in network.languages if lang in _WEEKDAYS), "en")
-    )
-    if isinstance(value, datetime):
-        local = value.astimezone(zone(network.timezone))
-        return (
-            f"{_WEEKDAYS[lang][local.weekday()]} {local.day} {_MONTHS[lang][local.month - 1]} "
-            f"{local:%H:%M}"
-        )
-    return f"{_WEEKDAYS[lang][value.weekday()]} {value.day} {_MONTHS[lang][value.month - 1]}"
+def short_when(value: date | datetime, network: Network) -> str:
+    """'Thu 26 Jan 13:00' in the network's zone; a date without a time.
+
+    English when the network speaks it: its abbreviations read in both languages ("Flyttet
+    fra / Moved from Thu 26 Jan"). Else in the first language we have words for, as its page
+    writes it without the year ('tors. 26. jan. kl. 13.00')."""
+    langs = spoken(network.languages)
+    tz = zone(network.timezone)
+    if "en" in network.languages or not langs:
+        # Babel's plain English, not en_GB's, whose September is 'Sept'
+        if isinstance(value, datetime):
+            return format_datetime(value.astimezone(tz), "EEE d MMM HH:mm", locale="en")
+        return format_date(value, "EEE d MMM", locale="en")
+    return moment(value, tz, langs[0], year=False)
 
 
 def when(event: MergedEvent, network_zone: str) -> str:

@@ -1,0 +1,85 @@
+"""The outputs the web server keeps: each body rendered once per change of the data and kept
+as bytes (with its ETag and gzip) until the data changes again."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from aggregator import metrics
+from aggregator.model import NetworkEvent, Settings
+from aggregator.responses import Body
+from aggregator.store import Store
+
+#: rendered bodies kept at most: filtered outputs each have their own
+KEPT_BODIES = 256
+
+
+class Outputs:
+    """Rendered bodies, kept until the data changes.
+
+    The in-process scheduler says so at once (invalidate); a change made by another process
+    (`aggregator refresh` from cron, a second web process) is seen through the store's data
+    version, looked at no more than once a second.
+    """
+
+    def __init__(self, store: Store, settings: Settings, poll_every: float = 1.0) -> None:
+        self.store = store
+        self.settings = settings
+        self.poll_every = poll_every
+        self._bodies: dict[str, Body] = {}
+        self._events: list[NetworkEvent] | None = None
+        self._version: int | None = None
+        self._polled = float("-inf")
+        self._lock = asyncio.Lock()
+        #: bumped by every invalidation; what was read before one is never kept after it
+        self._generation = 0
+
+    def invalidate(self) -> None:
+        self._generation += 1
+        self._bodies.clear()
+        self._events = None
+
+    async def _poll(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._polled < self.poll_every:
+            return
+        self._polled = now
+        version = await self.store.data_version()
+        if version != self._version:
+            self.invalidate()
+            self._version = version
+
+    async def events(self) -> list[NetworkEvent]:
+        await self._poll()
+        if self._events is not None:
+            return self._events
+        generation = self._generation
+        events = await self.store.published_events()
+        if generation == self._generation:  # no publish while we read: keep it
+            self._events = events
+        return events
+
+    async def body(
+        self, name: str, render: Callable[[list[NetworkEvent]], Awaitable[Body] | Body]
+    ) -> Body:
+        await self._poll()
+        body = self._bodies.get(name)
+        if body is not None:
+            return body
+        async with self._lock:
+            body = self._bodies.get(name)
+            if body is None:
+                generation = self._generation
+                events = await self.events()
+                started = time.perf_counter()
+                result = render(events)
+                body = await result if asyncio.iscoroutine(result) else result
+                took = time.perf_counter() - started
+                metrics.RENDER_SECONDS.labels(metrics.output_name(name)).observe(took)
+                if generation == self._generation:
+                    if len(self._bodies) >= KEPT_BODIES:  # the oldest filter goes first
+                        del self._bodies[next(iter(self._bodies))]
+                    self._bodies[name] = body
+            return body
