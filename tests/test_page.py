@@ -11,14 +11,19 @@ import pytest
 from aggregator.model import (
     ChangeKind,
     ChangeRecord,
+    FetchOutcome,
+    FetchRecord,
     MergedEvent,
     Network,
     NetworkEvent,
     Settings,
     Source,
+    SourceState,
     Status,
 )
-from aggregator.render.html import render_event_page, render_index
+from aggregator.problems import problem, say
+from aggregator.render.html import render_event_page, render_index, render_source
+from aggregator.render.sources import SourceReport
 from aggregator.render.views import http_link
 from aggregator.request import choose_language
 from aggregator.selection import page_filters
@@ -392,3 +397,39 @@ def test_page_filters_keeps_known_keys_once_and_sorted():
 )
 def test_http_link_lets_only_http_links_through(url, expected):
     assert http_link(url) == expected
+
+
+def source_page(lang: str) -> lxml.html.HtmlElement:
+    """Alpha's page: a warning with a code, a fetch that read, one that failed with a code."""
+    no_end = problem("no-end", title="Koncert")
+    failed = problem("http-status", status=404, reason="Not Found")
+    state = SourceState(
+        id="alpha",
+        url="/alpha.ics",
+        last_fetch_at=NOW,
+        last_success_at=NOW - timedelta(hours=1),
+        occurrence_count=3,
+        warnings=(no_end,),
+    )
+    fetches = (
+        FetchRecord("alpha", NOW, FetchOutcome.FAILED, status=404, problem=failed),
+        FetchRecord("alpha", NOW - timedelta(hours=1), FetchOutcome.UPDATED, message="read 3"),
+    )
+    report = SourceReport(SETTINGS.source("alpha"), state, 0, 0, (), fetches)
+    return lxml.html.fromstring(render_source(report, SETTINGS, lang=lang, now=NOW))
+
+
+def outcomes(page: lxml.html.HtmlElement) -> list[str]:
+    return [td.text_content() for td in page.xpath("//section[h2/@id='fetches-heading']//td[2]")]
+
+
+def test_the_source_page_says_warnings_and_fetches_in_its_language():
+    english, danish = source_page("en"), source_page("da")
+    no_end = problem("no-end", title="Koncert")
+    failed = problem("http-status", status=404, reason="Not Found")
+    assert no_end.words in english.text_content()
+    assert outcomes(english) == [f"failed: {failed.words}", "updated: read 3"]
+    assert say(no_end, "da") != no_end.words
+    assert say(no_end, "da") in danish.text_content()
+    assert no_end.words not in danish.text_content()
+    assert outcomes(danish) == [f"fejlede: {say(failed, 'da')}", "opdateret: read 3"]

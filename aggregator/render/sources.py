@@ -294,12 +294,11 @@ def source_page(
 
 def fetch_row(fetch: FetchRecord, tz: tzinfo, lang: str) -> FetchRow:
     """A fetch in `lang`: its problem said in it when it has one, else its message."""
-    problem = getattr(fetch, "problem", None)  # FetchRecord.problem: being added
     return FetchRow(
         datetime=iso(fetch.at) or "",
         at=moment(fetch.at, tz, lang),
         outcome=outcome_word(fetch.outcome, lang),
-        message=say(problem, lang) if problem is not None else fetch.message or fetch.error,
+        message=say(fetch.problem, lang) if fetch.problem else fetch.message or fetch.error,
         status=fetch.status,
     )
 
