@@ -9,6 +9,7 @@ import json
 import feedparser
 import icalendar
 import pytest
+from aiohttp import FormData
 
 from aggregator.refresh import refresh_all
 from aggregator.store import Store
@@ -129,8 +130,6 @@ async def test_hostile_text_is_text_in_every_feed(hostile):
 
 
 async def test_a_checked_hostile_feed_is_text_in_the_report(hostile):
-    from aiohttp import FormData
-
     form = FormData()
     form.add_field("file", HOSTILE.encode(), filename="hostile.ics", content_type="text/calendar")
     page = await (await hostile.post("/check", data=form)).text()

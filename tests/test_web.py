@@ -9,9 +9,11 @@ from datetime import timedelta
 import feedparser
 import icalendar
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from aggregator.fetch import Fetcher
 from aggregator.refresh import refresh_all
+from aggregator.responses import Body
 from aggregator.store import Store
 from aggregator.web import OUTPUTS, make_app
 from tests.conftest import FEEDS as FEEDS_DIR
@@ -223,8 +225,6 @@ async def test_a_render_that_a_publish_overtakes_is_not_kept(aiohttp_client, dem
 
     async def render_while_publishing(events):
         outputs.invalidate()  # a publish lands while this render is under way
-        from aggregator.web import Body
-
         return Body.of(b"stale", "text/plain")
 
     await outputs.body("x", render_while_publishing)
@@ -329,8 +329,6 @@ async def test_a_filter_naming_an_unknown_source_or_status_is_refused(aiohttp_cl
 
 
 async def test_metrics_parse_and_count_fetches_renders_requests_and_304s(aiohttp_client, demo):
-    from prometheus_client.parser import text_string_to_metric_families
-
     client = await client_for(aiohttp_client, demo)
 
     async def scrape() -> dict[str, list]:

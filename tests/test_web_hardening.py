@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import pytest
 from lxml import html
+from prometheus_client.parser import text_string_to_metric_families
 
 from aggregator.fetch import Fetcher
 from aggregator.guard import Guard
@@ -195,8 +196,6 @@ class BrokenCounts(Store):
 
 
 async def test_a_handler_that_raises_is_counted_as_a_500(aiohttp_client, tmp_path):
-    from prometheus_client.parser import text_string_to_metric_families
-
     settings = make_settings(tmp_path, [])
     store = await BrokenCounts.open(settings.database_url)
     try:
