@@ -7,7 +7,7 @@ from the pages catalogue (msgctxt "time of day").
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import cache
 
 from babel import Locale, UnknownLocaleError
@@ -15,6 +15,7 @@ from babel.dates import format_date, format_interval, format_skeleton, format_ti
 
 from aggregator.i18n import translations
 from aggregator.model import MergedEvent
+from aggregator.normalise import instant
 
 #: Babel locales for the network's languages: British English writes dates the European way
 #: ("Thu 4 Feb 13:00"), which members in Denmark read without a second thought
@@ -84,15 +85,11 @@ def span(event: MergedEvent, tz: tzinfo, lang: str, *, year: bool) -> str:
 
 
 def local_start(event: MergedEvent, tz: tzinfo = UTC) -> datetime:
-    """The start as a local datetime; an all-day event starts at local midnight."""
-    if isinstance(event.start, datetime):
-        return event.start.astimezone(tz)
-    return datetime.combine(event.start, time(), tz)
+    """The start in `tz`; an all-day event starts at local midnight (normalise.instant)."""
+    return instant(event.start, tz).astimezone(tz)
 
 
 def local_end(event: MergedEvent, tz: tzinfo = UTC) -> datetime:
-    """The end as an aware datetime, never before the start; an all-day event's (exclusive)
-    end date at local midnight."""
-    end = event.end
-    end = end.astimezone(tz) if isinstance(end, datetime) else datetime.combine(end, time(), tz)
-    return max(end, local_start(event, tz))
+    """The end in `tz`, never before the start; an all-day event's (exclusive) end date at
+    local midnight: the page's "upcoming" ends where the network's day does."""
+    return max(instant(event.end, tz).astimezone(tz), local_start(event, tz))
