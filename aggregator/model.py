@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -532,10 +533,17 @@ class PublishedVersion:
     fingerprint: str
     sequence: int
     created: datetime
-    #: the event as it was published
-    event: MergedEvent
     #: when it left the outputs (no longer merged); None while it is published
-    unpublished_at: datetime | None = None
+    unpublished_at: datetime | None
+    #: reads the event as it was published. A publish compares every event by fingerprint
+    #: and needs the event itself only for the few that changed (decoding all of them made
+    #: a publish of 37,000 events 15% slower)
+    read_event: Callable[[], MergedEvent] = field(repr=False, compare=False)
+
+    @property
+    def event(self) -> MergedEvent:
+        """The event as it was published."""
+        return self.read_event()
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def published(
 ) -> PublishedVersion:
     """`item` as the store keeps it after a publish at EARLIER."""
     print_ = fingerprint({"event": item.fingerprint, "render": render_key})
-    return PublishedVersion(item.id, print_, sequence, EARLIER, item, unpublished_at)
+    return PublishedVersion(item.id, print_, sequence, EARLIER, unpublished_at, lambda: item)
 
 
 MOVED = START + timedelta(days=7)

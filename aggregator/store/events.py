@@ -7,6 +7,7 @@ import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy import bindparam, func, insert, select, update
 
@@ -170,8 +171,8 @@ def _published_versions(rows) -> dict[str, PublishedVersion]:
             fingerprint=row.fingerprint,
             sequence=row.sequence,
             created=row.created,
-            event=_merged(row.data),
             unpublished_at=row.unpublished_at,
+            read_event=partial(_merged, row.data),
         )
         for row in rows
     }
