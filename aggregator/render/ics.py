@@ -71,11 +71,6 @@ def render_vevent(
     return vevent.to_ical()
 
 
-#: deprecated: the old name, while aggregator/refresh.py imports it (page.render_event is the
-#: event's page, a different thing)
-render_event = render_vevent
-
-
 def calendar_header(network: Network) -> icalendar.Calendar:
     calendar = icalendar.Calendar()
     calendar.add("PRODID", PRODID)
