@@ -1,7 +1,8 @@
-"""merge.py: the same UID in several sources is one event (rule 9, first step)."""
+"""merge/: the same UID in several sources is one event (rule 9, first step)."""
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,8 @@ from aggregator.merge.join import Sets
 from aggregator.merge.titles import Title, choose_probes
 from aggregator.model import Occurrence, Source, Status
 from aggregator.normalise import occurrence_fingerprint, occurrence_key
+from aggregator.reconcile import collapse_duplicates
+from tests.conftest import ROOT
 
 SOURCES = [
     Source(id=s, name=s.title(), url=f"/{s}.ics", categories=(s,))
@@ -144,8 +147,6 @@ def test_adding_an_unrelated_event_changes_no_existing_id(items):
 
 
 def test_a_feed_listing_an_event_twice_is_collapsed_with_a_warning():
-    from aggregator.reconcile import collapse_duplicates
-
     twice = [occ("alpha", "a@x", "Klimacafé"), occ("alpha", "b@x", "Klimacafé")]
     kept, warnings = collapse_duplicates(twice)
     assert len(kept) == 1 and "listed twice" in warnings[0]
@@ -182,10 +183,6 @@ def test_a_known_id_is_kept_when_the_first_publisher_leaves():
 
 
 def _bench(name: str):
-    import sys
-
-    from tests.conftest import ROOT
-
     sys.path.insert(0, str(ROOT / "bench"))
     try:
         return __import__(name)
