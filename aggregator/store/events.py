@@ -165,6 +165,7 @@ _VERSION_COLUMNS = (
 
 
 def _published_versions(rows) -> dict[str, PublishedVersion]:
+    """The stored versions by event id; each event decoded only when it is asked for."""
     return {
         row.id: PublishedVersion(
             id=row.id,
