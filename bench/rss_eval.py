@@ -16,14 +16,16 @@ import asyncio
 import json
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from aggregator import worker
 from aggregator.fetch import Fetcher, open_session
 from aggregator.model import Limits, Network, Occurrence, Settings, Source, SourceKind
-from aggregator.refresh import read_rss
+from aggregator.parse import read_source
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "rss"
 #: every fixture date lies within ten years of this
@@ -112,7 +114,15 @@ async def evaluate() -> list[Row]:
                 )
                 settings = Settings(network=Network(name="eval"), sources=(source,), limits=limits)
                 result = await fetcher.fetch(source.url)
-                parsed = await read_rss(None, fetcher, source, result, settings, NOW)
+                read = await read_source(
+                    result,
+                    source,
+                    settings,
+                    NOW,
+                    fetch_page=partial(fetcher.fetch, content=True, trusted_host=source.url),
+                    parse=worker.parse,
+                )
+                parsed = read.feed
                 got = {o.uid: as_expected(o, zone) for o in parsed.occurrences}
                 seen = set()
                 for item in expected["items"]:
