@@ -28,6 +28,7 @@ from aggregator.normalise import (
     clean_url,
     combine_status,
     fingerprint,
+    instant,
     occurrence_key,
     text_status,
     title_status,
@@ -188,11 +189,7 @@ def item_events(
             date_read = f"{found.start:%Y-%m-%d}"
             warnings.add(problem("year-guessed", title=item.title, how=found.how, date=date_read))
         occurrence = _occurrence(item, page, found, source, zone_name)
-        begins = (
-            occurrence.start
-            if isinstance(occurrence.start, datetime)
-            else datetime.combine(occurrence.start, datetime.min.time(), UTC)
-        )
+        begins = instant(occurrence.start)
         if not oldest <= begins <= newest:
             warnings.add(
                 problem(

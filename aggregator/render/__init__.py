@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 from aggregator import __version__
 from aggregator.model import Network
 from aggregator.normalise import fingerprint
+from aggregator.render.text import label
 
 
 def render_key(network: Network) -> str:
@@ -25,8 +26,5 @@ def event_url(network: Network, event_id: str) -> str:
 
 
 def organised_by(network: Network, organisers: tuple[str, ...]) -> str:
-    labels = {"da": "Arrangeret af", "en": "Organised by"}
-    label = " / ".join(
-        labels.get(lang, labels["en"]) for lang in network.languages if lang in labels
-    )
-    return f"{label or labels['en']}: {', '.join(organisers)}"
+    """'Arrangeret af / Organised by: A, B' in the network's languages."""
+    return f"{label(network, 'organised_by')}: {', '.join(organisers)}"
