@@ -160,6 +160,7 @@ def content_hash(body: bytes, now: datetime, source: Source, settings: Settings)
 
 
 def read_today(state: SourceState, now: datetime) -> bool:
+    """Whether the stored content hash is of a body read today (its date prefix)."""
     return (state.content_hash or "").startswith(now.date().isoformat() + ":")
 
 

@@ -1,16 +1,16 @@
 """When sources are fetched: one tick asks the store what is due, never two fetches of one
-source at once, a publish after the updates.
+source at once, a publish after each update.
 
-    every TICK:   due = store.due_sources(now)      never fetched first, then longest waiting
-                  start at most STARTS_PER_TICK of them (not those being read), at once:
-                      each: its lock; store.source_for_update; still due? refresh_source
-                  then one publish, if any was updated
+    every TICK:   due = store.due_sources(now)
+                  the never fetched first (in the order of sources.yaml), then the longest
+                  waiting; at most STARTS_PER_TICK of them (not those being read), STAGGER apart:
+                      each: its lock; store.source_for_update; still due? refresh_source;
+                      updated? publish (one publish covers the updates made before it)
     every day:    store.prune_history
 
 When a source is due is decided in one place (decide.py: its interval, backoff, Retry-After,
 410 Gone) and kept in the store (next_check_at), so it survives a restart. A restart after a
-long stop finds every source due: they start STARTS_PER_TICK a tick, two a second, as a
-fresh start's first round does.
+long stop finds every source due, as a fresh start does: they start two a second.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 TICK = timedelta(seconds=10)
 #: sources started per tick at most, so a restart does not fetch everything at once
 STARTS_PER_TICK = 20
+#: between the starts of one tick's sources: two a second, the tick's twenty in its ten seconds
+STAGGER = timedelta(seconds=0.5)
 
 
 class Scheduler:
@@ -46,14 +48,21 @@ class Scheduler:
         settings: Settings,
         clock: Callable[[], datetime],
         on_published: Callable[[], None],
+        *,
+        stagger: timedelta = STAGGER,
     ) -> None:
         self.store = store
         self.fetcher = fetcher
         self.settings = settings
         self.clock = clock
         self.on_published = on_published
+        self.stagger = stagger
         self._locks = {source.id: asyncio.Lock() for source in settings.sources}
+        #: a source's place in sources.yaml: the never fetched are fetched in that order
+        self._places = {source.id: n for n, source in enumerate(settings.sources)}
         self._publish_lock = asyncio.Lock()
+        #: an update was written that no publish started since has read
+        self._publish_owed = False
         self._scheduler = AsyncIOScheduler(timezone="UTC")
         #: rounds started by a tick and not finished
         self._rounds: set[asyncio.Task] = set()
@@ -94,25 +103,49 @@ class Scheduler:
     async def tick(self) -> list[str]:
         """Start a round of the sources that are due, at most STARTS_PER_TICK, leaving out
         those being read; it runs on while the next ticks come. The sources started."""
-        due = await self.store.due_sources(self.clock())
-        free = [i for i in due if i in self._locks and not self._locks[i].locked()]
-        started = free[:STARTS_PER_TICK]
+        now = self.clock()
+        due = await self.store.due_sources(now)
+        free = [s for s in due if s.id in self._locks and not self._locks[s.id].locked()]
+        # the never fetched first, then the longest waiting
+        free.sort(
+            key=lambda s: (s.next_check_at is not None, s.next_check_at or now, self._places[s.id])
+        )
+        started = [s.id for s in free[:STARTS_PER_TICK]]
         if started:
-            task = asyncio.create_task(self.run_sources(started))
+            task = asyncio.create_task(self._round(started))
             self._rounds.add(task)
             task.add_done_callback(self._rounds.discard)
         return started
+
+    async def _round(self, source_ids: Sequence[str]) -> None:
+        """Run a tick's sources, each started `stagger` after the one before."""
+
+        async def later(index: int, source_id: str) -> None:
+            await asyncio.sleep(index * self.stagger.total_seconds())
+            await self._run(source_id)
+
+        await asyncio.gather(*(later(n, i) for n, i in enumerate(source_ids)))
 
     async def run_source(self, source_id: str) -> None:
         """Refresh one source if it is due, and publish if it changed."""
         await self.run_sources([source_id])
 
     async def run_sources(self, source_ids: Sequence[str]) -> None:
-        """Refresh these sources at once, each if it is due, then publish if any changed."""
-        updated = await asyncio.gather(*(self._refresh(i) for i in source_ids))
-        if not any(updated):
-            return
+        """Refresh these sources at once, each if it is due and published once updated."""
+        await asyncio.gather(*(self._run(i) for i in source_ids))
+
+    async def _run(self, source_id: str) -> None:
+        if await self._refresh(source_id):
+            await self._publish()
+
+    async def _publish(self) -> None:
+        """Publish an update now, unless a publish that started after it was written (and
+        so read it) has done so meanwhile: updates that wait on one publish share the next."""
+        self._publish_owed = True
         async with self._publish_lock:
+            if not self._publish_owed:
+                return
+            self._publish_owed = False
             if await publish(self.store, self.settings, self.clock()):
                 self.on_published()
 

@@ -10,6 +10,9 @@ from aggregator.model import Attempt
 from aggregator.schedule import STARTS_PER_TICK, Scheduler
 from tests.conftest import FEEDS, fetching, make_settings, source
 
+#: the starts of a tick's sources not spread out: a test does not wait
+NONE = timedelta(0)
+
 
 async def rounds(scheduler: Scheduler) -> None:
     """Wait for the rounds the ticks started."""
@@ -40,7 +43,9 @@ async def test_each_source_is_fetched_at_its_interval(store, feed_server, tmp_pa
     await store.sync_sources(settings.sources)
     clock = [now]
     async with fetching(settings) as fetcher:
-        scheduler = Scheduler(store, fetcher, settings, lambda: clock[0], lambda: None)
+        scheduler = Scheduler(
+            store, fetcher, settings, lambda: clock[0], lambda: None, stagger=NONE
+        )
         assert sorted(await scheduler.tick()) == ["default", "fast"]
         await rounds(scheduler)
         states = await store.source_states()
@@ -64,7 +69,9 @@ async def test_a_stored_next_check_survives_a_restart(store, tmp_path, now):
     )
     clock = [now]
     async with fetching(settings) as fetcher:
-        scheduler = Scheduler(store, fetcher, settings, lambda: clock[0], lambda: None)
+        scheduler = Scheduler(
+            store, fetcher, settings, lambda: clock[0], lambda: None, stagger=NONE
+        )
         assert await scheduler.tick() == []
         clock[0] = due - timedelta(seconds=1)
         assert await scheduler.tick() == []
@@ -86,7 +93,7 @@ async def test_a_restart_starts_a_few_sources_a_tick_the_longest_waiting_first(
             s.id, Attempt(at=at, outcome="unchanged", message="same", next_check_at=at)
         )
     async with fetching(settings) as fetcher:
-        scheduler = Scheduler(store, fetcher, settings, lambda: now, lambda: None)
+        scheduler = Scheduler(store, fetcher, settings, lambda: now, lambda: None, stagger=NONE)
         first = await scheduler.tick()
         assert first == [s.id for s in reversed(sources)][:STARTS_PER_TICK]
         await rounds(scheduler)
@@ -94,12 +101,15 @@ async def test_a_restart_starts_a_few_sources_a_tick_the_longest_waiting_first(
         await rounds(scheduler)
 
 
-async def test_a_fresh_start_reads_every_source_in_its_first_ticks(store, tmp_path, now):
-    sources = [source(f"s{n:02}", f"/missing/s{n}.ics") for n in range(STARTS_PER_TICK + 5)]
+async def test_a_fresh_start_reads_every_source_in_its_first_ticks_in_config_order(
+    store, tmp_path, now
+):
+    count = STARTS_PER_TICK + 5
+    sources = [source(f"s{n:02}", f"/missing/s{n}.ics") for n in reversed(range(count))]
     settings = make_settings(tmp_path, sources)
     await store.sync_sources(settings.sources)
     async with fetching(settings) as fetcher:
-        scheduler = Scheduler(store, fetcher, settings, lambda: now, lambda: None)
+        scheduler = Scheduler(store, fetcher, settings, lambda: now, lambda: None, stagger=NONE)
         assert await scheduler.tick() == [s.id for s in sources][:STARTS_PER_TICK]
         await rounds(scheduler)
         assert await scheduler.tick() == [s.id for s in sources][STARTS_PER_TICK:]
@@ -120,6 +130,24 @@ async def test_a_run_publishes_and_tells_the_web_layer(store, feed_server, tmp_p
         assert len(await store.published_events()) == 3
         await scheduler.run_source("f")  # unchanged: nothing to tell
         assert published == [1]
+
+
+async def test_every_update_of_a_round_is_published(store, feed_server, tmp_path, now):
+    names = ("a", "b", "c")
+    sources = [
+        source(n, feed_server.serve_file(f"/{n}.ics", FEEDS / "floating.ics")) for n in names
+    ]
+    settings = make_settings(tmp_path, sources)
+    await store.sync_sources(settings.sources)
+    published = []
+    async with fetching(settings) as fetcher:
+        scheduler = Scheduler(
+            store, fetcher, settings, lambda: now, lambda: published.append(1), stagger=NONE
+        )
+        assert await scheduler.tick() == list(names)
+        await rounds(scheduler)
+    assert published and not await store.publish_owed()
+    assert {e.event.source_ids for e in await store.published_events()} == {("a", "b", "c")}
 
 
 async def test_two_runs_of_one_source_never_overlap(store, feed_server, tmp_path, now):

@@ -328,7 +328,9 @@ async def test_a_failure_keeps_its_problem_and_its_words(store, tmp_path, now):
     assert (fetch.error, fetch.message, fetch.problem) == (error.words, error.words, error)
 
 
-async def test_the_due_sources_are_the_never_fetched_then_the_longest_waiting(store, tmp_path, now):
+async def test_the_due_sources_are_the_never_fetched_and_those_whose_check_has_come(
+    store, tmp_path, now
+):
     sources = [source(n, f"/{n}.ics") for n in ("later", "new", "overdue", "due", "out")]
     await store.sync_sources(sources, now=now)
     for name, minutes in (("later", 1), ("overdue", -30), ("due", 0), ("out", -60)):
@@ -337,7 +339,7 @@ async def test_the_due_sources_are_the_never_fetched_then_the_longest_waiting(st
             name, Attempt(at=now, outcome="unchanged", message="same", next_check_at=at)
         )
     await store.sync_sources(sources[:4], now=now)  # "out" taken out of the configuration
-    assert await store.due_sources(now) == ["new", "overdue", "due"]
+    assert [s.id for s in await store.due_sources(now)] == ["due", "new", "overdue"]
 
 
 async def test_a_database_made_by_version_0007_reads_its_words_as_problems(tmp_path, now):

@@ -154,17 +154,13 @@ class SourcesMixin(StoreBase):
             row = (await conn.execute(select(sources).where(sources.c.id == source_id))).one()
             return source_state(row)
 
-    async def due_sources(self, now: datetime) -> list[str]:
-        """The configured sources to fetch now: never fetched, or their next check has come
-        (decide.is_due); the never fetched first, then the longest waiting."""
+    async def due_sources(self, now: datetime) -> list[SourceState]:
+        """The states of the configured sources to fetch now: never fetched, or their next
+        check has come (decide.is_due, asked of every source at once), by id."""
         due = or_(sources.c.next_check_at.is_(None), sources.c.next_check_at <= now)
-        query = (
-            select(sources.c.id)
-            .where(sources.c.removed_at.is_(None), due)
-            .order_by(sources.c.next_check_at.is_not(None), sources.c.next_check_at, sources.c.id)
-        )
+        query = select(sources).where(sources.c.removed_at.is_(None), due).order_by(sources.c.id)
         async with self.engine.connect() as conn:
-            return [row.id for row in await conn.execute(query)]
+            return [source_state(row) for row in await conn.execute(query)]
 
     async def source_for_update(self, source_id: str) -> SourceForUpdate:
         """What one cycle of the source needs, in one read: its state, its stored
