@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SourceReport:
+    """What one source's cycle did, in the words `aggregator refresh` prints and logs."""
+
     source_id: str
     #: 'updated', 'unchanged', 'not modified', 'held' or 'failed'
     outcome: str

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import icalendar
 import pytest
 
-from aggregator.cli import main
+from aggregator.cli import Progress, main
+from aggregator.model import Source
+from aggregator.refresh import SourceReport
 from tests.conftest import CORPUS, DATA, ROOT
 
 CORPUS_FILES = sorted((CORPUS / "ics").glob("*.ics"))
@@ -123,9 +127,6 @@ def test_migrate_creates_the_schema(tmp_path, database, capsys):
 
 
 def test_python_dash_m_runs_the_cli():
-    import subprocess
-    import sys
-
     done = subprocess.run(
         [sys.executable, "-m", "aggregator", "--help"], capture_output=True, text=True, check=False
     )
@@ -138,10 +139,6 @@ class _Terminal(io.StringIO):
 
 
 def test_refresh_progress_is_a_status_line_in_a_terminal_and_plain_lines_otherwise():
-    from aggregator.cli import Progress
-    from aggregator.model import Source
-    from aggregator.refresh import SourceReport
-
     a, b = Source(id="a", name="A", url="/a.ics"), Source(id="b", name="B", url="/b.ics")
     for stream in (_Terminal(), io.StringIO()):
         progress = Progress(2, stream)

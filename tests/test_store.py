@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from aggregator.merge import merge
 from aggregator.model import (
     Attempt,
     CachedPage,
@@ -26,9 +30,6 @@ from tests.test_merge import occ
 
 def head() -> str:
     """The newest migration's revision."""
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return ScriptDirectory.from_config(config).get_current_head()
@@ -121,9 +122,6 @@ async def test_failures_count_up_and_a_success_resets_them(store, tmp_path, now)
 
 
 async def test_a_database_made_by_version_0001_migrates_and_keeps_its_data(tmp_path, now):
-    from alembic import command
-    from alembic.config import Config
-
     url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
     engine = Store(create_async_engine(url))
 
@@ -178,8 +176,6 @@ def render_but(broken: str):
 
 
 async def merged_now(store, settings):
-    from aggregator.merge import merge
-
     return merge(await store.load_occurrences(), settings.sources, settings.merging, {})
 
 
@@ -343,9 +339,6 @@ async def test_the_due_sources_are_the_never_fetched_and_those_whose_check_has_c
 
 
 async def test_a_database_made_by_version_0007_reads_its_words_as_problems(tmp_path, now):
-    from alembic import command
-    from alembic.config import Config
-
     url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
     engine = Store(create_async_engine(url))
 
