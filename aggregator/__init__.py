@@ -2,27 +2,31 @@
 
 The pipeline, one module per stage (see DESIGN.md)::
 
-    settings = config.load_config(path)                      # sources.yaml + AGGREGATOR_* env
-    store.sync_sources(settings.sources)                     # a source that left: unpublished,
-                                                             # kept; most leaving: refused
-    for source in schedule.due(settings.sources):            # APScheduler, one job per source
-        result = await fetcher.fetch(url, validators)        # the only network client, polite;
-                                                             # links in content: public only
-        if result failed:                                    # rule 6: nothing is lost
-            store.record_attempt(source, failed)             # last good snapshot stays
-            continue
-        if 304 or same body: record; continue                # no parse, no write but the record
-        parsed = await worker.parse(parse.parse_feed(...))   # in a worker process, on a budget:
-                                                             # iCalendar -> Occurrences + warnings
-                                                             # (normalise: zones, text, keys)
-        if reconcile.suspicious_drop(stored, parsed):        # held until the next fetch agrees
-            store.record_attempt(source, held); continue
-        snapshot = reconcile.carry_over(stored, parsed)      # vanished: missing, then removed
-        store.record_attempt(source, updated, snapshot)
-    events = merge.merge(store.load_occurrences())           # pure: same UID -> one event
-    store.publish(events, render.ics.render_event, now)      # VEVENT bytes kept per event;
-                                                             # one that cannot be written: skipped
-    web serves render.* of the store, once per change, ETag/304/gzip
+    settings = config.load_config(path)                # sources.yaml + AGGREGATOR_* env
+    store.sync_sources(settings.sources)               # one that left: unpublished, kept;
+                                                       # most leaving at once: refused
+    every tick: for id in store.due_sources(now):      # schedule: the store knows what is due
+        # refresh: one source's cycle, a short driver
+        current = store.source_for_update(id)          # the one read: state, snapshot, pages
+        fetched = fetcher.fetch(decide.fetch_plan(...))  # the only network client; polite;
+                                                       # links in content: public only
+        parsed = parse.read_source(fetched, ...)       # only a new body; in a worker process
+                                                       # on a budget (rule 10): iCalendar or
+                                                       # RSS + linked pages -> Occurrences,
+                                                       # Problems (normalise: zones, text, keys)
+        update = decide.decide(current.state, fetched, current.stored, parsed, now, settings)
+                                                       # pure: outcome, next check (backoff,
+                                                       # Retry-After), snapshot (reconcile:
+                                                       # carry over, hold a drop) -> SourceUpdate
+        store.apply(update)                            # the one write, one transaction
+    publish.publish(store, settings, now)              # after any update:
+        events = merge.merge(store.load_occurrences())  # pure: the same event -> one
+        events = publish.retained(events, now)         # cancelled: gone after retention
+        store.write_publication(known ->               # in the store's write turn: what is
+            versioning.version(events, known, now)     # published -> pure: SEQUENCE, moved
+            + render.ics.render_vevent)                # from, ChangeKind; the store writes it
+    web serves render.* of the store: bytes made once per change, ETag/304/gzip;
+    pages in the reader's language (gettext catalogues in locale/, Babel dates)
 
 Only ``fetch`` touches the network, only ``store`` the database, only ``web`` HTTP serving;
 member content is read only in ``worker`` processes (rule 10: it is untrusted).
