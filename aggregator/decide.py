@@ -24,7 +24,6 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from aggregator.errors import ParseError
-from aggregator.i18n import N_
 from aggregator.model import (
     Attempt,
     Change,
@@ -42,7 +41,7 @@ from aggregator.model import (
     SourceUpdate,
     Validators,
 )
-from aggregator.problems import as_problem, problem
+from aggregator.problems import as_problem, changes_in_words, problem
 from aggregator.reconcile import (
     carry_over,
     collapse_duplicates,
@@ -53,42 +52,9 @@ from aggregator.reconcile import (
     uids_unstable,
 )
 
-#: what a source's cycle says about an attempt: code -> the English words with
-#: {placeholders} (msgids of the "problems" domain); a code is never reused or renamed.
-#: Apart from problems.TEMPLATES until they join it (no code is in both).
-CYCLE_TEMPLATES: dict[str, str] = {
-    "fetch-failed-no-reason": N_("the fetch failed"),
-    "unreadable": N_("could not read the feed: {error}"),
-    "bug": N_("an unexpected error in the aggregator ({kind}: {error}); reported"),
-    "not-modified": N_("not modified (HTTP 304)"),
-    "not-modified-confirmed": N_(
-        "not modified (HTTP 304); {removed} vanished events confirmed removed"
-    ),
-    "same-body": N_("the same feed as last time; not read again"),
-    "same-body-confirmed": N_(
-        "the same feed as last time; not read again; {removed} vanished events confirmed removed"
-    ),
-    "read": N_("read {count} occurrences"),
-    "read-changes": N_("read {count} occurrences ({changes})"),
-    "read-drop-confirmed": N_(
-        "read {count} occurrences; the drop held back last time is confirmed and applied"
-    ),
-    "read-changes-drop-confirmed": N_(
-        "read {count} occurrences ({changes}); the drop held back last time is confirmed "
-        "and applied"
-    ),
-    "drop-held": N_("{drop}"),
-}
-
 #: a source that answered 410 Gone counts as this many failures: asked again rarely (the
 #: longest backoff), in case the member brings it back
 _GONE_FAILURES = 64
-
-
-def cycle_problem(code: str, **detail: object) -> Problem:
-    """The problem `code` of CYCLE_TEMPLATES, its words made from the template and `detail`."""
-    values = tuple((name, str(value)) for name, value in detail.items())
-    return Problem(code, CYCLE_TEMPLATES[code].format(**dict(values)), values)
 
 
 # -- when, where and whether to fetch and read ------------------------------------------------
@@ -191,7 +157,7 @@ def decide(
     if result.outcome is FetchOutcome.FAILED:
         return _failed(state, fetched, now, settings, _fetch_problem(result))
     if isinstance(parsed, ParseError):
-        error = cycle_problem("unreadable", error=parsed.message)
+        error = problem("unreadable", error=parsed.message)
         return _failed(state, fetched, now, settings, error)
     if not must_read(state, fetched, now, settings):
         return _not_read(state, fetched, stored, now, settings)
@@ -206,7 +172,7 @@ def _fetch_problem(result: FetchResult) -> Problem:
         return result.problem
     if result.error:
         return as_problem(result.error)
-    return cycle_problem("fetch-failed-no-reason")
+    return problem("fetch-failed-no-reason")
 
 
 def failed_unexpectedly(
@@ -214,7 +180,7 @@ def failed_unexpectedly(
 ) -> SourceUpdate:
     """A bug met in the cycle, recorded as a failed attempt in words (it stops only this
     source; the next check backs off as after any failure)."""
-    words = cycle_problem("bug", kind=type(error).__name__, error=error)
+    words = problem("bug", kind=type(error).__name__, error=error)
     attempt = Attempt(
         at=now,
         outcome=FetchOutcome.FAILED,
@@ -274,14 +240,14 @@ def _not_read(
     outcome = FetchOutcome.UNCHANGED if same else FetchOutcome.NOT_MODIFIED
     code = "same-body" if same else "not-modified"
     if not state.pending_removals:
-        message = cycle_problem(code)
+        message = problem(code)
         attempt = _attempt(
             state, fetched, now, settings, outcome, message, validators=result.validators
         )
         return SourceUpdate(state.id, attempt)
     # the same feed, fetched fine a second time: the vanished are confirmed gone
     removed = state.pending_removals
-    message = cycle_problem(f"{code}-confirmed", removed=removed)
+    message = problem(f"{code}-confirmed", removed=removed)
     attempt = _attempt(
         state, fetched, now, settings, FetchOutcome.UPDATED, message, validators=result.validators
     )
@@ -301,8 +267,8 @@ def _read(
     reading = _read_against_stored(parsed.feed, stored, state, now, settings.limits)
     if reading.snapshot is None:  # a new drop, or a different one: hold it
         # not applied, validators and hash not kept: the next fetch reads it again
-        drop = reading.drop or ""
-        message = cycle_problem("drop-held", drop=drop)
+        message = reading.drop
+        drop = message.words
         attempt = _attempt(
             state, fetched, now, settings, FetchOutcome.HELD, message, held_drop=drop
         )
@@ -337,9 +303,8 @@ def _read_message(count: int, changes: dict[str, int], *, confirmed: bool) -> Pr
     if confirmed:
         code += "-drop-confirmed"
     if not changes:
-        return cycle_problem(code, count=count)
-    summary = ", ".join(f"{n} {kind}" for kind, n in sorted(changes.items()))
-    return cycle_problem(code, count=count, changes=summary)
+        return problem(code, count=count)
+    return problem(code, count=count, changes=changes_in_words(changes))
 
 
 @dataclass(frozen=True)
@@ -351,8 +316,8 @@ class _Reading:
     warnings: tuple[Problem, ...]
     #: the source's UIDs change on every fetch
     unstable: bool
-    #: a suspicious drop, in words
-    drop: str | None
+    #: a suspicious drop
+    drop: Problem | None
     #: the new snapshot; None while a new drop is held
     snapshot: list[Occurrence] | None
     changes: list[Change]
@@ -376,7 +341,7 @@ def _read_against_stored(
         occurrences = stable_identities(occurrences, state.id)
         warnings.insert(0, problem("unstable-uids"))
     drop = suspicious_drop(stored, occurrences, now, limits.drop_threshold)
-    if drop and drop != state.held_drop:
+    if drop and drop.words != state.held_drop:
         return _Reading(tuple(occurrences), tuple(warnings), unstable, drop, None, [])
     snapshot = carry_over(
         stored,

@@ -105,11 +105,40 @@ TEMPLATES: dict[str, str] = {
     "page-not-read": N_("'{title}': its page was not read ({reason})"),
     "page-unreadable": N_("'{title}': its page could not be read ({reason})"),
     # -- against what was stored ---------------------------------------------------------------
+    "drop-empty": N_(
+        "the feed read fine but has no events, where it had {upcoming} upcoming; "
+        "held back until the next fetch shows the same (ref {ref})"
+    ),
+    "drop-most": N_(
+        "{lost} of {upcoming} upcoming events vanished at once; "
+        "held back until the next fetch shows the same (ref {ref})"
+    ),
     "unstable-uids": N_(
         "UIDs change on every fetch; events are identified by their start and title"
     ),
     "listed-twice": N_(
         "'{title}' on {start} is listed twice (UIDs {uid} and {other_uid}); shown once"
+    ),
+    # -- what a source's cycle says about an attempt (decide.py) -------------------------------
+    "fetch-failed-no-reason": N_("the fetch failed"),
+    "unreadable": N_("could not read the feed: {error}"),
+    "bug": N_("an unexpected error in the aggregator ({kind}: {error}); reported"),
+    "not-modified": N_("not modified (HTTP 304)"),
+    "not-modified-confirmed": N_(
+        "not modified (HTTP 304); {removed} vanished events confirmed removed"
+    ),
+    "same-body": N_("the same feed as last time; not read again"),
+    "same-body-confirmed": N_(
+        "the same feed as last time; not read again; {removed} vanished events confirmed removed"
+    ),
+    "read": N_("read {count} occurrences"),
+    "read-changes": N_("read {count} occurrences ({changes})"),
+    "read-drop-confirmed": N_(
+        "read {count} occurrences; the drop held back last time is confirmed and applied"
+    ),
+    "read-changes-drop-confirmed": N_(
+        "read {count} occurrences ({changes}); the drop held back last time is confirmed "
+        "and applied"
     ),
     # -- reading on a budget (worker.py) -----------------------------------------------------
     "over-memory": N_(
@@ -206,6 +235,14 @@ PHRASES: tuple[str, ...] = (
     N_("not a public address"),
     N_("a local-use NAT64 address (it reaches a private network)"),
 )
+#: how many occurrences a read added, updated or removed: the parts of a "changes" detail
+#: ("34 added, 1 removed"), said in the page's language as well
+CHANGE_COUNTS: dict[str, str] = {
+    "added": N_("{count} added"),
+    "removed": N_("{count} removed"),
+    "updated": N_("{count} updated"),
+}
+_CHANGE_COUNT = re.compile(r"(\d+) (added|removed|updated)")
 #: the detail whose values are PHRASES
 _PHRASE_DETAIL = ("what", "kind")
 #: the last line of a capped list, as plain words (what older versions stored)
@@ -239,11 +276,25 @@ def say(item: Problem | str, lang: str) -> str:
     if template is None or item.code == "text":
         return item.words
     _ = gettext_in(lang, "problems")
-    detail = {
-        name: _(value) if name in _PHRASE_DETAIL and value in PHRASES else value
-        for name, value in item.detail
-    }
+    detail = {name: _said(name, value, _) for name, value in item.detail}
     try:
         return _(template).format(**detail)
     except (KeyError, IndexError, ValueError):  # a translation that lost a placeholder
         return item.words
+
+
+def changes_in_words(changes: dict[str, int]) -> str:
+    """'34 added, 1 removed': the counts of a read, by kind in alphabetical order."""
+    return ", ".join(CHANGE_COUNTS[kind].format(count=n) for kind, n in sorted(changes.items()))
+
+
+def _said(name: str, value: str, _) -> str:
+    """A detail's value in the page's language: a phrase or the counts of changes
+    translated, anything else (a title, a library's error) as written."""
+    if name in _PHRASE_DETAIL and value in PHRASES:
+        return _(value)
+    if name == "changes":
+        parts = [_CHANGE_COUNT.fullmatch(part) for part in value.split(", ")]
+        if all(parts):
+            return ", ".join(_(CHANGE_COUNTS[m[2]]).format(count=m[1]) for m in parts)
+    return value

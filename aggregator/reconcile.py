@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from aggregator.model import Change, ChangeKind, Occurrence, Status
+from aggregator.model import Change, ChangeKind, Occurrence, Problem, Status
 from aggregator.normalise import (
     instant,
     iso,
@@ -18,6 +18,7 @@ from aggregator.normalise import (
     occurrence_key,
     with_fingerprint,
 )
+from aggregator.problems import problem
 
 
 def reconcile(stored: Iterable[Occurrence], parsed: Iterable[Occurrence]) -> list[Change]:
@@ -43,7 +44,7 @@ def is_future(occurrence: Occurrence, now: datetime) -> bool:
 
 def suspicious_drop(
     stored: Sequence[Occurrence], parsed: Sequence[Occurrence], now: datetime, threshold: float
-) -> str | None:
+) -> Problem | None:
     """Why applying `parsed` would be a suspicious drop (rule 6), or None when it is not.
 
     A feed that read fine but has no events where it had future ones, or lost more than
@@ -65,15 +66,9 @@ def suspicious_drop(
     # which events went: a second fetch confirms a drop only when the same ones are gone
     ref = hashlib.sha256("\x1f".join(sorted(lost)).encode()).hexdigest()[:8]
     if not parsed:
-        return (
-            f"the feed read fine but has no events, where it had {len(future)} upcoming; "
-            f"held back until the next fetch shows the same (ref {ref})"
-        )
+        return problem("drop-empty", upcoming=len(future), ref=ref)
     if len(lost) / len(future) > threshold:
-        return (
-            f"{len(lost)} of {len(future)} upcoming events vanished at once; "
-            f"held back until the next fetch shows the same (ref {ref})"
-        )
+        return problem("drop-most", lost=len(lost), upcoming=len(future), ref=ref)
     return None
 
 
@@ -213,7 +208,9 @@ def stable_identities(parsed: Sequence[Occurrence], source_id: str) -> list[Occu
     return stable
 
 
-def collapse_duplicates(occurrences: Sequence[Occurrence]) -> tuple[list[Occurrence], list[str]]:
+def collapse_duplicates(
+    occurrences: Sequence[Occurrence],
+) -> tuple[list[Occurrence], list[Problem]]:
     """A feed that lists the same event twice (same start and title, other UIDs): one kept
     (the smallest key, so the choice does not depend on order), with a warning."""
     kept: dict[tuple[str | None, str], Occurrence] = {}
@@ -222,8 +219,13 @@ def collapse_duplicates(occurrences: Sequence[Occurrence]) -> tuple[list[Occurre
         sig = (iso(occurrence.start), normalised_title(occurrence.title))
         if sig in kept:
             warnings.append(
-                f"'{occurrence.title}' on {sig[0]} is listed twice (UIDs {kept[sig].uid} and "
-                f"{occurrence.uid}); shown once"
+                problem(
+                    "listed-twice",
+                    title=occurrence.title,
+                    start=sig[0],
+                    uid=kept[sig].uid,
+                    other_uid=occurrence.uid,
+                )
             )
             continue
         kept[sig] = occurrence

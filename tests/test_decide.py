@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from aggregator.decide import (
-    CYCLE_TEMPLATES,
     content_hash,
     decide,
     failed_unexpectedly,
@@ -38,7 +37,7 @@ from aggregator.model import (
     Validators,
 )
 from aggregator.normalise import occurrence_fingerprint, occurrence_key
-from aggregator.problems import TEMPLATES
+from aggregator.problems import TEMPLATES, say
 from aggregator.reconcile import suspicious_drop
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
@@ -75,7 +74,7 @@ RENAMED = tuple(occ(f"new-u{n}", n + 1, title=f"Event u{n}") for n in range(4))
 #: the second of them left the feed once: its removal waits for the next good fetch
 MISSING = (FOUR[0], replace(FOUR[1], missing_since=NOW - INTERVAL), *FOUR[2:])
 #: three of four gone at once: a suspicious drop
-DROP = suspicious_drop(FOUR, FOUR[:1], NOW, Limits().drop_threshold)
+DROP = suspicious_drop(FOUR, FOUR[:1], NOW, Limits().drop_threshold).words
 
 
 def state(**changes) -> SourceState:
@@ -261,8 +260,8 @@ CASES = {
         FOUR,
         read(FOUR[1]),
         outcome=FetchOutcome.HELD,
-        message=suspicious_drop(FOUR, FOUR[1:2], NOW, 0.5),
-        held_drop=suspicious_drop(FOUR, FOUR[1:2], NOW, 0.5),
+        message=suspicious_drop(FOUR, FOUR[1:2], NOW, 0.5).words,
+        held_drop=suspicious_drop(FOUR, FOUR[1:2], NOW, 0.5).words,
         validators=None,
     ),
     "a permanent redirect is remembered": Case(
@@ -444,9 +443,12 @@ def test_a_new_body_is_decided_on_only_once_read():
         decide(state(), fetched(), FOUR, None, NOW, SETTINGS)
 
 
-def test_the_cycle_codes_are_not_the_parse_codes():
-    # CYCLE_TEMPLATES joins problems.TEMPLATES later: no code may mean two things
-    assert not set(CYCLE_TEMPLATES) & set(TEMPLATES)
+def test_what_a_cycle_says_is_said_in_danish_too():
+    update = decide(state(), fetched(body=b"new"), (), read(*FOUR), NOW, SETTINGS)
+    message = update.attempt.message
+    assert message.code == "read-changes" and message.code in TEMPLATES
+    assert say(message, "en") == "read 4 occurrences (4 added)"
+    assert say(message, "da") == "læste 4 forekomster (4 tilføjet)"
 
 
 def test_a_failed_fetch_keeps_the_fetch_stage_s_problem():

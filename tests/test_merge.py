@@ -149,7 +149,7 @@ def test_adding_an_unrelated_event_changes_no_existing_id(items):
 def test_a_feed_listing_an_event_twice_is_collapsed_with_a_warning():
     twice = [occ("alpha", "a@x", "Klimacafé"), occ("alpha", "b@x", "Klimacafé")]
     kept, warnings = collapse_duplicates(twice)
-    assert len(kept) == 1 and "listed twice" in warnings[0]
+    assert len(kept) == 1 and "listed twice" in str(warnings[0])
     assert collapse_duplicates(list(reversed(twice)))[0] == kept
 
 
