@@ -12,7 +12,6 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from aggregator.merge import merge
 from aggregator.model import (
     Attempt,
     CachedPage,
@@ -22,6 +21,7 @@ from aggregator.model import (
     SourceUpdate,
     Validators,
 )
+from aggregator.publish import publish
 from aggregator.store import MIGRATIONS, Store
 from aggregator.store.schema import metadata
 from tests.conftest import make_settings, put_snapshot, source
@@ -161,64 +161,7 @@ async def test_a_database_made_by_version_0001_migrates_and_keeps_its_data(tmp_p
     await store.close()
 
 
-# -- publishing: an event that cannot be rendered, and a publish owed -----------------------
-
-
-def render_but(broken: str):
-    """A render_event that cannot render the event titled `broken` (returns None)."""
-
-    def render(item, sequence, created, last_modified):
-        if item.title == broken:
-            return None
-        return f"{item.title} {sequence}".encode()
-
-    return render
-
-
-async def merged_now(store, settings):
-    return merge(await store.load_occurrences(), settings.sources, settings.merging, {})
-
-
-async def test_an_event_that_cannot_be_rendered_is_skipped_and_the_others_published(
-    store, tmp_path, now
-):
-    settings = make_settings(tmp_path, [source("alpha", "/a.ics")])
-    await store.sync_sources(settings.sources)
-    later = now + timedelta(hours=1)
-    await put_snapshot(
-        store,
-        "alpha",
-        [occ("alpha", "u@x", "Kept"), occ("alpha", "v@x", "Other", start=now + timedelta(days=3))],
-        now,
-    )
-    assert await store.publish(await merged_now(store, settings), render_but(""), "k", now)
-    before = {e.event.title: e for e in await store.published_events()}
-
-    # Kept changes but can no longer be rendered; New cannot be rendered from the start
-    await put_snapshot(
-        store,
-        "alpha",
-        [
-            occ("alpha", "u@x", "Kept, changed"),
-            occ("alpha", "v@x", "Other, changed", start=now + timedelta(days=3)),
-            occ("alpha", "w@x", "New", start=now + timedelta(days=9)),
-        ],
-        later,
-    )
-    merged = await merged_now(store, settings)
-    broken = {"Kept, changed", "New"}
-
-    def render(item, sequence, created, last_modified):
-        return None if item.title in broken else f"{item.title} {sequence}".encode()
-
-    assert await store.publish(merged, render, "k", later)
-    after = {e.event.id: e for e in await store.published_events()}
-    kept = before["Kept"]
-    # its previous version stays as it was: not gone, not changed
-    assert after[kept.event.id] == kept
-    assert after[before["Other"].event.id].ics == b"Other, changed 1"
-    assert len(after) == 2  # New was not inserted
-    assert not any(c.title == "New" for c in await store.recent_changes())
+# -- a source's warnings, a source taken out ----------------------------------------------
 
 
 async def test_source_warnings_are_added_once_each_and_capped(store, tmp_path, now):
@@ -236,23 +179,6 @@ async def test_source_warnings_are_added_once_each_and_capped(store, tmp_path, n
     warnings = (await store.source_state("alpha")).warnings
     assert len(warnings) == 200 and warnings[:2] == state.warnings
     await store.add_source_warnings("nobody", ["x"])  # a source not stored: nothing to do
-
-
-async def test_a_write_owes_a_publish_until_a_publish_that_read_it(store, tmp_path, now):
-    settings = make_settings(tmp_path, [source("alpha", "/a.ics")])
-    await store.sync_sources(settings.sources)  # a new source: owed
-    assert await store.publish_owed()
-    await store.publish(await merged_now(store, settings), render_but(""), "k", now)
-    assert not await store.publish_owed()
-    await put_snapshot(store, "alpha", [occ("alpha", "u@x")], now)
-    assert await store.publish_owed()
-    merged = await merged_now(store, settings)
-    # a write between the publish's read and its write is still owed afterwards
-    await put_snapshot(store, "alpha", [occ("alpha", "u@x", "Changed")], now)
-    await store.publish(merged, render_but(""), "k", now)
-    assert await store.publish_owed()
-    await store.publish(await merged_now(store, settings), render_but(""), "k", now)
-    assert not await store.publish_owed()
 
 
 async def test_a_source_taken_out_is_kept_and_comes_back_with_its_occurrences(store, tmp_path, now):
@@ -279,7 +205,7 @@ async def test_apply_writes_the_attempt_the_snapshot_the_pages_and_the_debt_at_o
 ):
     settings = make_settings(tmp_path, [source("alpha", "/a.ics")])
     await store.sync_sources(settings.sources)
-    await store.publish(await merged_now(store, settings), render_but(""), "k", now)
+    await publish(store, settings, now)
     page = CachedPage(PageData("https://x.org/p", text="Se her"), "fp", now, Validators('"p"'))
     read = Problem("read", "read 1 occurrences (1 added)", (("count", "1"), ("changes", "1 added")))
     await store.apply(

@@ -17,11 +17,11 @@ from sqlalchemy.pool import NullPool
 
 from aggregator.store import schema
 from aggregator.store.base import _configured
-from aggregator.store.events import EventsMixin, RenderEvent
+from aggregator.store.events import EventsMixin
 from aggregator.store.occurrences import OccurrencesMixin
 from aggregator.store.sources import MAX_WARNINGS, SourcesMixin
 
-__all__ = ["MAX_WARNINGS", "RenderEvent", "Store"]
+__all__ = ["MAX_WARNINGS", "Store"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial
 
 from sqlalchemy import bindparam, func, insert, select, update
@@ -35,7 +35,6 @@ from aggregator.store.schema import (
     events,
     identities,
 )
-from aggregator.versioning import RenderEvent, prepare_publication
 
 #: turns the published versions into what a publish writes (aggregator.publish makes it)
 Plan = Callable[[dict[str, PublishedVersion]], Awaitable[Publication]]
@@ -79,24 +78,6 @@ class EventsMixin(StoreBase):
             written = await _meta_number(conn, "writes") if loaded is None else loaded
             await _set_meta(conn, "published", str(written))
         return changed
-
-    async def publish(
-        self,
-        merged: Iterable[MergedEvent],
-        render_event: RenderEvent,
-        render_key: str,
-        now: datetime,
-    ) -> bool:
-        """Deprecated: aggregator.publish.publish does this (merge, retention, versioning,
-        rendering, then write_publication). Kept while tests/test_store.py calls it."""
-        merged_list = list(merged)
-
-        async def plan(known: dict[str, PublishedVersion]) -> Publication:
-            return await asyncio.to_thread(
-                prepare_publication, merged_list, known, render_event, render_key, now
-            )
-
-        return await self.write_publication(plan)
 
     async def known_ids(self) -> dict[str, str]:
         """Member identity -> the network id it was published under."""
