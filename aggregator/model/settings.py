@@ -1,0 +1,115 @@
+"""What the operator configured: sources.yaml as values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from aggregator.model.kinds import SourceKind
+
+
+@dataclass(frozen=True)
+class Source:
+    """One member feed, as configured in sources.yaml."""
+
+    #: slug, unique in the network; part of every occurrence key, so never reuse one
+    id: str
+    #: the member organisation's name, shown as organiser
+    name: str
+    #: http(s):// or webcal:// URL, or an absolute file path
+    url: str
+    kind: SourceKind = SourceKind.AUTO
+    homepage: str | None = None
+    #: IANA zone for floating times; None means the network's zone
+    timezone: str | None = None
+    language: str | None = None
+    categories: tuple[str, ...] = ()
+    #: None means the network's interval
+    refresh_interval: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    description: str = ""
+    timezone: str = "Europe/Copenhagen"
+    languages: tuple[str, ...] = ("da", "en")
+    base_url: str = "http://127.0.0.1:8080"
+    refresh_interval: timedelta = timedelta(minutes=30)
+    #: reverse proxies (addresses or CIDRs) whose X-Forwarded-For names the client
+    trusted_proxies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Limits:
+    #: the expansion horizon, relative to now
+    past_days: int = 90
+    future_days: int = 730
+    #: hard cap on occurrences per source, so one bad RRULE cannot eat the machine
+    max_occurrences: int = 5000
+    connect_timeout: float = 10.0
+    total_timeout: float = 60.0
+    max_bytes: int = 20 * 1024 * 1024
+    max_redirects: int = 5
+    #: at most this many fetches at once to one host, and in all
+    per_host: int = 2
+    concurrency: int = 20
+    #: retries of a transient failure inside one cycle, the first after about retry_delay s
+    retries: int = 2
+    retry_delay: float = 1.0
+    #: a Retry-After longer than this is not waited for in the cycle; the next fetch honours it
+    max_retry_wait: float = 30.0
+    #: a failing source is fetched again after its interval doubled per failure, up to this
+    max_backoff: float = 24 * 3600.0
+    #: a feed that lost more than this share of its future events at once is held back
+    drop_threshold: float = 0.5
+    #: linked event pages of RSS items read per source and cycle
+    max_pages: int = 30
+    #: cancelled and postponed events stay visible this long after their date
+    retention_days: int = 30
+    #: a vanished event and a new one with the same title this close are one moved event
+    recreate_window_days: int = 60
+    #: CPU seconds one feed's parse may take in a worker process (member content is untrusted)
+    parse_seconds: float = 30.0
+    #: memory one parse may use, in MB
+    parse_memory: int = 512
+    #: a source taken out of sources.yaml is unpublished; its data is kept this long
+    removed_source_days: int = 30
+    #: on SIGTERM, a refresh finishes the sources it is on within this many seconds
+    stop_seconds: float = 20.0
+
+
+@dataclass(frozen=True)
+class MergeSettings:
+    """When two members' copies are one event (rule 9)."""
+
+    #: starts at most this far apart are the same time
+    window: timedelta = timedelta(minutes=30)
+    #: title similarity (rapidfuzz token set ratio, 0-100) for copies at the same time
+    title_threshold: float = 80.0
+    #: title similarity for all-day against timed, and for whole-hour shifts
+    strict_threshold: float = 92.0
+    #: starts a whole number of hours apart, up to this many, are a time-zone mistake
+    max_zone_shift: int = 2
+    network_zone: str = "Europe/Copenhagen"
+
+
+@dataclass(frozen=True)
+class Settings:
+    network: Network
+    sources: tuple[Source, ...]
+    limits: Limits = field(default_factory=Limits)
+    merging: MergeSettings = field(default_factory=MergeSettings)
+    database_url: str = "sqlite+aiosqlite:///aggregator.db"
+    #: the file the settings came from (relative source paths resolve against its folder)
+    config_path: Path | None = None
+    #: the operator said that a config unpublishing most sources at once is meant
+    #: (`--allow-removals`); without it such a config is refused
+    allow_removals: bool = False
+
+    def source(self, source_id: str) -> Source:
+        for source in self.sources:
+            if source.id == source_id:
+                return source
+        raise KeyError(source_id)
