@@ -4,14 +4,13 @@
 
 Checks BASE_REV out in a temporary git worktree ("before") and takes the current working
 tree as "after". For each tree and each of two networks (the bundled demo, and every
-iCalendar and RSS/Atom file of /work/shared/corpus), it refreshes three times on a fixed
-clock (the demo's kulturhuset.ics is edited before the third), then captures what the
-refreshes print, `aggregator export`, and the HTTP endpoints (make_app on 127.0.0.1, the
-clock at the last refresh). Both trees run in the same .venv, each importing its own
-`aggregator` (cwd and PYTHONPATH = the tree), in the same temporary folder one after the
-other. The outputs are compared file by file after the normalisations of normalisations()
-(printed when it runs); exit code 1 when any differ.
-"""
+iCalendar and RSS/Atom file of /work/shared/corpus), it refreshes four times on a fixed
+clock (the demo's kulturhuset.ics is edited before the third; the fourth confirms what the
+edit removed), then captures what the refreshes print, `aggregator export`, and the HTTP
+endpoints (make_app on 127.0.0.1, the clock at the last refresh). Both trees run in the same
+.venv, each importing its own `aggregator` (cwd and PYTHONPATH = the tree), in the same
+temporary folder one after the other. The outputs are compared file by file after the
+normalisations of normalisations() (printed when it runs); exit code 1 when any differ. """
 
 from __future__ import annotations
 
@@ -32,8 +31,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = REPO / ".venv" / "bin" / "python"
 CORPUS = Path("/work/shared/corpus")
-#: the three refreshes; the HTTP outputs are read with the clock at the last one
-CLOCK = ("2026-11-26T12:00:00+00:00", "2026-11-27T12:00:00+00:00", "2026-11-28T13:00:00+00:00")
+#: the refreshes; the HTTP outputs are read with the clock at the last one. The fourth
+#: confirms the removal of what the edit took out of the feed (a removal waits for a second
+#: good fetch)
+CLOCK = (
+    "2026-11-26T12:00:00+00:00",
+    "2026-11-27T12:00:00+00:00",
+    "2026-11-28T13:00:00+00:00",
+    "2026-11-29T13:00:00+00:00",
+)
 #: the demo feed edited before the last refresh (see edit_feed)
 EDITED_FEED = "examples/feeds/kulturhuset.ics"
 #: events of /events.json whose pages are read
