@@ -18,6 +18,8 @@ class Validators:
 
 @dataclass(frozen=True)
 class FetchResult:
+    """What one fetch brought: a body, 304, or a failure in words (and as a Problem)."""
+
     outcome: FetchOutcome
     url: str
     #: the URL after redirects
@@ -84,6 +86,8 @@ class Occurrence:
 
 @dataclass(frozen=True)
 class ParsedFeed:
+    """What a feed was read as: its occurrences and the problems met on the way."""
+
     occurrences: tuple[Occurrence, ...]
     #: what was skipped or guessed: a code, the words and their detail each
     warnings: tuple[Problem, ...] = ()

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 
 class SourceKind(enum.StrEnum):
+    """What a source is read as: iCalendar, RSS/Atom, or told by its content (auto)."""
+
     ICAL = "ical"
     RSS = "rss"
     AUTO = "auto"

@@ -31,6 +31,8 @@ class Source:
 
 @dataclass(frozen=True)
 class Network:
+    """The network: its name, zone, languages, address and how often sources are read."""
+
     name: str
     description: str = ""
     timezone: str = "Europe/Copenhagen"
@@ -43,6 +45,8 @@ class Network:
 
 @dataclass(frozen=True)
 class Limits:
+    """The bounds on what one source may cost: horizon, sizes, times, memory, retries."""
+
     #: the expansion horizon, relative to now
     past_days: int = 90
     future_days: int = 730
@@ -97,6 +101,8 @@ class MergeSettings:
 
 @dataclass(frozen=True)
 class Settings:
+    """Everything sources.yaml and the AGGREGATOR_* variables configure."""
+
     network: Network
     sources: tuple[Source, ...]
     limits: Limits = field(default_factory=Limits)
