@@ -7,14 +7,15 @@ The pipeline, one module per stage (see DESIGN.md)::
                                                        # most leaving at once: refused
     every tick: for id in store.due_sources(now):      # schedule: the store knows what is due
         # refresh: one source's cycle, a short driver
-        current = store.source_for_update(id)          # the one read: state, snapshot, pages
+        current = store.source_for_update(id)          # read: its state (and kept pages)
         fetched = fetcher.fetch(decide.fetch_plan(...))  # the only network client; polite;
                                                        # links in content: public only
         parsed = parse.read_source(fetched, ...)       # only a new body; in a worker process
                                                        # on a budget (rule 10): iCalendar or
                                                        # RSS + linked pages -> Occurrences,
                                                        # Problems (normalise: zones, text, keys)
-        update = decide.decide(current.state, fetched, current.stored, parsed, now, settings)
+        stored = store.load_occurrences(id)            # only if something is to be measured
+        update = decide.decide(current.state, fetched, stored, parsed, now, settings)
                                                        # pure: outcome, next check (backoff,
                                                        # Retry-After), snapshot (reconcile:
                                                        # carry over, hold a drop) -> SourceUpdate

@@ -142,6 +142,14 @@ def must_read(state: SourceState, fetched: Fetched, now: datetime, settings: Set
 # -- the decision ---------------------------------------------------------------------------
 
 
+def needs_stored(state: SourceState, fetched: Fetched, now: datetime, settings: Settings) -> bool:
+    """Whether deciding needs the stored occurrences: a new body is measured by them, and a
+    304 or the same body confirms the removals waiting in them; a failure changes none."""
+    if fetched.result.outcome is FetchOutcome.FAILED:
+        return False
+    return must_read(state, fetched, now, settings) or state.pending_removals > 0
+
+
 def decide(
     state: SourceState,
     fetched: Fetched,

@@ -1,7 +1,7 @@
 """One source's cycle, and a refresh of every source. The decisions are in decide.py; this
 is the driver that carries them between the stages:
 
-    current = store.source_for_update(id)              # one read
+    current = store.source_for_update(id)              # one read: state (and kept pages)
     fetched = fetch(decide.fetch_plan(current.state))   # the fetch stage (politeness, guard)
     parsed  = parse.read_source(fetched, ...)           # in a worker, only a new body
     update  = decide.decide(current, fetched, parsed)   # pure, in a thread
@@ -27,6 +27,7 @@ from aggregator.decide import (
     fetch_plan,
     moved_away,
     must_read,
+    needs_stored,
 )
 from aggregator.errors import ParseError
 from aggregator.fetch import Fetcher
@@ -110,7 +111,7 @@ async def refresh_source(
     """
     try:
         current = current or await store.source_for_update(source.id)
-        update = await _cycle(fetcher, source, settings, now, current)
+        update = await _cycle(store, fetcher, source, settings, now, current)
         await store.apply(update)
         report = SourceReport.of(update, current.state)
     except Exception as e:  # a bug: logged in full, recorded in words, it stops only this source
@@ -123,7 +124,12 @@ async def refresh_source(
 
 
 async def _cycle(
-    fetcher: Fetcher, source: Source, settings: Settings, now: datetime, current: SourceForUpdate
+    store: Store,
+    fetcher: Fetcher,
+    source: Source,
+    settings: Settings,
+    now: datetime,
+    current: SourceForUpdate,
 ) -> SourceUpdate:
     """Fetch, read what is new (in a worker) and decide: the intent, nothing written."""
     fetched = await fetch_source(fetcher, source, current.state, now)
@@ -142,10 +148,12 @@ async def _cycle(
             )
         except ParseError as e:
             parsed = e
+    # the stored snapshot only when there is something to measure by it: a 304 or a failure
+    # reads no occurrence, so a cycle in which nothing changed costs no rows
+    needed = needs_stored(current.state, fetched, now, settings)
+    stored = await store.load_occurrences(source.id) if needed else ()
     # pure, but long for a feed of thousands: in a thread, so the server keeps answering
-    return await asyncio.to_thread(
-        decide, current.state, fetched, current.stored, parsed, now, settings
-    )
+    return await asyncio.to_thread(decide, current.state, fetched, stored, parsed, now, settings)
 
 
 async def fetch_source(

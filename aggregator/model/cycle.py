@@ -136,11 +136,10 @@ class Change:
 
 @dataclass(frozen=True)
 class SourceForUpdate:
-    """What one source's cycle needs from the store, read at once."""
+    """What one source's cycle needs from the store before it fetches, read at once (its
+    stored occurrences are read only when the fetch brings something to measure by them)."""
 
     state: SourceState
-    #: its occurrences as stored (the last good snapshot), in key order
-    stored: tuple[Occurrence, ...] = ()
     #: the linked pages of its items, kept from earlier cycles, by URL (RSS)
     pages: dict[str, CachedPage] = field(default_factory=dict)
 

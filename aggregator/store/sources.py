@@ -27,11 +27,10 @@ from aggregator.reconcile import identity_of
 from aggregator.store.base import (
     StoreBase,
     _chunks,
-    _configured,
     _owe_publish,
     _write_many,
 )
-from aggregator.store.occurrences import _occurrence_rows, _occurrences_of
+from aggregator.store.occurrences import _occurrence_rows
 from aggregator.store.rows import (
     MAX_WARNINGS,
     cached_page,
@@ -163,23 +162,12 @@ class SourcesMixin(StoreBase):
             return [source_state(row) for row in await conn.execute(query)]
 
     async def source_for_update(self, source_id: str) -> SourceForUpdate:
-        """What one cycle of the source needs, in one read: its state, its stored
-        occurrences (in key order) and the pages its items link (RSS)."""
-        stored = (
-            select(occurrences)
-            .where(occurrences.c.source_id == source_id)
-            .where(occurrences.c.source_id.in_(_configured))
-            .order_by(occurrences.c.key)
-        )
+        """What one cycle of the source needs before it fetches, in one read: its state and
+        the pages its items link (RSS). Its occurrences: load_occurrences, when needed."""
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(sources).where(sources.c.id == source_id))).one()
-            rows = (await conn.execute(stored)).all()
             kept = (await conn.execute(select(pages).where(pages.c.source_id == source_id))).all()
-        # thousands of rows: made into occurrences in a thread, so the server keeps answering
-        snapshot = await asyncio.to_thread(_occurrences_of, rows)
-        return SourceForUpdate(
-            source_state(row), tuple(snapshot), {r.url: cached_page(r) for r in kept}
-        )
+        return SourceForUpdate(source_state(row), {r.url: cached_page(r) for r in kept})
 
     async def apply(self, intent: SourceUpdate) -> None:
         """Write one source's cycle as decided (decide.py), in one transaction: the attempt
