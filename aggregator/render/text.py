@@ -8,6 +8,7 @@ feed say the same thing in each language.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from functools import cache
 
 from babel.dates import format_date, format_datetime
 
@@ -34,16 +35,19 @@ LABELS = {
 }
 
 
-def spoken(languages: tuple[str, ...]) -> list[str]:
+@cache
+def spoken(languages: tuple[str, ...]) -> tuple[str, ...]:
     """The network's languages we have words for: English (the words as written) and each
-    with a pages catalogue, in the network's order."""
-    return [lang for lang in languages if lang == "en" or _has_catalogue(lang)]
+    with a pages catalogue, in the network's order. Kept: asked for every label of every
+    event a publish renders."""
+    return tuple(lang for lang in languages if lang == "en" or _has_catalogue(lang))
 
 
 def _has_catalogue(lang: str) -> bool:
     return (LOCALE / lang / "LC_MESSAGES" / "pages.po").is_file()
 
 
+@cache
 def label(network: Network, key: str, sep: str = " / ") -> str:
     """'Aflyst / Cancelled': the word in each of the network's languages (English when it
     speaks none we have words for), each once."""
