@@ -10,7 +10,7 @@ edit removed), then captures what the refreshes print, `aggregator export`, and 
 endpoints (make_app on 127.0.0.1, the clock at the last refresh). Both trees run in the same
 .venv, each importing its own `aggregator` (cwd and PYTHONPATH = the tree), in the same
 temporary folder one after the other. The outputs are compared file by file after the
-normalisations of normalisations() (printed when it runs); exit code 1 when any differ. """
+normalisations of normalisations() (printed when it runs); exit code 1 when any differ."""
 
 from __future__ import annotations
 
