@@ -69,15 +69,16 @@ def updated(po: bytes, template: Catalog, lang: str) -> bytes:
             message.auto_comments = list(notes.get(message.id, ()))
     out = BytesIO()
     write_po(out, catalog, no_location=True, width=100)
-    # the header's comment as written (write_po rewraps it and drops indents)
-    return _comment(po) + out.getvalue()[len(_comment(out.getvalue())) :]
+    # the header as written: write_po rewraps its comment, drops indents and stamps the
+    # Babel version it ran with, so another Babel would change an up-to-date catalogue
+    return _header(po) + out.getvalue()[len(_header(out.getvalue())) :]
 
 
-def _comment(po: bytes) -> bytes:
-    """The comment lines a catalogue starts with."""
-    lines = po.splitlines(keepends=True)
-    count = next((i for i, line in enumerate(lines) if not line.startswith(b"#")), len(lines))
-    return b"".join(lines[:count])
+def _header(po: bytes) -> bytes:
+    """The comment lines a catalogue starts with and its header entry (msgid ""), up to the
+    blank line after it."""
+    end = po.find(b"\n\n", po.find(b'msgid ""'))
+    return po if end < 0 else po[: end + 2]
 
 
 def main() -> int:
