@@ -20,7 +20,7 @@ from aggregator.check import CheckReport, check_feed
 from aggregator.config import load_config
 from aggregator.errors import ConfigError, RemovalRefused
 from aggregator.fetch import Fetcher, is_local, open_session
-from aggregator.model import Limits, Network, Settings, SourceKind, SourceState
+from aggregator.model import FetchOutcome, Limits, Network, Settings, SourceKind, SourceState
 from aggregator.normalise import iso
 from aggregator.publish import publish
 from aggregator.refresh import SourceReport, refresh_all
@@ -161,7 +161,7 @@ async def _refresh(settings: Settings, now: datetime | None) -> int:
         await store.close()
     stopped = stop.is_set()
     _print_refreshed(settings, reports, changed, states, counts, owed=owed, stopped=stopped)
-    failed = sum(r.outcome == "failed" for r in reports)
+    failed = sum(r.outcome is FetchOutcome.FAILED for r in reports)
     return 1 if reports and failed == len(reports) else 0
 
 
@@ -195,7 +195,7 @@ def _print_refreshed(
 ) -> None:
     """What a refresh did, and every source that is not well or has moved."""
     total = len(settings.sources)
-    failed = sum(r.outcome == "failed" for r in reports)
+    failed = sum(r.outcome is FetchOutcome.FAILED for r in reports)
     if stopped:
         print(
             f"stopped (SIGTERM): {len(reports)} of {total} sources done, "

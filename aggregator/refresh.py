@@ -53,8 +53,8 @@ class SourceReport:
     """What one source's cycle did, in the words `aggregator refresh` prints and logs."""
 
     source_id: str
-    #: 'updated', 'unchanged', 'not modified', 'held' or 'failed'
-    outcome: str
+    #: UPDATED, UNCHANGED, NOT_MODIFIED, HELD or FAILED
+    outcome: FetchOutcome
     occurrences: int = 0
     changes: dict[str, int] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
@@ -62,12 +62,12 @@ class SourceReport:
     duration: float = 0.0
 
     def line(self) -> str:
-        if self.outcome == "failed":
+        if self.outcome is FetchOutcome.FAILED:
             return f"{self.source_id}: FAILED - {self.error} (last good events kept)"
-        if self.outcome == "held":
+        if self.outcome is FetchOutcome.HELD:
             return f"{self.source_id}: DROP HELD - {self.error}"
         detail = ", ".join(f"{n} {kind}" for kind, n in sorted(self.changes.items()))
-        text = f"{self.source_id}: {self.outcome}, {self.occurrences} occurrences"
+        text = f"{self.source_id}: {self.outcome.value}, {self.occurrences} occurrences"
         if detail:
             text += f" ({detail})"
         if self.warnings:
@@ -87,7 +87,7 @@ class SourceReport:
             warnings = tuple(str(w) for w in found)
         return cls(
             update.source_id,
-            outcome.value,
+            outcome,
             state.occurrence_count if update.snapshot is None else len(update.snapshot),
             changes=dict(update.changes),
             warnings=warnings,
@@ -118,7 +118,7 @@ async def refresh_source(
         log.exception("refreshing %s failed unexpectedly", source.id)
         state = current.state if current else None
         report = await _record_bug(store, source, settings, now, state, e)
-    metrics.FETCHES.labels(source.id, report.outcome).inc()
+    metrics.FETCHES.labels(source.id, report.outcome.value).inc()
     metrics.FETCH_SECONDS.labels(source.id).observe(report.duration)
     return report
 
@@ -186,7 +186,7 @@ async def _record_bug(
     update = failed_unexpectedly(state, source, error, now, settings)
     await store.apply(update)
     return SourceReport(
-        source.id, "failed", state.occurrence_count, error=str(update.attempt.error)
+        source.id, FetchOutcome.FAILED, state.occurrence_count, error=str(update.attempt.error)
     )
 
 
@@ -237,7 +237,7 @@ async def refresh_all(
     reports = [t.result() for t in tasks if not t.cancelled() and t.result() is not None]
     # nothing read anew and no publish owed by an earlier run that was stopped or killed
     # between a source's write and its publish: the published events cannot have changed
-    owed = any(r.outcome == "updated" for r in reports) or await store.publish_owed()
+    owed = any(r.outcome is FetchOutcome.UPDATED for r in reports) or await store.publish_owed()
     in_time = deadline is None or loop.time() < deadline
     changed = owed and in_time and await publish(store, settings, now)
     return reports, changed

@@ -25,7 +25,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from aggregator.decide import is_due
 from aggregator.fetch import Fetcher
-from aggregator.model import Settings
+from aggregator.model import FetchOutcome, Settings
 from aggregator.publish import publish
 from aggregator.refresh import refresh_source
 from aggregator.store import Store
@@ -169,4 +169,4 @@ class Scheduler:
                 log.exception("refreshing %s failed unexpectedly", source_id)
                 return False
             log.info("%s", report.line())
-            return report.outcome == "updated"
+            return report.outcome is FetchOutcome.UPDATED

@@ -29,7 +29,7 @@ from aggregator.render.atom import render_atom
 from aggregator.render.html import render_event_page, render_index, render_source, render_sources
 from aggregator.render.ics import render_calendar
 from aggregator.render.json import event_json, render_json
-from aggregator.render.sources import report_json, source_json, source_report
+from aggregator.render.sources import health_json, source_health, source_json
 from aggregator.render.views import refused_filter
 from aggregator.request import Networks, page_language, trusted_proxies, wants_json
 from aggregator.responses import (
@@ -352,11 +352,11 @@ async def source_page(request: web.Request) -> web.Response:
     fetches = await store.fetch_history(source.id, limit=500)
     events = await request.app[OUTPUTS].events()
     occurrences = await store.load_occurrences(source.id)
-    report = source_report(
+    report = source_health(
         source, state, settings, occurrences=occurrences, events=events, fetches=fetches
     )
     if wants_json(request, by_default=True):
-        return fresh_json(report_json(report, lang))
+        return fresh_json(health_json(report, lang))
     now = request.app[CLOCK]()
     return page(render_source(report, settings, lang=lang, now=now))
 

@@ -12,7 +12,7 @@ import icalendar
 import pytest
 
 from aggregator.cli import Progress, main
-from aggregator.model import Source
+from aggregator.model import FetchOutcome, Source
 from aggregator.refresh import SourceReport
 from tests.conftest import CORPUS, DATA, ROOT
 
@@ -144,8 +144,8 @@ def test_refresh_progress_is_a_status_line_in_a_terminal_and_plain_lines_otherwi
         progress = Progress(2, stream)
         progress.started(a)
         progress.started(b)
-        progress.done(SourceReport("a", "updated", 3))
-        progress.done(SourceReport("b", "failed", 0, error="HTTP 500"))
+        progress.done(SourceReport("a", FetchOutcome.UPDATED, 3))
+        progress.done(SourceReport("b", FetchOutcome.FAILED, 0, error="HTTP 500"))
         progress.close()
         text = stream.getvalue()
         if stream.isatty():

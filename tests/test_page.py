@@ -23,7 +23,7 @@ from aggregator.model import (
 )
 from aggregator.problems import problem, say
 from aggregator.render.html import render_event_page, render_index, render_source
-from aggregator.render.sources import SourceReport
+from aggregator.render.sources import SourceHealth
 from aggregator.render.views import http_link
 from aggregator.request import choose_language
 from aggregator.selection import page_filters
@@ -415,7 +415,7 @@ def source_page(lang: str) -> lxml.html.HtmlElement:
         FetchRecord("alpha", NOW, FetchOutcome.FAILED, status=404, problem=failed),
         FetchRecord("alpha", NOW - timedelta(hours=1), FetchOutcome.UPDATED, message="read 3"),
     )
-    report = SourceReport(SETTINGS.source("alpha"), state, 0, 0, (), fetches)
+    report = SourceHealth(SETTINGS.source("alpha"), state, 0, 0, (), fetches)
     return lxml.html.fromstring(render_source(report, SETTINGS, lang=lang, now=NOW))
 
 

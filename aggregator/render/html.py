@@ -22,7 +22,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from aggregator.i18n import translations
 from aggregator.model import ChangeRecord, NetworkEvent, Settings, SourceState
 from aggregator.render.index import index_page
-from aggregator.render.sources import SourceReport, source_page, sources_page
+from aggregator.render.sources import SourceHealth, source_page, sources_page
 from aggregator.render.views import Page, check_page, event_page
 from aggregator.selection import Selection
 
@@ -91,7 +91,7 @@ def render_sources(settings: Settings, states: Mapping[str, SourceState], *, lan
     return render("sources.html", sources_page(settings, states, lang=lang))
 
 
-def render_source(report: SourceReport, settings: Settings, *, lang: str, now: datetime) -> str:
+def render_source(report: SourceHealth, settings: Settings, *, lang: str, now: datetime) -> str:
     """/sources/{id}: one source's state, what was read and skipped (each with a hint to fix
     it), what was merged with whom, its fetches and their timeline."""
     return render("source.html", source_page(report, settings, lang=lang, now=now))

@@ -56,8 +56,9 @@ class Merged:
 
 
 @dataclass(frozen=True)
-class SourceReport:
-    """What we know of one member source, for /sources/{id} (its page and its JSON)."""
+class SourceHealth:
+    """One member source's health, for /sources/{id} (its page and its JSON): its state, what
+    it read, what was merged with whom, and its fetches."""
 
     source: Source
     state: SourceState | None
@@ -69,7 +70,7 @@ class SourceReport:
     fetches: tuple[FetchRecord, ...]
 
 
-def source_report(
+def source_health(
     source: Source,
     state: SourceState | None,
     settings: Settings,
@@ -77,8 +78,8 @@ def source_report(
     occurrences: Sequence[Occurrence],
     events: Sequence[NetworkEvent],
     fetches: Sequence[FetchRecord],
-) -> SourceReport:
-    """The report of `source` from its state, occurrences and fetches and the published
+) -> SourceHealth:
+    """The health of `source` from its state, occurrences and fetches and the published
     `events`."""
     names = {s.id: s.name for s in settings.sources}
     merged = tuple(
@@ -92,7 +93,7 @@ def source_report(
         for item in events
         if source.id in item.event.source_ids and len(item.event.source_ids) > 1
     )
-    return SourceReport(
+    return SourceHealth(
         source=source,
         state=state,
         series=len({o.uid for o in occurrences if o.recurrence_id}),
@@ -126,7 +127,7 @@ def source_json(source: Source, state: SourceState | None) -> dict:
     }
 
 
-def report_json(report: SourceReport, lang: str) -> dict:
+def health_json(report: SourceHealth, lang: str) -> dict:
     """/sources/{id}.json: the state, what it read, its hints (in `lang`), merges, fetches."""
     return {
         **source_json(report.source, report.state),
@@ -256,7 +257,7 @@ def sources_page(
 
 
 def source_page(
-    report: SourceReport, settings: Settings, *, lang: str, now: datetime
+    report: SourceHealth, settings: Settings, *, lang: str, now: datetime
 ) -> SourcePage:
     """/sources/{id} as a page, in `lang`."""
     network = settings.network
