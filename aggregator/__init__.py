@@ -7,10 +7,10 @@ The pipeline, one module per stage (see DESIGN.md)::
                                                        # most leaving at once: refused
     every tick: for id in store.due_sources(now):      # schedule: the store knows what is due
         # refresh: one source's cycle, a short driver
-        current = store.source_for_update(id)          # read: its state (and kept pages)
+        current = store.source_for_update(id)          # read: its state
         fetched = fetcher.fetch(decide.fetch_plan(...))  # the only network client; polite;
                                                        # links in content: public only
-        parsed = parse.read_source(fetched, ...)       # only a new body; in a worker process
+        parsed = parse.read_source(fetched, kept_pages)  # only a new body; in a worker
                                                        # on a budget (rule 10): iCalendar or
                                                        # RSS + linked pages -> Occurrences,
                                                        # Problems (normalise: zones, text, keys)

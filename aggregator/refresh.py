@@ -1,11 +1,17 @@
 """One source's cycle, and a refresh of every source. The decisions are in decide.py; this
 is the driver that carries them between the stages:
 
-    current = store.source_for_update(id)              # one read: state (and kept pages)
+    current = store.source_for_update(id)              # a read: its state (all at once in
+                                                        # refresh_all)
     fetched = fetch(decide.fetch_plan(current.state))   # the fetch stage (politeness, guard)
-    parsed  = parse.read_source(fetched, ...)           # in a worker, only a new body
-    update  = decide.decide(current, fetched, parsed)   # pure, in a thread
+    parsed  = parse.read_source(fetched, kept pages)    # only a new body, in a worker
+    stored  = store.load_occurrences(id)                # only when there is something to
+                                                        # measure by them (decide.needs_stored)
+    update  = decide.decide(state, fetched, stored, parsed)  # pure, in a thread
     store.apply(update)                                 # one write
+
+A cycle in which nothing changed (304, the same body, a failure) reads the state and writes
+the attempt: nothing else.
 
 Any error on the way is a bug: logged in full, recorded as a failed attempt in words, and it
 stops only that source.
@@ -135,6 +141,7 @@ async def _cycle(
     fetched = await fetch_source(fetcher, source, current.state, now)
     parsed: SourceRead | ParseError | None = None
     if must_read(current.state, fetched, now, settings):
+        kept = await store.kept_pages(source.id)
         try:
             parsed = await read_source(
                 fetched.result,
@@ -144,7 +151,7 @@ async def _cycle(
                 # the pages its items link are member content: judged by the guard
                 fetch_page=partial(fetcher.fetch, content=True, trusted_host=source.url),
                 parse=worker.parse,
-                kept=current.pages,
+                kept=kept,
             )
         except ParseError as e:
             parsed = e
@@ -212,6 +219,7 @@ async def refresh_all(
     await store.prune_history(now, removed_source_days=settings.limits.removed_source_days)
     limit = asyncio.Semaphore(settings.limits.concurrency)
     stop = stop or asyncio.Event()
+    current = await store.sources_for_update()  # one read for all, not one per source
 
     async def one(source: Source) -> SourceReport | None:
         async with limit:
@@ -220,7 +228,9 @@ async def refresh_all(
             if on_start:
                 on_start(source)
             try:
-                report = await refresh_source(store, fetcher, source, settings, now)
+                report = await refresh_source(
+                    store, fetcher, source, settings, now, current[source.id]
+                )
             except Exception as e:  # recording the bug failed too: once more, then raised
                 log.exception("refreshing %s failed unexpectedly", source.id)
                 report = await _record_bug(store, source, settings, now, None, e)

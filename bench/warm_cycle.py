@@ -133,7 +133,7 @@ async def cycles(mode: str, args, workdir: Path) -> None:
                     store, fetcher, settings, NOW + timedelta(minutes=30 * (round_ + 1))
                 )
                 warm = time.perf_counter() - started
-                outcomes = {r.outcome for r in reports}
+                outcomes = {r.outcome.value for r in reports}
                 bare = await baseline([s.url for s in sources], limits)
                 print(
                     f"{mode:>5} warm  {warm:8.2f} s {len(sources) / warm:9.0f} req/s   "

@@ -227,7 +227,7 @@ async def test_apply_writes_the_attempt_the_snapshot_the_pages_and_the_debt_at_o
     )
     current = await store.source_for_update("alpha")
     assert [o.uid for o in await store.load_occurrences("alpha")] == ["u@x"]
-    assert current.pages == {"https://x.org/p": page}
+    assert await store.kept_pages("alpha") == {"https://x.org/p": page}
     state = current.state
     assert (state.content_hash, state.warnings, state.occurrence_count) == ("h", (NO_END,), 1)
     assert state.validators == Validators(etag='"1"') and state.last_problem is None

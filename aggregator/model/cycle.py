@@ -136,12 +136,11 @@ class Change:
 
 @dataclass(frozen=True)
 class SourceForUpdate:
-    """What one source's cycle needs from the store before it fetches, read at once (its
-    stored occurrences are read only when the fetch brings something to measure by them)."""
+    """What one source's cycle needs from the store before it fetches: its state. What a
+    new body is read and measured with (the pages its items link, its stored occurrences)
+    is read only when the fetch brings one: a cycle in which nothing changed reads no more."""
 
     state: SourceState
-    #: the linked pages of its items, kept from earlier cycles, by URL (RSS)
-    pages: dict[str, CachedPage] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from sqlalchemy import delete, func, insert, or_, select, update
 from aggregator.errors import RemovalRefused
 from aggregator.model import (
     Attempt,
+    CachedPage,
     FetchOutcome,
     FetchRecord,
     Occurrence,
@@ -162,12 +163,19 @@ class SourcesMixin(StoreBase):
             return [source_state(row) for row in await conn.execute(query)]
 
     async def source_for_update(self, source_id: str) -> SourceForUpdate:
-        """What one cycle of the source needs before it fetches, in one read: its state and
-        the pages its items link (RSS). Its occurrences: load_occurrences, when needed."""
+        """What one cycle of the source needs before it fetches: its state."""
+        return SourceForUpdate(await self.source_state(source_id))
+
+    async def sources_for_update(self) -> dict[str, SourceForUpdate]:
+        """source_for_update of every stored source, in one read (a refresh of them all)."""
+        return {i: SourceForUpdate(state) for i, state in (await self.source_states()).items()}
+
+    async def kept_pages(self, source_id: str) -> dict[str, CachedPage]:
+        """The pages its items link, kept from earlier cycles, by URL (RSS): read with a new
+        body, to read again only the pages of items that changed."""
         async with self.engine.connect() as conn:
-            row = (await conn.execute(select(sources).where(sources.c.id == source_id))).one()
             kept = (await conn.execute(select(pages).where(pages.c.source_id == source_id))).all()
-        return SourceForUpdate(source_state(row), {r.url: cached_page(r) for r in kept})
+        return {r.url: cached_page(r) for r in kept}
 
     async def apply(self, intent: SourceUpdate) -> None:
         """Write one source's cycle as decided (decide.py), in one transaction: the attempt
