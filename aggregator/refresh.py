@@ -159,7 +159,11 @@ async def _cycle(
     # reads no occurrence, so a cycle in which nothing changed costs no rows
     needed = needs_stored(current.state, fetched, now, settings)
     stored = await store.load_occurrences(source.id) if needed else ()
-    # pure, but long for a feed of thousands: in a thread, so the server keeps answering
+    if not isinstance(parsed, SourceRead):
+        # nothing new read: quick, so decided at once (a thread would cost more than this)
+        return decide(current.state, fetched, stored, parsed, now, settings)
+    # a new read measured against the stored: long for a feed of thousands, so in a thread
+    # and the server keeps answering
     return await asyncio.to_thread(decide, current.state, fetched, stored, parsed, now, settings)
 
 
