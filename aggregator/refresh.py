@@ -157,7 +157,10 @@ async def _cycle(
             parsed = e
     # the stored snapshot only when there is something to measure by it: a 304 or a failure
     # reads no occurrence, so a cycle in which nothing changed costs no rows
-    needed = needs_stored(current.state, fetched, now, settings)
+    # (a read that failed changes nothing: nothing to measure)
+    needed = not isinstance(parsed, ParseError) and needs_stored(
+        current.state, fetched, now, settings
+    )
     stored = await store.load_occurrences(source.id) if needed else ()
     if not isinstance(parsed, SourceRead):
         # nothing new read: quick, so decided at once (a thread would cost more than this)

@@ -66,6 +66,11 @@ class Scheduler:
         self._scheduler = AsyncIOScheduler(timezone="UTC")
         #: rounds started by a tick and not finished
         self._rounds: set[asyncio.Task] = set()
+        #: sources whose cycle could not even be recorded (the store failing): not started
+        #: again before this, as if the attempt had been written, so a member's server is
+        #: not asked every tick while the database is down
+        self._not_before: dict[str, datetime] = {}
+        self._stopping = False
 
     async def start(self) -> None:
         """Sync the configured sources with the store, then tick from now on."""
@@ -95,17 +100,32 @@ class Scheduler:
 
     def shutdown(self) -> None:
         """Stop ticking; rounds under way are cancelled (a cancelled cycle writes nothing)."""
+        self._stopping = True
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         for task in self._rounds:
             task.cancel()
+
+    async def stop(self) -> None:
+        """shutdown, and wait until the cancelled rounds have ended: only then may the
+        fetcher and the store close under them."""
+        self.shutdown()
+        await asyncio.gather(*self._rounds, return_exceptions=True)
 
     async def tick(self) -> list[str]:
         """Start a round of the sources that are due, at most STARTS_PER_TICK, leaving out
         those being read; it runs on while the next ticks come. The sources started."""
         now = self.clock()
         due = await self.store.due_sources(now)
-        free = [s for s in due if s.id in self._locks and not self._locks[s.id].locked()]
+        if self._stopping:  # stopped while the store answered
+            return []
+        free = [
+            s
+            for s in due
+            if s.id in self._locks
+            and not self._locks[s.id].locked()
+            and self._not_before.get(s.id, now) <= now
+        ]
         # the never fetched first, then the longest waiting
         free.sort(
             key=lambda s: (s.next_check_at is not None, s.next_check_at or now, self._places[s.id])
@@ -124,6 +144,7 @@ class Scheduler:
             await asyncio.sleep(index * self.stagger.total_seconds())
             await self._run(source_id)
 
+        # one source's failure is logged where it happens; the others go on
         await asyncio.gather(*(later(n, i) for n, i in enumerate(source_ids)))
 
     async def run_source(self, source_id: str) -> None:
@@ -146,7 +167,13 @@ class Scheduler:
             if not self._publish_owed:
                 return
             self._publish_owed = False
-            if await publish(self.store, self.settings, self.clock()):
+            try:
+                changed = await publish(self.store, self.settings, self.clock())
+            except Exception:  # a bug, or the store failing: owed still, to the next update
+                log.exception("publishing failed")
+                self._publish_owed = True
+                return
+            if changed:
                 self.on_published()
 
     async def _refresh(self, source_id: str) -> bool:
@@ -165,8 +192,11 @@ class Scheduler:
                 report = await refresh_source(
                     self.store, self.fetcher, source, self.settings, now, current
                 )
-            except Exception:
+            except Exception:  # not even recorded: the store itself failing
                 log.exception("refreshing %s failed unexpectedly", source_id)
+                interval = source.refresh_interval or self.settings.network.refresh_interval
+                self._not_before[source_id] = now + interval
                 return False
+            self._not_before.pop(source_id, None)
             log.info("%s", report.line())
             return report.outcome is FetchOutcome.UPDATED

@@ -156,7 +156,7 @@ async def _lifecycle(
         await jobs.start()
     yield
     if jobs is not None:
-        jobs.shutdown()
+        await jobs.stop()
         await fetcher.close()
     await session.close()
     await app[CHECKER].session.close()

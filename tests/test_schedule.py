@@ -178,3 +178,30 @@ async def test_a_source_in_backoff_is_not_fetched_before_it_is_due(
         await scheduler.run_source("down")  # same moment: its next check is later
         assert await scheduler.tick() == []
     assert len(feed_server.requests) == 1 + settings.limits.retries
+
+
+async def test_a_source_whose_cycle_the_store_cannot_record_waits_its_interval(
+    store, feed_server, tmp_path, now, monkeypatch
+):
+    url = feed_server.serve_file("/a.ics", FEEDS / "floating.ics")
+    settings = make_settings(tmp_path, [source("a", url)])
+    await store.sync_sources(settings.sources)
+
+    async def broken(update):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store, "apply", broken)
+    clock = [now]
+    async with fetching(settings) as fetcher:
+        scheduler = Scheduler(
+            store, fetcher, settings, lambda: clock[0], lambda: None, stagger=NONE
+        )
+        assert await scheduler.tick() == ["a"]
+        await rounds(scheduler)
+        # nothing was recorded, so the store still says it is due: not asked again yet
+        clock[0] = now + timedelta(seconds=10)
+        assert await scheduler.tick() == []
+        clock[0] = now + timedelta(minutes=30)
+        assert await scheduler.tick() == ["a"]
+        await rounds(scheduler)
+    assert [r.path for r in feed_server.requests] == ["/a.ics", "/a.ics"]

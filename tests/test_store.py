@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from alembic import command
@@ -297,3 +298,24 @@ async def test_a_database_made_by_version_0007_reads_its_words_as_problems(tmp_p
     (fetch,) = await store.fetch_history("old")
     assert fetch.problem == Problem.text("HTTP 500")
     await store.close()
+
+
+async def test_going_back_to_0007_leaves_the_warnings_as_the_words_it_reads(store, tmp_path, now):
+    settings = make_settings(tmp_path, [source("alpha", "/a.ics")])
+    await store.sync_sources(settings.sources)
+    await put_snapshot(store, "alpha", [], now, warnings=(NO_END, "plain words"))
+    url = str(store.engine.url)
+    await store.close()
+
+    def downgrade_to_0007(connection):
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0007")
+
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(downgrade_to_0007)
+        stored = (await conn.execute(text("select warnings from sources"))).scalar_one()
+    await engine.dispose()
+    assert json.loads(stored) == [NO_END.words, "plain words"]

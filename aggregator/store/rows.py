@@ -47,10 +47,18 @@ def words_of(item: Problem | str | None) -> str | None:
     return None if item is None else str(item)
 
 
+def first_by_words(problems: Iterable[Problem]) -> list[Problem]:
+    """Each problem once by its words: the first of those with the same words, in order."""
+    unique: dict[str, Problem] = {}
+    for item in problems:
+        unique.setdefault(item.words, item)
+    return list(unique.values())
+
+
 def capped(warnings: Iterable[Problem | str]) -> list[dict]:
     """Each warning once (by its words), at most MAX_WARNINGS, and how many more there
     were, as stored: one feed cannot flood its page with warnings."""
-    unique = list({w.words: w for w in map(as_problem, warnings)}.values())
+    unique = first_by_words(map(as_problem, warnings))
     if len(unique) > MAX_WARNINGS:
         more = len(unique) - MAX_WARNINGS
         unique = [*unique[:MAX_WARNINGS], problem("more-warnings", count=more)]

@@ -37,6 +37,7 @@ from aggregator.store.rows import (
     cached_page,
     capped,
     fetch_record,
+    first_by_words,
     page_row,
     problem_json,
     problem_of,
@@ -239,7 +240,7 @@ class SourcesMixin(StoreBase):
             if current is None:
                 return
             found = [problem_of(w) for w in current] + [as_problem(w) for w in warnings]
-            kept = [problem_json(w) for w in {w.words: w for w in found}.values()][:MAX_WARNINGS]
+            kept = [problem_json(w) for w in first_by_words(found)][:MAX_WARNINGS]
             if kept != [problem_json(problem_of(w)) for w in current]:
                 await conn.execute(
                     update(sources).where(sources.c.id == source_id).values(warnings=kept)

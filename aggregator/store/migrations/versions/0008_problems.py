@@ -22,6 +22,15 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # the warnings as the older version stores them: their words
+    sources = sa.table("sources", sa.column("id", sa.String), sa.column("warnings", sa.JSON))
+    connection = op.get_bind()
+    for row in connection.execute(sa.select(sources.c.id, sources.c.warnings)).all():
+        words = [w["words"] if isinstance(w, dict) else w for w in row.warnings or ()]
+        if words != list(row.warnings or ()):
+            connection.execute(
+                sa.update(sources).where(sources.c.id == row.id).values(warnings=words)
+            )
     with op.batch_alter_table("sources") as batch:
         batch.drop_column("last_problem")
     with op.batch_alter_table("fetches") as batch:
