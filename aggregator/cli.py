@@ -20,7 +20,15 @@ from aggregator.check import CheckReport, check_feed
 from aggregator.config import load_config
 from aggregator.errors import ConfigError, RemovalRefused
 from aggregator.fetch import Fetcher, is_local, open_session
-from aggregator.model import FetchOutcome, Limits, Network, Settings, SourceKind, SourceState
+from aggregator.model import (
+    FetchOutcome,
+    Limits,
+    Network,
+    Settings,
+    Source,
+    SourceKind,
+    SourceState,
+)
 from aggregator.normalise import iso
 from aggregator.publish import publish
 from aggregator.refresh import SourceReport, refresh_all
@@ -77,7 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="only serve what is stored (another process refreshes)",
     )
     allow_removals(serve)
-    refresh = command("refresh", cmd_refresh, "fetch every source once, publish, and exit")
+    refresh = command(
+        "refresh", cmd_refresh, "fetch every source (or those named) once, publish, and exit"
+    )
+    refresh.add_argument(
+        "ids",
+        nargs="*",
+        metavar="ID",
+        help="only these sources (their ids in sources.yaml): re-read a member that has just "
+        "fixed its feed without fetching the whole network",
+    )
     allow_removals(refresh)
     # tests run a refresh at a fixed time (the outputs carry it); not for operators
     refresh.add_argument("--now", type=_instant, help=argparse.SUPPRESS)
@@ -130,15 +147,29 @@ def cmd_serve(args) -> int:
 
 
 def cmd_refresh(args) -> int:
-    return asyncio.run(_refresh(_settings(args), args.now))
+    settings = _settings(args)
+    known = {s.id for s in settings.sources}
+    unknown = [i for i in dict.fromkeys(args.ids) if i not in known]
+    if unknown:
+        print(
+            f"error: no source {', '.join(map(repr, unknown))} in {settings.config_path}; "
+            f"the sources are: {', '.join(sorted(known)) or 'none'}",
+            file=sys.stderr,
+        )
+        return 2
+    chosen = [s for s in settings.sources if s.id in set(args.ids)] or None
+    return asyncio.run(_refresh(settings, args.now, chosen))
 
 
-async def _refresh(settings: Settings, now: datetime | None) -> int:
-    """Refresh every source once with a progress line per source, publish, and say how it
-    went; exit 1 when every source failed."""
+async def _refresh(
+    settings: Settings, now: datetime | None, chosen: list[Source] | None = None
+) -> int:
+    """Refresh every source (or the `chosen`) once with a progress line per source, publish,
+    and say how it went; exit 1 when every source read failed."""
     stop = _stop_on_sigterm(settings)
     store = await Store.open(settings.database_url)
-    progress = Progress(len(settings.sources), sys.stdout)
+    sources = chosen or list(settings.sources)
+    progress = Progress(len(sources), sys.stdout)
     try:
         async with (
             open_session(settings.network, settings.limits) as session,
@@ -149,6 +180,7 @@ async def _refresh(settings: Settings, now: datetime | None) -> int:
                 fetcher,
                 settings,
                 now or datetime.now(UTC),
+                sources=sources,
                 on_report=progress.done,
                 on_start=progress.started,
                 stop=stop,
@@ -160,7 +192,7 @@ async def _refresh(settings: Settings, now: datetime | None) -> int:
     finally:
         await store.close()
     stopped = stop.is_set()
-    _print_refreshed(settings, reports, changed, states, counts, owed=owed, stopped=stopped)
+    _print_refreshed(sources, reports, changed, states, counts, owed=owed, stopped=stopped)
     failed = sum(r.outcome is FetchOutcome.FAILED for r in reports)
     return 1 if reports and failed == len(reports) else 0
 
@@ -184,7 +216,7 @@ def _stop_on_sigterm(settings: Settings) -> asyncio.Event:
 
 
 def _print_refreshed(
-    settings: Settings,
+    sources: list[Source],
     reports: list[SourceReport],
     changed: bool,
     states: dict[str, SourceState],
@@ -193,8 +225,8 @@ def _print_refreshed(
     owed: bool,
     stopped: bool,
 ) -> None:
-    """What a refresh did, and every source that is not well or has moved."""
-    total = len(settings.sources)
+    """What a refresh did, and every source it read that is not well or has moved."""
+    total = len(sources)
     failed = sum(r.outcome is FetchOutcome.FAILED for r in reports)
     if stopped:
         print(
@@ -208,8 +240,8 @@ def _print_refreshed(
         f"from {counts['occurrences']} occurrences; "
         f"{'published changes' if changed else 'nothing changed'}"
     )
-    unwell = [s for s in settings.sources if states[s.id].health != "ok"]
-    moved = [s for s in settings.sources if states[s.id].moved_to]
+    unwell = [s for s in sources if states[s.id].health != "ok"]
+    moved = [s for s in sources if states[s.id].moved_to]
     for source in dict.fromkeys(unwell + moved):
         print(f"  {source.id}: {states[source.id].describe()}")
 

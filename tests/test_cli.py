@@ -155,3 +155,41 @@ def test_refresh_progress_is_a_status_line_in_a_terminal_and_plain_lines_otherwi
             assert "\r" not in text and "reading" not in text
             assert text.splitlines()[0].startswith("[1/2] a: updated")
             assert text.splitlines()[1] == "[2/2] b: FAILED - HTTP 500 (last good events kept)"
+
+
+def test_refresh_of_named_sources_reads_only_them_and_publishes(tmp_path, database, capsys):
+    config = write_config(
+        tmp_path,
+        f"""
+  - id: demo
+    name: Demo
+    url: {ROOT / "examples/feeds/kulturhuset.ics"}
+  - id: other
+    name: Other
+    url: {tmp_path / "missing.ics"}
+""",
+    )
+    assert main(["refresh", "--config", str(config), "demo"]) == 0
+    out = capsys.readouterr().out
+    assert "demo: updated" in out and "other" not in out
+    assert "1 of 1 sources read" in out and "published changes" in out
+    out_dir = tmp_path / "site"
+    assert main(["export", "--config", str(config), "--out", str(out_dir)]) == 0
+    assert json.loads((out_dir / "events.json").read_text())["events"]
+
+
+def test_refresh_of_an_unknown_source_says_which_there_are_and_reads_nothing(
+    tmp_path, database, capsys
+):
+    config = write_config(
+        tmp_path,
+        f"""
+  - id: demo
+    name: Demo
+    url: {ROOT / "examples/feeds/kulturhuset.ics"}
+""",
+    )
+    assert main(["refresh", "--config", str(config), "demo", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "no source 'nope'" in err and "the sources are: demo" in err
+    assert not database.exists()
