@@ -89,9 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
         "refresh", cmd_refresh, "fetch every source (or those named) once, publish, and exit"
     )
     refresh.add_argument(
-        "ids",
+        "id",
         nargs="*",
-        metavar="ID",
         help="only these sources (their ids in sources.yaml): re-read a member that has just "
         "fixed its feed without fetching the whole network",
     )
@@ -149,7 +148,7 @@ def cmd_serve(args) -> int:
 def cmd_refresh(args) -> int:
     settings = _settings(args)
     known = {s.id for s in settings.sources}
-    unknown = [i for i in dict.fromkeys(args.ids) if i not in known]
+    unknown = [i for i in dict.fromkeys(args.id) if i not in known]
     if unknown:
         print(
             f"error: no source {', '.join(map(repr, unknown))} in {settings.config_path}; "
@@ -157,7 +156,7 @@ def cmd_refresh(args) -> int:
             file=sys.stderr,
         )
         return 2
-    chosen = [s for s in settings.sources if s.id in set(args.ids)] or None
+    chosen = [s for s in settings.sources if s.id in set(args.id)] or None
     return asyncio.run(_refresh(settings, args.now, chosen))
 
 
