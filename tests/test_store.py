@@ -29,6 +29,14 @@ from tests.conftest import make_settings, put_snapshot, source
 from tests.test_merge import occ
 
 
+def migrate(connection, verb: str, revision: str) -> None:
+    """Alembic's upgrade or downgrade to `revision`, on this connection."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    getattr(command, verb)(config, revision)
+
+
 def head() -> str:
     """The newest migration's revision."""
     config = Config()
@@ -126,14 +134,8 @@ async def test_a_database_made_by_version_0001_migrates_and_keeps_its_data(tmp_p
     url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
     engine = Store(create_async_engine(url))
 
-    def upgrade_to_0001(connection):
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0001")
-
     async with engine.engine.begin() as conn:
-        await conn.run_sync(upgrade_to_0001)
+        await conn.run_sync(migrate, "upgrade", "0001")
         await conn.execute(
             text(
                 "insert into sources (id, url, failures_in_row, occurrence_count, warnings, "
@@ -269,14 +271,8 @@ async def test_a_database_made_by_version_0007_reads_its_words_as_problems(tmp_p
     url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
     engine = Store(create_async_engine(url))
 
-    def upgrade_to_0007(connection):
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0007")
-
     async with engine.engine.begin() as conn:
-        await conn.run_sync(upgrade_to_0007)
+        await conn.run_sync(migrate, "upgrade", "0007")
         await conn.execute(
             text(
                 "insert into sources (id, url, failures_in_row, occurrence_count, warnings, "
@@ -307,15 +303,9 @@ async def test_going_back_to_0007_leaves_the_warnings_as_the_words_it_reads(stor
     url = str(store.engine.url)
     await store.close()
 
-    def downgrade_to_0007(connection):
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0007")
-
     engine = create_async_engine(url)
     async with engine.begin() as conn:
-        await conn.run_sync(downgrade_to_0007)
+        await conn.run_sync(migrate, "downgrade", "0007")
         stored = (await conn.execute(text("select warnings from sources"))).scalar_one()
     await engine.dispose()
     assert json.loads(stored) == [NO_END.words, "plain words"]

@@ -12,7 +12,6 @@ from functools import partial
 from sqlalchemy import bindparam, func, insert, select, update
 
 from aggregator.model import (
-    ChangeKind,
     ChangeRecord,
     MergedEvent,
     NetworkEvent,
@@ -30,6 +29,7 @@ from aggregator.store.base import (
     _unpublished,
     _write_many,
 )
+from aggregator.store.rows import change_record
 from aggregator.store.schema import (
     changes,
     events,
@@ -99,7 +99,7 @@ class EventsMixin(StoreBase):
                 .order_by(changes.c.at.desc(), changes.c.id.desc())
                 .limit(limit)
             )
-            return [_change_record(row) for row in result]
+            return [change_record(row) for row in result]
 
     async def event_history(self) -> dict[str, list[ChangeRecord]]:
         """Every event's changes, oldest first, by event id; none of an unpublished event."""
@@ -111,7 +111,7 @@ class EventsMixin(StoreBase):
             )
             history: dict[str, list[ChangeRecord]] = {}
             for row in result:
-                history.setdefault(row.event_id, []).append(_change_record(row))
+                history.setdefault(row.event_id, []).append(change_record(row))
             return history
 
     async def published_events(self) -> list[NetworkEvent]:
@@ -235,15 +235,3 @@ def _merged(data: dict) -> MergedEvent:
         values[name] = tuple(values.get(name, ()))
     values["copies"] = tuple(tuple(copy) for copy in values.get("copies", ()))
     return MergedEvent(**values)
-
-
-def _change_record(row) -> ChangeRecord:
-    return ChangeRecord(
-        event_id=row.event_id,
-        at=row.at,
-        kind=ChangeKind(row.kind),
-        title=row.title,
-        before=row.before,
-        after=row.after,
-        id=row.id,
-    )

@@ -8,6 +8,8 @@ from dataclasses import asdict
 
 from aggregator.model import (
     CachedPage,
+    ChangeKind,
+    ChangeRecord,
     FetchOutcome,
     FetchRecord,
     FoundEvent,
@@ -63,6 +65,18 @@ def capped(warnings: Iterable[Problem | str]) -> list[dict]:
         more = len(unique) - MAX_WARNINGS
         unique = [*unique[:MAX_WARNINGS], problem("more-warnings", count=more)]
     return [problem_json(w) for w in unique]
+
+
+def change_record(row) -> ChangeRecord:
+    return ChangeRecord(
+        event_id=row.event_id,
+        at=row.at,
+        kind=ChangeKind(row.kind),
+        title=row.title,
+        before=row.before,
+        after=row.after,
+        id=row.id,
+    )
 
 
 def fetch_record(row) -> FetchRecord:
