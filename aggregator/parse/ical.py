@@ -23,6 +23,7 @@ from aggregator.model import Limits, Occurrence, ParsedFeed
 from aggregator.normalise import clean_line, windows_zone, zone
 from aggregator.parse.occurrences import OccurrenceReader, one
 from aggregator.parse.recurrence import series_in
+from aggregator.parse.tree import read_calendars
 from aggregator.parse.warnings import Warnings, error_words
 from aggregator.problems import problem
 
@@ -103,7 +104,7 @@ def _check_is_calendar(text: str, url: str) -> str:
 
 def _read_calendars(text: str, url: str, warnings: Warnings) -> list[icalendar.Calendar]:
     try:
-        calendars = icalendar.Calendar.from_ical(text, multiple=True)
+        calendars = read_calendars(text)
         if not calendars:
             raise ValueError("no VCALENDAR could be read")
     except Exception as e:  # icalendar raises ValueError, KeyError, ... on a bad line
@@ -196,8 +197,10 @@ def _series_of(
         else:
             warnings.add(problem("unknown-xwr-timezone", name=xwr))
             del calendar["X-WR-TIMEZONE"]
+    standard = False
     try:
         calendar = x_wr_timezone.to_standard(calendar)
+        standard = True
     except Exception as e:
         warnings.add(problem("xwr-timezone-failed", error=error_words(e)))
     _drop_unreadable_events(calendar, warnings)
@@ -209,7 +212,7 @@ def _series_of(
         if "RRULE" in e or "RDATE" in e or "RECURRENCE-ID" in e
     }
     seen = set()
-    for series in _all_series(calendar, warnings):
+    for series in _all_series(calendar, warnings, standard=standard):
         seen.add(str(series.uid))
         yield series, str(series.uid) in repeating
     for event in calendar.walk("VEVENT"):
@@ -220,7 +223,9 @@ def _series_of(
             seen.add(uid)
 
 
-def _all_series(calendar: icalendar.Calendar, warnings: Warnings) -> list[Series]:
+def _all_series(
+    calendar: icalendar.Calendar, warnings: Warnings, *, standard: bool
+) -> list[Series]:
     """Every series of the calendar; one the library cannot build costs only itself.
 
     recurring-ical-events builds all series at once and some broken values still escape
@@ -228,7 +233,7 @@ def _all_series(calendar: icalendar.Calendar, warnings: Warnings) -> list[Series
     events are read on their own, and those that fail are skipped with a warning.
     """
     try:
-        return series_in(calendar)
+        return series_in(calendar, standard=standard)
     except Exception:  # noqa: BLE001  (read one by one below, each failure in words)
         pass
     zones = list(calendar.walk("VTIMEZONE"))

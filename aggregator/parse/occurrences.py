@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
+from typing import NamedTuple
 
 import icalendar
+from icalendar.parser import Parameters
+from icalendar.timezone.tzid import tzid_from_tzinfo
 from recurring_ical_events import Series
 
 from aggregator.model import Occurrence, Status
@@ -31,6 +34,7 @@ from aggregator.normalise import (
 )
 from aggregator.parse.recurrence import (
     SERIES_SECONDS,
+    SingleEvent,
     TooSlow,
     WrittenOccurrence,
     bound_rules,
@@ -40,6 +44,20 @@ from aggregator.parse.warnings import Warnings, error_words
 from aggregator.problems import problem
 
 MAX_DESCRIPTION = 10_000
+
+
+class _Said(NamedTuple):
+    """What one VEVENT says, the same for every occurrence of it."""
+
+    title: str
+    uid: str
+    #: whether the member wrote DTEND or DURATION
+    has_end: bool
+    description: str
+    url: str | None
+    location: str
+    status: Status
+    categories: tuple[str, ...]
 
 
 class OccurrenceReader:
@@ -59,10 +77,14 @@ class OccurrenceReader:
         self.floating_zone = floating_zone
         self.network_zone = network_zone
         self.warnings = warnings
+        #: id(VEVENT) -> (the VEVENT, what it says): each read once per parse
+        self._read: dict[int, tuple[icalendar.Event, _Said]] = {}
+        #: id(tzinfo) -> (the tzinfo, the TZID icalendar gives it)
+        self._zone_names: dict[int, tuple[tzinfo, str]] = {}
 
     def occurrences(
         self,
-        series: Series,
+        series: Series | SingleEvent,
         recurring: bool,
         start: datetime,
         stop: datetime,
@@ -70,6 +92,8 @@ class OccurrenceReader:
     ) -> list[Occurrence]:
         """The series' occurrences between start and stop, within the series' budget."""
         cancel_all = str(calendar.get("METHOD", "")).upper() == "CANCEL"
+        if isinstance(series, SingleEvent):  # no rule to bound, nothing to stop
+            return self._single(series, recurring, start, stop, cancel_all)
         bound_rules(series, self.max_steps, self.warnings)
         read: list[Occurrence] = []
         try:
@@ -86,64 +110,100 @@ class OccurrenceReader:
             self.warnings.add(problem("series-partly-read", uid=series.uid, error=error))
         return read
 
+    def _single(
+        self, event: SingleEvent, recurring: bool, start: datetime, stop: datetime, cancel_all: bool
+    ) -> list[Occurrence]:
+        """A lone event's occurrence, when inside the horizon."""
+        try:
+            return [
+                self._occurrence(occurrence, recurring, cancel_all)
+                for occurrence in event.between(start, stop)
+            ]
+        except Exception as e:  # noqa: BLE001  (as a series: a broken event costs itself)
+            error = error_words(e)
+            self.warnings.add(problem("series-partly-read", uid=event.uid, error=error))
+            return []
+
     def _occurrence(
         self, occurrence: WrittenOccurrence, recurring: bool, cancel_all: bool
     ) -> Occurrence:
-        component = occurrence.as_component(False)
-        # "Aflyst: Koncert" is a cancellation whatever STATUS says (rule 3)
-        marker, title = title_status(clean_line(one(component.get("SUMMARY"))) or "(untitled)")
-        # as_component() fills DTEND in; the warning is about what the member wrote
         written = occurrence.written
+        said = self._said(written)
         all_day = not isinstance(occurrence.start, datetime)
-        if "DTEND" not in written and "DURATION" not in written and not all_day:
-            self.warnings.add(problem("no-end", title=title))
-        start, end, tzid = self._times(occurrence, component.get("DTSTART"), title)
-        uid = str(component.get("UID", "")).strip()
+        # as_component() would fill DTEND in; the warning is about what the member wrote
+        if not said.has_end and not all_day:
+            self.warnings.add(problem("no-end", title=said.title))
+        start, end, tzid = self._times(occurrence)
+        uid = said.uid
         if not uid:
-            uid = "no-uid-" + hashlib.sha256(f"{title}\x1f{iso(start)}".encode()).hexdigest()[:16]
-            self.warnings.add(problem("no-uid", title=title))
+            uid = (
+                "no-uid-"
+                + hashlib.sha256(f"{said.title}\x1f{iso(start)}".encode()).hexdigest()[:16]
+            )
+            self.warnings.add(problem("no-uid", title=said.title))
         recurrence_id = None
         if recurring:
-            recurrence_id = self._recurrence_id(occurrence, component)
+            recurrence_id = self._recurrence_id(occurrence)
+        # the series' highest SEQUENCE goes with each occurrence, as as_component() sets it
+        sequence = occurrence.sequence if occurrence.sequence >= 0 else written.get("SEQUENCE")
         draft = Occurrence(
             key=occurrence_key(self.source_id, uid, recurrence_id),
             source_id=self.source_id,
             uid=uid,
             recurrence_id=recurrence_id,
-            title=title,
+            title=said.title,
             start=start,
             end=end,
             all_day=all_day,
             tzid=tzid,
-            description=clean_text(one(component.get("DESCRIPTION")))[:MAX_DESCRIPTION],
-            # only http(s), no control characters: a bad URL costs the link, not the event
-            url=clean_url(one(component.get("URL"))),
-            location=clean_line(one(component.get("LOCATION"))),
-            status=Status.CANCELLED
-            if cancel_all
-            else combine_status(_status(component.get("STATUS")), marker),
-            categories=tuple(_categories(component.get("CATEGORIES"))),
-            sequence=integer(component.get("SEQUENCE")),
+            description=said.description,
+            url=said.url,
+            location=said.location,
+            status=Status.CANCELLED if cancel_all else said.status,
+            categories=said.categories,
+            sequence=integer(sequence),
         )
         return with_fingerprint(draft)
 
+    def _said(self, written: icalendar.Event) -> _Said:
+        """What a VEVENT says, read once for all the occurrences of its series."""
+        found = self._read.get(id(written))
+        if found is not None and found[0] is written:
+            return found[1]
+        # "Aflyst: Koncert" is a cancellation whatever STATUS says (rule 3)
+        marker, title = title_status(clean_line(one(written.get("SUMMARY"))) or "(untitled)")
+        said = _Said(
+            title=title,
+            uid=str(written.get("UID", "")).strip(),
+            has_end="DTEND" in written or "DURATION" in written,
+            description=clean_text(one(written.get("DESCRIPTION")))[:MAX_DESCRIPTION],
+            # only http(s), no control characters: a bad URL costs the link, not the event
+            url=clean_url(one(written.get("URL"))),
+            location=clean_line(one(written.get("LOCATION"))),
+            status=combine_status(_status(written.get("STATUS")), marker),
+            categories=tuple(_categories(written.get("CATEGORIES"))),
+        )
+        # the VEVENT is kept with its reading: an id is only unique while its object lives
+        self._read[id(written)] = (written, said)
+        return said
+
     def _times(
-        self, occurrence: WrittenOccurrence, prop, title: str
+        self, occurrence: WrittenOccurrence
     ) -> tuple[date | datetime, date | datetime, str | None]:
         """Start and end (aware UTC, or dates for an all-day event) and the zone's name."""
         raw_start, raw_end = occurrence.start, occurrence.end
         if not isinstance(raw_start, datetime):
             last = raw_end if not isinstance(raw_end, datetime) else raw_end.date()
             return raw_start, all_day_end(raw_start, last), None
-        tzid = self._tzid(prop, raw_start, title)
+        tzid = self._tzid(raw_start)
         start = to_utc(raw_start, self.floating_zone)
         end_dt = raw_end if isinstance(raw_end, datetime) else raw_start
         return start, max(to_utc(end_dt, self.floating_zone), start), tzid
 
-    def _recurrence_id(self, occurrence: WrittenOccurrence, component) -> str:
+    def _recurrence_id(self, occurrence: WrittenOccurrence) -> str:
         """The slot of a series' occurrence: its RECURRENCE-ID as written (recurring-ical-
         events keeps its own in naive UTC), or its start."""
-        written_rid = component.get("RECURRENCE-ID")
+        written_rid = occurrence.written.get("RECURRENCE-ID")
         rid = written_rid.dt if written_rid is not None else occurrence.start
         if written_rid is not None and _this_and_future(written_rid):
             # every later date of the series is read from this override (RFC 5545
@@ -154,13 +214,20 @@ class OccurrenceReader:
                 rid = occurrence.start - moved_by
         return iso(to_utc(rid, self.floating_zone) if isinstance(rid, datetime) else rid)
 
-    def _tzid(self, prop, value: datetime, title: str) -> str | None:
+    def _tzid(self, value: datetime) -> str | None:
         """The IANA name of the zone the member wrote the time in, when we can tell."""
         if value.tzinfo is None:
             self.warnings.add(problem("floating-time", zone=self.floating_zone))
             return self.floating_zone
-        key = getattr(value.tzinfo, "key", None)
-        raw = str(prop.params.get("TZID", "")).strip() if prop is not None else ""
+        raw = self._zone_names.get(id(value.tzinfo))
+        if raw is None or raw[0] is not value.tzinfo:
+            raw = (value.tzinfo, _tzid_param(value))
+            if tzid_from_tzinfo(value.tzinfo) is not None:  # else the name depends on the date
+                self._zone_names[id(value.tzinfo)] = raw
+        return self._zone_name(raw[1], getattr(value.tzinfo, "key", None))
+
+    def _zone_name(self, raw: str, key: str | None) -> str | None:
+        """The zone's name from the TZID icalendar gives the time and the zone's own key."""
         if raw and zone(raw) is None:
             mapped = windows_zone(raw, self.network_zone)
             if mapped:
@@ -175,6 +242,14 @@ class OccurrenceReader:
         if key and key != "UTC":
             return key
         return None
+
+
+def _tzid_param(value: datetime) -> str:
+    """The TZID icalendar writes for a time (the DTSTART as_component() would give an
+    occurrence): the zone's name, none for UTC, whatever zone the member wrote."""
+    params = Parameters()
+    params.update_tzid_from(value)
+    return str(params.get("TZID", "")).strip()
 
 
 def _this_and_future(prop) -> bool:

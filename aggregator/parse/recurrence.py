@@ -10,15 +10,21 @@ years, or one that never matches, costs that series, never the feed.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import icalendar
 import recurring_ical_events
-from recurring_ical_events import ComponentsWithName, EventAdapter, Series
+import x_wr_timezone
+from icalendar.prop import vDDDTypes
+from recurring_ical_events import CalendarQuery, EventAdapter, Series
+from recurring_ical_events.util import convert_to_date, convert_to_datetime, normalize_pytz
 
 from aggregator.parse.warnings import Warnings
 from aggregator.problems import problem
@@ -26,6 +32,7 @@ from aggregator.problems import problem
 __all__ = [
     "SERIES_SECONDS",
     "BoundedRule",
+    "SingleEvent",
     "TooSlow",
     "bound_rules",
     "cpu_bound",
@@ -72,14 +79,95 @@ class WrittenSeries(Series):
         return WrittenOccurrence(adapter, start, end, sequence=self.sequence)
 
 
-_EVENTS = ComponentsWithName("VEVENT", adapter=WrittenEvent, series=WrittenSeries)
+#: what a VEVENT must have none of to be read as a SingleEvent
+_NOT_SINGLE = ("RRULE", "RDATE", "EXDATE", "EXRULE", "RECURRENCE-ID", "DURATION")
 
 
-def series_in(calendar: icalendar.Calendar) -> list[Series]:
-    """The calendar's series of events, those the library cannot build left out."""
-    return list(
-        recurring_ical_events.of(calendar, components=[_EVENTS], skip_bad_series=True).series
-    )
+def series_in(calendar: icalendar.Calendar, *, standard: bool = False) -> list[Series]:
+    """The calendar's series of events, those the library cannot build left out.
+
+    What `recurring_ical_events.of(calendar, components=[ComponentsWithName("VEVENT",
+    WrittenEvent, WrittenSeries)], skip_bad_series=True).series` gives, step by step as
+    CalendarQuery and ComponentsWithName.collect_series_from take them, but for one thing:
+    a lone event without rules is a SingleEvent, not a Series (most events of a feed;
+    building a Series, its rule set and its bounds cost more than reading the event).
+    `standard`: the calendar has been through x_wr_timezone.to_standard already (`of`
+    would convert it again, which changes no value).
+    """
+    if not standard:
+        calendar = x_wr_timezone.to_standard(calendar)
+    if calendar.get("CALSCALE", "GREGORIAN") != "GREGORIAN":
+        raise icalendar.InvalidCalendar("Only Gregorian calendars are supported.")
+    by_uid: dict[str, list[WrittenEvent]] = defaultdict(list)
+    for component in calendar.walk("VEVENT"):
+        adapter = WrittenEvent(component)
+        by_uid[adapter.uid].append(adapter)
+    found: list[Series] = []
+    for adapters in by_uid.values():
+        with contextlib.suppress(*CalendarQuery.suppressed_errors):
+            found.append(SingleEvent(adapters[0]) if _single(adapters) else WrittenSeries(adapters))
+    return found
+
+
+class SingleEvent:
+    """A lone VEVENT without rules, read as recurring-ical-events' Series reads it.
+
+    Only a plain one: a DTSTART that is a date or a time in a zone (zoneinfo or a fixed
+    offset), a DTEND of the same kind or none, a SEQUENCE that is a number or none, no
+    DURATION and nothing that repeats or overrides. `between` takes the steps
+    Series.between takes for such an event (its span widened by the event's length, the
+    dates made comparable, the one start of its rule set, the occurrence checked against
+    the span) with the library's own helpers; tests/test_parse_fast.py compares the two.
+    """
+
+    def __init__(self, adapter: WrittenEvent) -> None:
+        self.adapter = adapter
+        self.uid = adapter.uid
+        #: as Series.sequence: the highest SEQUENCE of its one component
+        self.sequence = adapter.sequence
+        # what building its Series works out, and may fail on (a date at the end of time)
+        self.start, self.end, self.duration = adapter.start, adapter.end, adapter.duration
+        self.tzinfo = self.start.tzinfo if isinstance(self.start, datetime) else None
+        self.at = convert_to_datetime(self.start, self.tzinfo)
+
+    def between(self, span_start: datetime, span_stop: datetime) -> list[WrittenOccurrence]:
+        """Its occurrence, when it is inside the span (start inclusive, stop exclusive)."""
+        at, duration = self.at, self.duration
+        # Series.rrule_between: the query widened by the event's length, in its zone
+        first = convert_to_datetime(normalize_pytz(span_start - duration), self.tzinfo)
+        last = convert_to_datetime(normalize_pytz(span_stop), self.tzinfo)
+        if not first <= at <= last:
+            return []
+        occurrence_end = normalize_pytz(at + duration)
+        if not isinstance(self.start, datetime) and not isinstance(self.end, datetime):
+            at, occurrence_end = convert_to_date(at), convert_to_date(occurrence_end)
+        occurrence = WrittenOccurrence(self.adapter, at, occurrence_end, sequence=self.sequence)
+        return [occurrence] if occurrence.is_in_span(span_start, span_stop) else []
+
+
+def _single(adapters: list[WrittenEvent]) -> bool:
+    """Whether a UID's events are a lone plain one, read as a SingleEvent."""
+    if len(adapters) != 1:
+        return False
+    event = adapters[0].written
+    if any(name in event for name in _NOT_SINGLE):
+        return False
+    start, end = event.get("DTSTART"), event.get("DTEND")
+    if not isinstance(start, vDDDTypes) or not (end is None or isinstance(end, vDDDTypes)):
+        return False
+    kind = _kind(start.dt)
+    if kind is None or (end is not None and _kind(end.dt) != kind):
+        return False
+    sequence = adapters[0].sequence
+    # Series keeps the component of the highest SEQUENCE above -1e10: a number, above
+    return isinstance(sequence, int) and sequence > -1e10
+
+
+def _kind(value: object) -> str | None:
+    """'date', 'zoned' (a time in a zoneinfo zone or at a fixed offset), or None."""
+    if isinstance(value, datetime):
+        return "zoned" if isinstance(value.tzinfo, (ZoneInfo, timezone)) else None
+    return "date" if isinstance(value, date) else None
 
 
 class TooSlow(BaseException):  # noqa: N818  (a signal, not an error)

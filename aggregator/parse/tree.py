@@ -1,0 +1,179 @@
+"""iCalendar text -> icalendar's component tree, without the properties nobody reads.
+
+icalendar's own parser (CalendarIcalParser) builds the tree; this subclass only changes
+how it gets there, through the parser's template methods:
+
+- lines are unfolded and split with plain string operations when the text allows it (the
+  library's unfolding expression and its character-by-character split of every line were
+  a third of a calendar's reading);
+- a property of a VEVENT or VALARM that nothing downstream reads (DTSTAMP, TRANSP,
+  ATTENDEE, X-ALT-DESC, ...) is left out when the library could not have failed on it.
+
+Everything else, every BEGIN and END, every property that is read and every line that is
+not plain, goes through the library's own methods: the tree has the same components,
+the same errors and the same values of every property that is read (tests/test_parse_
+fast.py proves it on generated calendars and on every .ics of the corpus). A text the
+parser raises on is read again by the library itself, so even its errors are the
+library's own.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+import icalendar
+from icalendar.parser import Contentline, Parameters
+from icalendar.parser.content_line import UFOLD
+from icalendar.parser.ical.calendar import CalendarIcalParser
+from icalendar.parser.property import unescape_backslash
+from icalendar.prop import vCalAddress, vDDDTypes, vText, vUnknown, vUri
+
+__all__ = ["READ", "read_calendars"]
+
+#: what the pipeline reads of a VEVENT (parse/ical.py, occurrences.py, recurrence.py,
+#: recurring-ical-events, x-wr-timezone); every other property may be left out
+READ = frozenset(
+    {
+        "UID",
+        "DTSTART",
+        "DTEND",
+        "DURATION",
+        "SUMMARY",
+        "DESCRIPTION",
+        "URL",
+        "LOCATION",
+        "STATUS",
+        "CATEGORIES",
+        "SEQUENCE",
+        "RRULE",
+        "RDATE",
+        "EXDATE",
+        "EXRULE",
+        "RECURRENCE-ID",
+    }
+)
+#: components whose other properties nobody reads (a VTIMEZONE is read whole)
+_TRIMMED = frozenset({"VEVENT", "VALARM"})
+#: a property name the library takes as it is (its token rule is [\w.-]+, and it removes
+#: blanks first): ASCII letters, digits and hyphens only
+_NAME = re.compile(r"[A-Za-z0-9-]+")
+#: the two-value-type cases a left-out line may have: text and unknown values never fail;
+#: a URI or an address fails on a line break (a CR, or an escaped \n)
+_NEVER_FAIL = (vText, vUnknown)
+_FAIL_ON_BREAK = (vCalAddress, vUri)
+#: a DTSTAMP, CREATED or LAST-MODIFIED as exporters write them: UTC or floating, no zone
+_STAMP = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z?")
+#: one fold: a line break and a blank; the library's expression also joins a fold that
+#: follows blank lines, which is why a text with blank lines is unfolded by the library
+_FOLD = re.compile(r"\r?\n[ \t]")
+
+
+def read_calendars(text: str) -> list[icalendar.Component]:
+    """The top-level components of the text, as icalendar.Calendar.from_ical(text,
+    multiple=True) reads them, less the properties of events nobody reads.
+
+    Raises what the library raises on a text it cannot read.
+    """
+    try:
+        return _TrimmedParser(text).parse()
+    except Exception:  # noqa: BLE001  (the library says what is wrong, in its own words)
+        return icalendar.Calendar.from_ical(text, multiple=True)
+
+
+def unfold(text: str) -> list[str]:
+    """The content lines of a text, as icalendar's Contentlines.from_ical splits them
+    (empty lines dropped), as plain strings."""
+    if "\n\n" in text or "\n\r\n" in text:
+        unfolded = UFOLD.sub("", text)
+    else:
+        unfolded = _FOLD.sub("", text)
+    if unfolded.count("\r\n") == unfolded.count("\n"):
+        lines = unfolded.split("\r\n")
+    else:
+        lines = re.split(r"\r?\n", unfolded)
+    return [line for line in lines if line]
+
+
+def split(line: str) -> tuple[str, Parameters, str] | None:
+    """A content line's name, parameters and raw (still escaped) value, as
+    Contentline.raw_parts() gives them; None when only the library can tell.
+
+    The library finds the value after the first colon outside quotes and escapes; when
+    the text before the first colon has neither, that colon is the one, and the rest of
+    the line (often a long description) need not be walked character by character.
+    """
+    colon = line.find(":")
+    if colon <= 0:
+        return None
+    head = line[:colon]
+    if _NAME.fullmatch(head):
+        return head, Parameters(), line[colon + 1 :]
+    if '"' in head or "\\" in head:
+        return None
+    try:
+        name, params, _ = Contentline(line[: colon + 1]).raw_parts()
+    except ValueError:
+        return None  # the library's error names the whole line: it must say it
+    return name, params, line[colon + 1 :]
+
+
+class _TrimmedParser(CalendarIcalParser):
+    """icalendar's calendar parser, splitting plain lines itself and leaving out the
+    properties of events that nobody reads."""
+
+    def __init__(self, text: str) -> None:
+        calendar = icalendar.Calendar
+        super().__init__(text, calendar._get_component_factory(), calendar.types_factory)
+
+    def initialize_parsing(self) -> None:
+        self._stack = []
+        self._components = []
+        if not isinstance(self._data, list):
+            self._data = unfold(self._data)
+        self._content_lines_iterator = iter(self._data)
+
+    def parse_content_lines(self) -> None:
+        for line in self._content_lines_iterator:
+            parts = split(line)
+            if parts is None:
+                try:
+                    parts = Contentline(line).raw_parts()
+                except ValueError as e:
+                    self.handle_line_parse_error(e)
+                    continue
+            name, params, raw = parts
+            uname = name.upper()
+            if uname == "BEGIN":
+                self.handle_begin_component(unescape_backslash(raw))
+            elif uname == "END":
+                self.handle_end_component(unescape_backslash(raw))
+            elif not self._left_out(uname, params, raw):
+                self.handle_property(uname, params, unescape_backslash(raw), Contentline(line))
+
+    def _left_out(self, name: str, params: Parameters, raw: str) -> bool:
+        """Whether the property is one nobody reads, on which the library cannot fail."""
+        component = self.component
+        if component is None or name in READ or component.name not in _TRIMMED:
+            return False
+        factory = self.get_factory_for_property(name, params)
+        if factory in _NEVER_FAIL:
+            return True
+        if factory in _FAIL_ON_BREAK:
+            return "\r" not in raw and "\\" not in raw
+        if factory is vDDDTypes and not params:
+            return _valid_stamp(raw)
+        return False
+
+
+def _valid_stamp(raw: str) -> bool:
+    """Whether the library reads this date-time value without fail (vDatetime.from_ical:
+    15 or 16 characters, the 9th a T, valid numbers, nothing or Z after them)."""
+    found = _STAMP.fullmatch(raw)
+    if found is None:
+        return False
+    try:
+        datetime(*map(int, found.groups()))
+    except ValueError:
+        return False
+    return True
