@@ -2,6 +2,8 @@
 
 Each event is serialised once, when it changes (render_vevent); the calendar is the stored
 bytes of its events between a header and the VTIMEZONEs they use (render_calendar).
+render_vevent writes icalendar's bytes without its objects (render/fast_ics.py);
+render_vevent_reference is icalendar itself, the one it is proved equal to.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from aggregator import __version__
 from aggregator.model import MergedEvent, Network, NetworkEvent, Status
 from aggregator.normalise import zone
 from aggregator.render import event_url, organised_by, uid_domain
+from aggregator.render.fast_ics import write_vevent
 from aggregator.render.text import label, short_when, status_prefix
 
 PRODID = f"-//Network event aggregator//aggregator {__version__}//EN"
@@ -31,23 +34,65 @@ _STATUS = {
 def render_vevent(
     event: MergedEvent, sequence: int, created: datetime, last_modified: datetime, network: Network
 ) -> bytes:
-    """One VEVENT. DTSTAMP is when we last saw a change, never 'now' (rule 8)."""
+    """One VEVENT, the bytes icalendar writes (render_vevent_reference), written directly:
+    icalendar's objects were most of a cold publish. A value the fast path does not write
+    goes to icalendar."""
+    properties = vevent_properties(event, sequence, created, last_modified, network)
+    fast = write_vevent(properties)
+    return fast if fast is not None else _to_ical(properties)
+
+
+def render_vevent_reference(
+    event: MergedEvent, sequence: int, created: datetime, last_modified: datetime, network: Network
+) -> bytes:
+    """One VEVENT, written by icalendar: what render_vevent must equal byte for byte."""
+    return _to_ical(vevent_properties(event, sequence, created, last_modified, network))
+
+
+def _to_ical(properties: list[tuple[str, object]]) -> bytes:
     vevent = icalendar.Event()
-    vevent.add("UID", f"{event.id}@{uid_domain(network)}")
-    vevent.add("DTSTAMP", last_modified)
-    vevent.add("CREATED", created)
-    vevent.add("LAST-MODIFIED", last_modified)
-    vevent.add("SEQUENCE", sequence)
-    # RFC 5545 STATUS alone is not enough: Google drops CANCELLED events from subscriptions
-    # and many apps show the status nowhere, so the title says it in the network's words
-    vevent.add("SUMMARY", status_prefix(event, network) + event.title)
+    for name, value in properties:
+        vevent.add(name, value)
+    return vevent.to_ical()
+
+
+def vevent_properties(
+    event: MergedEvent, sequence: int, created: datetime, last_modified: datetime, network: Network
+) -> list[tuple[str, object]]:
+    """The VEVENT's (name, value) pairs, as icalendar.Event.add takes them.
+    DTSTAMP is when we last saw a change, never 'now' (rule 8)."""
+    properties: list[tuple[str, object]] = [
+        ("UID", f"{event.id}@{uid_domain(network)}"),
+        ("DTSTAMP", last_modified),
+        ("CREATED", created),
+        ("LAST-MODIFIED", last_modified),
+        ("SEQUENCE", sequence),
+        # RFC 5545 STATUS alone is not enough: Google drops CANCELLED events from
+        # subscriptions and many apps show the status nowhere, so the title says it in the
+        # network's words
+        ("SUMMARY", status_prefix(event, network) + event.title),
+    ]
     if event.all_day:
-        vevent.add("DTSTART", event.start)
-        vevent.add("DTEND", event.end)
+        properties += [("DTSTART", event.start), ("DTEND", event.end)]
     else:
         local = zone(event.tzid) if event.tzid else None
-        vevent.add("DTSTART", event.start.astimezone(local) if local else event.start)
-        vevent.add("DTEND", event.end.astimezone(local) if local else event.end)
+        properties += [
+            ("DTSTART", event.start.astimezone(local) if local else event.start),
+            ("DTEND", event.end.astimezone(local) if local else event.end),
+        ]
+    properties.append(("DESCRIPTION", _description(event, network)))
+    if event.location:
+        properties.append(("LOCATION", event.location))
+    properties.append(("URL", event.url or event_url(network, event.id)))
+    properties.append(("STATUS", _STATUS[event.status]))
+    if event.categories:
+        properties.append(("CATEGORIES", list(event.categories)))
+    properties.append(("TRANSP", "TRANSPARENT"))
+    return properties
+
+
+def _description(event: MergedEvent, network: Network) -> str:
+    """What happened to it (removed, cancelled by some, moved), its text, who organises it."""
     notes = []
     if event.removed:
         notes.append(f"{label(network, 'cancelled')} ({label(network, 'removed')})")
@@ -55,20 +100,11 @@ def render_vevent(
         notes.append(f"{label(network, 'cancelled_by')}: {', '.join(event.cancelled_by)}")
     if event.previous_start is not None and event.previous_start != event.start:
         notes.append(f"{label(network, 'moved_from')} {short_when(event.previous_start, network)}")
-    description = "\n\n".join(
+    return "\n\n".join(
         p
         for p in ("\n".join(notes), event.description, organised_by(network, event.organisers))
         if p
     )
-    vevent.add("DESCRIPTION", description)
-    if event.location:
-        vevent.add("LOCATION", event.location)
-    vevent.add("URL", event.url or event_url(network, event.id))
-    vevent.add("STATUS", _STATUS[event.status])
-    if event.categories:
-        vevent.add("CATEGORIES", list(event.categories))
-    vevent.add("TRANSP", "TRANSPARENT")
-    return vevent.to_ical()
 
 
 def calendar_header(network: Network) -> icalendar.Calendar:
