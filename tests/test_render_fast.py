@@ -172,6 +172,15 @@ def test_what_icalendar_cannot_write_raises_the_same(fields):
     assert assert_same(generated_like(**fields)) == "raised"
 
 
+def test_a_stamp_beyond_year_9999_in_utc_raises_the_same():
+    late = datetime(9999, 12, 31, 23, tzinfo=zoneinfo.ZoneInfo("America/New_York"))
+    assert assert_same(generated_like(), modified=late) == "raised"
+
+
+def test_an_all_day_event_given_times_is_written_with_the_times_as_icalendar_does():
+    assert assert_same(generated_like(all_day=True)) == "fast"
+
+
 @pytest.mark.parametrize(
     ("zone", "writer"),
     [
