@@ -27,6 +27,7 @@ from operator import attrgetter
 
 from aggregator.merge.group import merge_alone, merge_group, site
 from aggregator.merge.join import Sets, join_identical, join_similar
+from aggregator.merge.titles import Vocabulary
 from aggregator.model import MergedEvent, MergeSettings, Occurrence, Source
 from aggregator.reconcile import identity_of
 
@@ -38,15 +39,20 @@ def merge(
     sources: Sequence[Source],
     settings: MergeSettings | None = None,
     known_ids: Mapping[str, str] | None = None,
+    vocabulary: Vocabulary | None = None,
 ) -> list[MergedEvent]:
     """The network events: one per group of occurrences that are the same event.
 
     The result does not depend on the order of `occurrences`: events come in the order of
     their smallest member key.
     `known_ids` maps identities to the network ids the store has already given them.
+    `vocabulary`: how rare title words are in the whole network, when `occurrences` are a
+    part of it closed under joining (an incremental merge); else counted from them.
     """
     with _without_cycle_collection():
-        return _merge(occurrences, sources, settings or MergeSettings(), known_ids or {})
+        return _merge(
+            occurrences, sources, settings or MergeSettings(), known_ids or {}, vocabulary
+        )
 
 
 @contextmanager
@@ -71,6 +77,7 @@ def _merge(
     sources: Sequence[Source],
     settings: MergeSettings,
     known: Mapping[str, str],
+    vocabulary: Vocabulary | None,
 ) -> list[MergedEvent]:
     rank = {source.id: index for index, source in enumerate(sources)}
     by_id = {source.id: source for source in sources}
@@ -82,7 +89,7 @@ def _merge(
     identities = list(map(identity_of, items))
     sets = Sets(len(items))
     join_identical(items, identities, sets)
-    join_similar(items, sets, settings, by_id)
+    join_similar(items, sets, settings, by_id, vocabulary)
     # a group's root is its smallest index, so events come in the order of their first
     # member. Most groups are that one member: only the others are gathered in lists
     roots = sets.roots()

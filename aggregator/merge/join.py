@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta, tzinfo
 from operator import attrgetter, sub
 from typing import NamedTuple
@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from rapidfuzz import fuzz
 
 from aggregator.merge.places import place_agreement, place_marks
-from aggregator.merge.titles import Title, choose_probes, comparable_titles
+from aggregator.merge.titles import Title, Vocabulary, choose_probes, comparable_titles
 from aggregator.model import MergeSettings, Occurrence, Source
 from aggregator.normalise import instant, zone
 
@@ -59,38 +59,52 @@ def join_identical(items: list[Occurrence], identities: list[str], sets: Sets) -
     """Join copies with the same UID (and recurrence id), or, from two sources, the same
     event address within a day."""
     first: dict[tuple[str, str], int] = {}
-    by_url: dict[tuple[str, date], int] = {}
+    # every copy with the address, by day: whether two are joined depends on them alone,
+    # never on which came first (an incremental merge relies on it)
+    by_url: dict[tuple[str, date], list[int]] = defaultdict(list)
     for index, occurrence in enumerate(items):
         uid, _, rid = identities[index].partition("\x1f")
         other = first.setdefault((uid.strip().lower(), rid), index)
         if other != index:
             sets.union(other, index)
-        url = occurrence.url and _url_key(occurrence.url)
+        url = occurrence.url and url_key(occurrence.url)
         if url:
             day = _local_day(occurrence, "UTC")
             for near in (day - timedelta(days=1), day, day + timedelta(days=1)):
-                other = by_url.get((url, near))
-                if other is not None and items[other].source_id != occurrence.source_id:
-                    sets.union(other, index)
-            by_url.setdefault((url, day), index)
+                for other in by_url.get((url, near), ()):
+                    if items[other].source_id != occurrence.source_id:
+                        sets.union(other, index)
+            by_url[(url, day)].append(index)
 
 
 def join_similar(
-    items: list[Occurrence], sets: Sets, settings: MergeSettings, sources: Mapping[str, Source]
+    items: list[Occurrence],
+    sets: Sets,
+    settings: MergeSettings,
+    sources: Mapping[str, Source],
+    vocabulary: Vocabulary | None = None,
 ) -> None:
     """Join copies alike in time, title and place. Copies meet in blocks of a title word
     that one of them looks for copies by (the timed ones within the window or whole hours
-    apart, the all-day ones on their day), and in blocks of a place and a minute."""
-    raw = list(dict.fromkeys(map(attrgetter("title"), items)))
-    by_raw = dict(zip(raw, comparable_titles(raw, sources.values()), strict=True))
-    titles = [by_raw[o.title] for o in items]
-    choose_probes(titles)
+    apart, the all-day ones on their day), and in blocks of a place and a minute.
+
+    Which words are rare comes from `vocabulary` (the whole network's) when given, else
+    from `items`."""
+    titles = titles_of(items, sources.values())
+    choose_probes(titles, vocabulary)
     network_zone = zone(settings.network_zone)
     index = _index(items, titles, network_zone)
     check = _checker(items, titles, sets)
     starts_of = _join_timed(index, titles, check, settings)
     _join_same_place(items, index, check, settings.title_threshold)
     _join_all_day(index, titles, starts_of, check, settings, network_zone)
+
+
+def titles_of(items: Sequence[Occurrence], sources: Iterable[Source]) -> list[Title]:
+    """Each occurrence's title as merging compares it (one object per distinct title)."""
+    raw = list(dict.fromkeys(map(attrgetter("title"), items)))
+    by_raw = dict(zip(raw, comparable_titles(raw, sources), strict=True))
+    return [by_raw[o.title] for o in items]
 
 
 class _Index(NamedTuple):
@@ -250,7 +264,7 @@ def _local_day(occurrence: Occurrence, zone_name: str) -> date:
     return occurrence.start
 
 
-def _url_key(url: str | None) -> str | None:
+def url_key(url: str | None) -> str | None:
     if not url:
         return None
     parts = urlsplit(url.strip())

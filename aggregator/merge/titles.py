@@ -4,7 +4,7 @@ English; and the words each title looks for its copies by."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from itertools import chain
 from operator import attrgetter
 
@@ -42,31 +42,65 @@ class Title:
         self.indexed: Set[str] = frozenset()
 
 
-def choose_probes(titles: Sequence[Title]) -> None:
+class Vocabulary:
+    """How often each title word occurs among all occurrences of the network: what makes a
+    word rare. A full merge counts it from the titles it merges; an incremental one is given
+    the counts the store keeps for the whole network, so a title chooses the same probes
+    whichever part of the network is merged."""
+
+    __slots__ = ("frequency", "total")
+
+    def __init__(self, frequency: Mapping[str, int], total: int) -> None:
+        #: word -> the number of occurrences whose title has it (as a key word)
+        self.frequency = frequency
+        #: the number of occurrences counted
+        self.total = total
+
+    @classmethod
+    def of(cls, titles: Sequence[Title]) -> Vocabulary:
+        """The vocabulary of these titles (one per occurrence)."""
+        return cls(Counter(chain.from_iterable(map(attrgetter("key_words"), titles))), len(titles))
+
+    def probes(self, key_words: Set[str]) -> tuple[str, ...]:
+        """The words a title with these key words looks for its copies by, rarest first:
+        its rarest word, and its second rarest unless that one is common; a title of common
+        words only looks by the least common one."""
+        frequency = self.frequency
+        common = common_count(self.total)
+        words = [w for w in key_words if frequency.get(w, 0) <= common]
+        if len(words) > 1:
+            words.sort(key=lambda w: (frequency.get(w, 0), w))
+            return tuple(words[:2])
+        if words:
+            return (words[0],)
+        if key_words:
+            return (min(key_words, key=lambda w: (frequency.get(w, 0), w)),)
+        return ()
+
+
+def common_count(total: int) -> float:
+    """The count above which a word is common among `total` occurrences."""
+    return _COMMON * total
+
+
+def choose_probes(titles: Sequence[Title], vocabulary: Vocabulary | None = None) -> None:
     """Each title looks for its copies among the titles that have its rarest word, and its
     second rarest unless that one is common. That finds every copy whose words include
     the other's ("Invitation: X" and "X"), and near-identical ones with a word spelled
-    differently; copies worded differently at the same place are found by the place."""
-    frequency = Counter(chain.from_iterable(map(attrgetter("key_words"), titles)))
-    common = _COMMON * len(titles)
-    ranked = sorted(frequency, key=lambda w: (frequency[w], w))
-    rarest_first = {w: r for r, w in enumerate(ranked)}.__getitem__
-    # the words that are not common rank before every common one, so a title's probes
-    # are among its rare words when it has any: ranking just those (mostly one: no sort)
-    # rather than sorting all its words takes half the time
-    rare = {w for w in ranked if frequency[w] <= common}
+    differently; copies worded differently at the same place are found by the place.
+
+    Rarity is counted over `titles`, or taken from `vocabulary` (the whole network's, when
+    only part of it is merged). A title is found by the words some title here looks by."""
+    vocabulary = vocabulary or Vocabulary.of(titles)
     distinct = list(dict.fromkeys(titles))  # in the order they lie in memory, unlike a set
+    chosen: dict[frozenset[str], tuple[str, ...]] = {}
     for title in distinct:
-        words = title.key_words & rare
-        if len(words) > 1:
-            title.probes = tuple(sorted(words, key=rarest_first)[:2])
-        elif words:
-            title.probes = tuple(words)
-        elif title.key_words:  # only common words: it looks by the least common one
-            title.probes = (min(title.key_words, key=rarest_first),)
-        else:
-            title.probes = ()
-        title.rarest = title.probes[0] if title.probes else None
+        words = frozenset(title.key_words)
+        probes = chosen.get(words)
+        if probes is None:
+            probes = chosen[words] = vocabulary.probes(words)
+        title.probes = probes
+        title.rarest = probes[0] if probes else None
     probed = {word for title in distinct for word in title.probes}
     for title in distinct:
         title.indexed = title.key_words & probed

@@ -22,6 +22,9 @@ class StoreBase:
         self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         #: how far the writes went when load_occurrences() last read them all (see publish)
         self._loaded_writes: int | None = None
+        #: a publish merges what changed since the last one: no snapshot of this process
+        #: is written while it reads the changes and writes what it made of them
+        self.merge_turn = asyncio.Lock()
 
     @asynccontextmanager
     async def _writing(self) -> AsyncIterator[AsyncConnection]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import asdict
 from datetime import timedelta
 from functools import partial
@@ -19,7 +19,7 @@ from aggregator.model import (
     PublishedVersion,
     Status,
 )
-from aggregator.normalise import from_iso, iso
+from aggregator.normalise import from_iso, instant, iso
 from aggregator.store.base import (
     StoreBase,
     _bump_version,
@@ -29,6 +29,7 @@ from aggregator.store.base import (
     _unpublished,
     _write_many,
 )
+from aggregator.store.merging import MergeState, write_merge_state
 from aggregator.store.rows import change_record
 from aggregator.store.schema import (
     changes,
@@ -36,22 +37,30 @@ from aggregator.store.schema import (
     identities,
 )
 
+_GONE = (Status.CANCELLED, Status.POSTPONED)
+
 #: turns the published versions into what a publish writes (aggregator.publish makes it)
 Plan = Callable[[dict[str, PublishedVersion]], Awaitable[Publication]]
 
 
 class EventsMixin(StoreBase):
-    async def write_publication(self, plan: Plan) -> bool:
-        """Write what `plan` makes of the published versions: the new versions (rows and
-        bytes), their changes, the gone (unpublished but kept, so a SEQUENCE goes on if
-        one returns), the ids of member identities, the data version and what is owed.
+    async def write_publication(
+        self,
+        plan: Plan,
+        ids: Collection[str] | None = None,
+        state: MergeState | None = None,
+    ) -> bool:
+        """Write what `plan` makes of the published versions (of the events `ids`, or of
+        all): the new versions (rows and bytes), their changes, the gone (unpublished but
+        kept, so a SEQUENCE goes on if one returns), the ids of member identities, the merge
+        state, the data version and what is owed.
 
         The versions are read and the publication written in one write turn, so no other
         publish of this process comes between. Returns whether anything changed.
         """
         loaded, self._loaded_writes = self._loaded_writes, None
         async with self._writing() as conn:
-            rows = (await conn.execute(select(*_VERSION_COLUMNS))).all()
+            rows = await _version_rows(conn, ids)
             # thousands of rows: made into records in a thread, so the server keeps answering
             known = await asyncio.to_thread(_published_versions, rows)
             publication = await plan(known)
@@ -72,6 +81,8 @@ class EventsMixin(StoreBase):
             if history:
                 await conn.execute(insert(changes), history)
             await _remember_ids(conn, publication.identities)
+            if state is not None:
+                await write_merge_state(conn, state)
             changed = bool(publication.versions or publication.gone)
             if changed:
                 await _bump_version(conn)
@@ -79,11 +90,10 @@ class EventsMixin(StoreBase):
             await _set_meta(conn, "published", str(written))
         return changed
 
-    async def known_ids(self) -> dict[str, str]:
-        """Member identity -> the network id it was published under."""
+    async def known_ids(self, wanted: Iterable[str] | None = None) -> dict[str, str]:
+        """Member identity -> the network id it was published under (of those wanted)."""
         async with self.engine.connect() as conn:
-            result = await conn.execute(select(identities.c.identity, identities.c.event_id))
-            return {row.identity: row.event_id for row in result}
+            return await _known_ids(conn, wanted)
 
     async def recent_changes(self, limit: int | None = 200, days: int = 30) -> list[ChangeRecord]:
         """The newest changes first: at most `limit` (None: all), within `days` of the
@@ -173,6 +183,7 @@ def _rows(publication: Publication) -> tuple[list[dict], list[dict], list[dict]]
             "data": _event_data(new.event),
             "ics": new.ics,
             "unpublished_at": None,
+            "expires_at": instant(new.event.end) if new.event.status in _GONE else None,
         }
         if new.new:
             inserts.append({"id": new.event.id, **values})
@@ -193,14 +204,33 @@ def _rows(publication: Publication) -> tuple[list[dict], list[dict], list[dict]]
     return inserts, updates, history
 
 
+async def _version_rows(conn, ids: Collection[str] | None) -> list:
+    query = select(*_VERSION_COLUMNS)
+    if ids is None:
+        return (await conn.execute(query)).all()
+    return [
+        row
+        for some in _chunks(sorted(ids))
+        for row in await conn.execute(query.where(events.c.id.in_(some)))
+    ]
+
+
+async def _known_ids(conn, wanted: Iterable[str] | None) -> dict[str, str]:
+    query = select(identities.c.identity, identities.c.event_id)
+    if wanted is None:
+        return {row.identity: row.event_id for row in await conn.execute(query)}
+    return {
+        row.identity: row.event_id
+        for some in _chunks(sorted(set(wanted)))
+        for row in await conn.execute(query.where(identities.c.identity.in_(some)))
+    }
+
+
 async def _remember_ids(conn, wanted: dict[str, str]) -> None:
     """Keep, for every member identity, the id its event was published under."""
     if not wanted:
         return
-    stored = {
-        row.identity: row.event_id
-        for row in await conn.execute(select(identities.c.identity, identities.c.event_id))
-    }
+    stored = await _known_ids(conn, wanted if len(wanted) < 50_000 else None)
     new = [{"identity": i, "event_id": e} for i, e in wanted.items() if i not in stored]
     moved = [
         {"ident": i, "event_id": e} for i, e in wanted.items() if stored.get(i) not in (None, e)

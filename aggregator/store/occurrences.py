@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, delete, insert, select, update
 
 from aggregator.model import (
     Occurrence,
@@ -14,10 +15,13 @@ from aggregator.model import (
 from aggregator.normalise import from_iso, iso
 from aggregator.store.base import (
     StoreBase,
+    _chunks,
     _configured,
     _meta_number,
+    _write_many,
 )
 from aggregator.store.schema import (
+    merge_pending,
     occurrences,
 )
 
@@ -58,7 +62,70 @@ def _occurrences_of(rows) -> list[Occurrence]:
 
 
 def _occurrence_rows(snapshot: Sequence[Occurrence]) -> list[dict]:
-    return [_occurrence_row(o) for o in snapshot]
+    """The rows of a snapshot, each with the hash that tells whether a later one changed it."""
+    rows = []
+    for o in snapshot:
+        row = _occurrence_row(o)
+        row["row_hash"] = hashlib.blake2b(repr(row).encode(), digest_size=8).hexdigest()
+        rows.append(row)
+    return rows
+
+
+async def replace_snapshot(conn, source_id: str, rows: Sequence[dict]) -> None:
+    """Make the source's stored occurrences `rows`, writing only what changed, and note
+    the keys added, changed or deleted (with the event and word set they were merged
+    with) for the next publish to merge."""
+    stored = {
+        row.key: row
+        for row in await conn.execute(
+            select(
+                occurrences.c.key,
+                occurrences.c.row_hash,
+                occurrences.c.event_id,
+                occurrences.c.set_id,
+            ).where(occurrences.c.source_id == source_id)
+        )
+    }
+    keys = {row["key"] for row in rows}
+    deleted = [key for key in stored if key not in keys]
+    added = [row for row in rows if row["key"] not in stored]
+    changed = [
+        {"old_key": row["key"], **row}
+        for row in rows
+        if row["key"] in stored and stored[row["key"]].row_hash != row["row_hash"]
+    ]
+    for some in _chunks(deleted):
+        await conn.execute(delete(occurrences).where(occurrences.c.key.in_(some)))
+    await _write_many(conn, insert(occurrences), added)
+    await _write_many(
+        conn,
+        update(occurrences).where(occurrences.c.key == bindparam("old_key")),
+        changed,
+    )
+    touched = [*deleted, *(row["key"] for row in added), *(row["key"] for row in changed)]
+    await _note_pending(conn, touched, stored)
+
+
+async def _note_pending(conn, keys: Sequence[str], stored: dict) -> None:
+    """Note keys for the next publish; a key already noted keeps what it was merged with."""
+    noted: set[str] = set()
+    for some in _chunks(keys):
+        noted.update(
+            await conn.scalars(select(merge_pending.c.key).where(merge_pending.c.key.in_(some)))
+        )
+    rows = []
+    for key in keys:
+        if key in noted:
+            continue
+        old = stored.get(key)
+        rows.append(
+            {
+                "key": key,
+                "event_id": old.event_id if old is not None else None,
+                "set_id": old.set_id if old is not None else None,
+            }
+        )
+    await _write_many(conn, insert(merge_pending), rows)
 
 
 def _occurrence_row(o: Occurrence) -> dict:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -99,7 +100,24 @@ occurrences = Table(
     Column("identity", Text, nullable=False, default=""),
     Column("missing_since", UTCDateTime),
     Column("removed_at", UTCDateTime),
+    # 0009: whether a new snapshot changed the row; the rest is kept by publish (an
+    # incremental merge finds a changed occurrence's possible copies by them)
+    Column("row_hash", String(16)),
+    #: the network event it was merged into
+    Column("event_id", String(64)),
+    #: its title's key words (word_sets)
+    Column("set_id", Integer),
+    #: its start in seconds; an all-day one's local midnight in the network's zone
+    Column("at", BigInteger),
+    #: hashes of its identity (uid and recurrence id) and of its event address
+    Column("ident_hash", BigInteger),
+    Column("url_hash", BigInteger),
     Index("ix_occurrences_source_id", "source_id"),
+    Index("ix_occurrences_event_id", "event_id"),
+    Index("ix_occurrences_set_id", "set_id"),
+    Index("ix_occurrences_at", "at"),
+    Index("ix_occurrences_ident_hash", "ident_hash"),
+    Index("ix_occurrences_url_hash", "url_hash"),
 )
 
 events = Table(
@@ -117,6 +135,8 @@ events = Table(
     Column("ics", LargeBinary, nullable=False),
     # 0007: left the outputs at this time; kept so that its SEQUENCE goes on if it returns
     Column("unpublished_at", UTCDateTime),
+    # 0009: a cancelled or postponed event's end: it leaves the outputs after the retention
+    Column("expires_at", UTCDateTime),
 )
 
 fetches = Table(
@@ -176,6 +196,42 @@ identities = Table(
     # when members join or leave (rule 9)
     Column("identity", Text, primary_key=True),
     Column("event_id", String(64), nullable=False),
+)
+
+# 0009: what an incremental merge keeps of the network's titles
+word_sets = Table(
+    "word_sets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    #: a title's key words, sorted, one space apart
+    Column("words", Text, nullable=False, unique=True),
+    #: the words it looks for copies by, rarest first, one space apart
+    Column("probes", Text, nullable=False),
+)
+
+word_index = Table(
+    "word_index",
+    metadata,
+    Column("word", Text, primary_key=True),
+    Column("set_id", Integer, primary_key=True),
+)
+
+word_counts = Table(
+    "word_counts",
+    metadata,
+    #: how many occurrences of the network have the word in their title's key words
+    Column("word", Text, primary_key=True),
+    Column("count", Integer, nullable=False),
+)
+
+merge_pending = Table(
+    "merge_pending",
+    metadata,
+    # 0009: occurrences added, changed or deleted since the last publish, with the event
+    # and the word set each was merged with at the last publish (none for a new one)
+    Column("key", String(64), primary_key=True),
+    Column("event_id", String(64)),
+    Column("set_id", Integer),
 )
 
 meta = Table(

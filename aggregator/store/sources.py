@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -29,9 +30,8 @@ from aggregator.store.base import (
     StoreBase,
     _chunks,
     _owe_publish,
-    _write_many,
 )
-from aggregator.store.occurrences import _occurrence_rows
+from aggregator.store.occurrences import _occurrence_rows, replace_snapshot
 from aggregator.store.rows import (
     MAX_WARNINGS,
     cached_page,
@@ -189,14 +189,13 @@ class SourcesMixin(StoreBase):
         snapshot = intent.snapshot
         rows = await asyncio.to_thread(_occurrence_rows, snapshot) if snapshot else []
         source = sources.c.id == intent.source_id
-        async with self._writing() as conn:
+        # a snapshot waits for a publish in progress (it merges what changed until then)
+        turn = self.merge_turn if snapshot is not None else contextlib.nullcontext()
+        async with turn, self._writing() as conn:
             await conn.execute(insert(fetches).values(**_fetch_row(intent)))
             await conn.execute(update(sources).where(source).values(**_source_values(intent)))
             if snapshot is not None:
-                await conn.execute(
-                    delete(occurrences).where(occurrences.c.source_id == intent.source_id)
-                )
-                await _write_many(conn, insert(occurrences), rows)
+                await replace_snapshot(conn, intent.source_id, rows)
                 if intent.attempt.outcome == FetchOutcome.UPDATED:
                     # in the same transaction: a process killed before it publishes leaves
                     # the debt, and the next refresh pays it though the feed reads unchanged

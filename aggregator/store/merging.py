@@ -1,0 +1,299 @@
+"""What an incremental merge reads (the changes since the last publish, the occurrences a
+change can reach, the counts of title words) and writes (the merge state of what it merged).
+The decisions are in merge/incremental.py; aggregator.publish carries them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
+
+from aggregator.merge.incremental import Near, Reach
+from aggregator.model import Occurrence, Status
+from aggregator.store.base import StoreBase, _chunks, _configured, _meta_number, _set_meta
+from aggregator.store.occurrences import _occurrence
+from aggregator.store.schema import (
+    events,
+    merge_pending,
+    meta,
+    occurrences,
+    word_counts,
+    word_index,
+    word_sets,
+)
+
+_GONE = (Status.CANCELLED.value, Status.POSTPONED.value)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """An occurrence with what the last publish made of it."""
+
+    occurrence: Occurrence
+    event_id: str | None
+    set_id: int | None
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A key added, changed or deleted since the last publish, with the event and the word
+    set it was merged with then (none for a new one)."""
+
+    key: str
+    event_id: str | None
+    set_id: int | None
+
+
+@dataclass
+class MergeState:
+    """What a publish writes of what it merged, in the publication's transaction."""
+
+    #: key -> (event id, word set, at, identity hash, address hash) of each occurrence merged
+    occurrences: dict[str, tuple[str, str, int, int, int | None]]
+    #: new word sets (words -> probes), and stored ones whose probes changed (id -> probes)
+    new_sets: dict[str, str] = field(default_factory=dict)
+    probes: dict[int, str] = field(default_factory=dict)
+    #: the change of each word's count (full: the counts), and of the number of occurrences
+    counts: Mapping[str, int] = field(default_factory=dict)
+    total: int = 0
+    #: the pending keys merged
+    merged: Collection[str] = ()
+    #: the whole network was merged: the word tables are made anew, counts are absolute
+    full: bool = False
+    config: str = ""
+    #: cancelled and postponed events' ends (full: of all of them), for retention
+    expiries: dict[str, datetime] = field(default_factory=dict)
+
+
+class MergingMixin(StoreBase):
+    async def merge_config(self) -> str | None:
+        """The configuration the merge state was made for (None: there is none)."""
+        async with self.engine.connect() as conn:
+            return await conn.scalar(select(meta.c.value).where(meta.c.key == "merge_config"))
+
+    async def merge_total(self) -> int:
+        async with self.engine.connect() as conn:
+            return await _meta_number(conn, "merge_total")
+
+    async def pending_changes(self) -> list[Pending]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(merge_pending))
+            return [Pending(r.key, r.event_id, r.set_id) for r in rows]
+
+    async def stored_occurrences(
+        self,
+        *,
+        keys: Sequence[str] = (),
+        event_ids: Sequence[str] = (),
+        set_ids: Sequence[int] = (),
+    ) -> list[Stored]:
+        """The occurrences of configured sources with these keys, merged into these events,
+        or with these word sets."""
+        found: dict[str, Stored] = {}
+        async with self.engine.connect() as conn:
+            for column, values in (
+                (occurrences.c.key, keys),
+                (occurrences.c.event_id, event_ids),
+                (occurrences.c.set_id, set_ids),
+            ):
+                for some in _chunks(list(values)):
+                    rows = await conn.execute(
+                        select(occurrences).where(
+                            column.in_(some), occurrences.c.source_id.in_(_configured)
+                        )
+                    )
+                    for row in rows:
+                        if row.key not in found:
+                            found[row.key] = Stored(_occurrence(row), row.event_id, row.set_id)
+        return list(found.values())
+
+    async def set_words(self, ids: Iterable[int]) -> dict[int, str]:
+        async with self.engine.connect() as conn:
+            return {
+                r.id: r.words
+                for some in _chunks(sorted(set(ids)))
+                for r in await conn.execute(
+                    select(word_sets.c.id, word_sets.c.words).where(word_sets.c.id.in_(some))
+                )
+            }
+
+    async def sets_with_words(self, words: Iterable[str]) -> dict[int, tuple[str, str]]:
+        """The word sets that have any of these words: id -> (words, probes)."""
+        query = select(word_sets.c.id, word_sets.c.words, word_sets.c.probes).join(
+            word_index, word_index.c.set_id == word_sets.c.id
+        )
+        async with self.engine.connect() as conn:
+            return {
+                r.id: (r.words, r.probes)
+                for some in _chunks(sorted(set(words)))
+                for r in await conn.execute(query.where(word_index.c.word.in_(some)))
+            }
+
+    async def word_counts(self, words: Iterable[str]) -> dict[str, int]:
+        async with self.engine.connect() as conn:
+            return {
+                r.word: r.count
+                for some in _chunks(sorted(set(words)))
+                for r in await conn.execute(select(word_counts).where(word_counts.c.word.in_(some)))
+            }
+
+    async def words_counted(self, low: float, high: float) -> list[str]:
+        """The words counted more than `low` and at most `high` times."""
+        async with self.engine.connect() as conn:
+            return list(
+                await conn.scalars(
+                    select(word_counts.c.word).where(
+                        word_counts.c.count > low, word_counts.c.count <= high
+                    )
+                )
+            )
+
+    async def near(
+        self, reaches: Sequence[Reach], idents: Iterable[int], urls: Iterable[int]
+    ) -> list[Near]:
+        """The occurrences starting within any of the reaches (timed ones in `timed`,
+        all-day ones in `all_day`), or with one of these identity or address hashes."""
+        columns = (
+            occurrences.c.key,
+            occurrences.c.event_id,
+            occurrences.c.at,
+            occurrences.c.all_day,
+            word_sets.c.words,
+            occurrences.c.ident_hash,
+            occurrences.c.url_hash,
+        )
+        query = (
+            select(*columns)
+            .outerjoin(word_sets, word_sets.c.id == occurrences.c.set_id)
+            .where(occurrences.c.source_id.in_(_configured), occurrences.c.event_id.is_not(None))
+        )
+        conditions = [
+            and_(occurrences.c.at.between(low, high), occurrences.c.all_day.is_(all_day))
+            for all_day, spans in (
+                (False, [r.timed for r in reaches]),
+                (True, [r.all_day for r in reaches]),
+            )
+            for low, high in _joined(spans)
+        ]
+        found: dict[str, Near] = {}
+        async with self.engine.connect() as conn:
+            batches = [or_(*conditions[i : i + 100]) for i in range(0, len(conditions), 100)]
+            for column, values in (
+                (occurrences.c.ident_hash, idents),
+                (occurrences.c.url_hash, urls),
+            ):
+                batches += [column.in_(some) for some in _chunks(sorted(set(values)))]
+            for condition in batches:
+                for r in await conn.execute(query.where(condition)):
+                    found[r.key] = Near(
+                        r.key, r.event_id, r.at, r.all_day, r.words or "", r.ident_hash, r.url_hash
+                    )
+        return list(found.values())
+
+    async def expired_events(self, before: datetime) -> list[str]:
+        """Published events cancelled or postponed whose end is before `before` (rule 7)."""
+        async with self.engine.connect() as conn:
+            return list(
+                await conn.scalars(
+                    select(events.c.id).where(
+                        events.c.unpublished_at.is_(None), events.c.expires_at < before
+                    )
+                )
+            )
+
+
+def _joined(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Overlapping ranges joined into one: fewer, wider queries."""
+    joined: list[list[int]] = []
+    for low, high in sorted(spans):
+        if joined and low <= joined[-1][1]:
+            joined[-1][1] = max(joined[-1][1], high)
+        else:
+            joined.append([low, high])
+    return [(low, high) for low, high in joined]
+
+
+async def write_merge_state(conn, state: MergeState) -> None:
+    """Write what a publish merged: word sets and counts, each occurrence's event, word set
+    and facts; forget the pending keys merged."""
+    if state.full:
+        for table in (word_index, word_sets, word_counts, merge_pending):
+            await conn.execute(delete(table))
+    await _add_sets(conn, state.new_sets)
+    if state.probes:
+        await conn.execute(
+            update(word_sets).where(word_sets.c.id == bindparam("set")),
+            [{"set": i, "probes": p} for i, p in state.probes.items()],
+        )
+    await _count(conn, state.counts, absolute=state.full)
+    total = state.total if state.full else await _meta_number(conn, "merge_total") + state.total
+    await _set_meta(conn, "merge_total", str(total))
+    await _set_meta(conn, "merge_config", state.config)
+    ids = await _set_ids(conn, {words for _, words, *_ in state.occurrences.values()})
+    rows = [
+        {"k": key, "event_id": e, "set_id": ids[w], "at": a, "ident_hash": i, "url_hash": u}
+        for key, (e, w, a, i, u) in state.occurrences.items()
+    ]
+    for start in range(0, len(rows), 2000):
+        await conn.execute(
+            update(occurrences).where(occurrences.c.key == bindparam("k")),
+            rows[start : start + 2000],
+        )
+        await asyncio.sleep(0)
+    if state.expiries:
+        await conn.execute(
+            update(events).where(events.c.id == bindparam("event")),
+            [{"event": i, "expires_at": at} for i, at in state.expiries.items()],
+        )
+    if not state.full:
+        for some in _chunks(list(state.merged)):
+            await conn.execute(delete(merge_pending).where(merge_pending.c.key.in_(some)))
+
+
+async def _add_sets(conn, new: Mapping[str, str]) -> None:
+    if not new:
+        return
+    known = await _set_ids(conn, new.keys())
+    added = [{"words": w, "probes": p} for w, p in new.items() if w not in known]
+    if not added:
+        return
+    for start in range(0, len(added), 5000):
+        await conn.execute(insert(word_sets), added[start : start + 5000])
+    ids = await _set_ids(conn, [a["words"] for a in added])
+    index = [{"word": word, "set_id": ids[w]} for w in ids for word in w.split()]
+    for start in range(0, len(index), 5000):
+        await conn.execute(insert(word_index), index[start : start + 5000])
+
+
+async def _set_ids(conn, words: Iterable[str]) -> dict[str, int]:
+    return {
+        r.words: r.id
+        for some in _chunks(sorted(set(words)))
+        for r in await conn.execute(
+            select(word_sets.c.id, word_sets.c.words).where(word_sets.c.words.in_(some))
+        )
+    }
+
+
+async def _count(conn, counts: Mapping[str, int], *, absolute: bool) -> None:
+    """Set (absolute) or change the words' counts; a word counted nowhere is forgotten."""
+    if not counts:
+        return
+    current = {}
+    if not absolute:
+        for some in _chunks(sorted(counts)):
+            query = select(word_counts).where(word_counts.c.word.in_(some))
+            current.update((r.word, r.count) for r in await conn.execute(query))
+    new = {w: current.get(w, 0) + n for w, n in counts.items()}
+    gone = [w for w, n in new.items() if n <= 0 and w in current]
+    added = [{"word": w, "count": n} for w, n in new.items() if n > 0 and w not in current]
+    changed = [{"w": w, "count": n} for w, n in new.items() if n > 0 and w in current]
+    for some in _chunks(gone):
+        await conn.execute(delete(word_counts).where(word_counts.c.word.in_(some)))
+    for start in range(0, len(added), 2000):
+        await conn.execute(insert(word_counts), added[start : start + 2000])
+    if changed:
+        await conn.execute(update(word_counts).where(word_counts.c.word == bindparam("w")), changed)
