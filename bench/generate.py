@@ -35,48 +35,12 @@ try:  # imported as bench.generate, from the repository's folder
 except ImportError:  # run as a script, or imported with bench/ on sys.path
     import network_words as words
 
+Member, member = words.Member, words.member
+
 ZONE = ZoneInfo("Europe/Copenhagen")
-WINDOWS_ZONE = "Romance Standard Time"
 CRLF = "\r\n"
 #: the share of VEVENTs of each kind (the rest are one-off timed events)
 MIX = (("allday", 0.10), ("series", 0.10), ("cancelled", 0.05), ("copy", 0.05))
-
-
-@dataclass(frozen=True)
-class Member:
-    """One member organisation: its number, name and the calendar program it exports from."""
-
-    #: 1-based, as in the file name m0001.ics
-    number: int
-    name: str
-    #: google, outlook or nextcloud
-    flavour: str
-    #: the TZID its events are written in
-    tzid: str
-
-    @property
-    def id(self) -> str:
-        return f"m{self.number:04d}"
-
-    @property
-    def domain(self) -> str:
-        slug = re.sub(r"[^a-z0-9]+", "-", self.name.lower().translate(_ASCII)).strip("-")
-        return f"{slug}.dk"
-
-
-_ASCII = str.maketrans({"æ": "ae", "ø": "oe", "å": "aa", "é": "e", "ü": "u"})
-
-
-def member(number: int) -> Member:
-    """Member `number`: its name from the word lists, its exporter by turns."""
-    kinds, places = len(words.ORG_KINDS), len(words.PLACES)
-    i = number - 1
-    name = f"{words.ORG_KINDS[i % kinds]} {words.PLACES[(i // kinds) % places]}"
-    if i >= kinds * places:
-        name += f" {i // (kinds * places) + 1}"
-    flavour = ("google", "nextcloud", "google", "outlook")[i % 4]
-    tzid = WINDOWS_ZONE if flavour == "outlook" and i % 12 == 3 else "Europe/Copenhagen"
-    return Member(number, name, flavour, tzid)
 
 
 def event_kind(seed: int, number: int, index: int) -> str:
@@ -89,6 +53,10 @@ def event_kind(seed: int, number: int, index: int) -> str:
     return "timed"
 
 
+#: a VEVENT's content lines (with its overrides), and the starts it takes
+Made = tuple[list[str], list[date]]
+
+
 @dataclass(frozen=True)
 class Core:
     """What a co-host copies of an event: title, time and place."""
@@ -99,9 +67,9 @@ class Core:
     location: str
 
 
-def core(seed: int, who: Member, index: int, today: date) -> Core:
-    """The title, time and place of a one-off timed event."""
-    rng = random.Random(f"{seed}/{who.number}/{index}/core")
+def core(seed: int, who: Member, index: int, today: date, salt: int = 0) -> Core:
+    """The title, time and place of a one-off timed event (on the hour or half past)."""
+    rng = random.Random(f"{seed}/{who.number}/{index}/core{salt or ''}")
     day = today + timedelta(days=rng.randrange(-30, 366))
     start = datetime(day.year, day.month, day.day, rng.randrange(9, 21), rng.choice((0, 0, 30)))
     end = start + timedelta(minutes=rng.choice((60, 90, 120, 120, 180)))
@@ -198,21 +166,23 @@ def vevent(
     return ["BEGIN:VEVENT", *lines, f"STATUS:{status}", f"TRANSP:{transp}", "END:VEVENT"]
 
 
-def single(seed: int, who: Member, index: int, today: date, cancelled: bool) -> list[str]:
+def single(seed: int, who: Member, index: int, today: date, salt: int, cancelled: bool) -> Made:
     """A one-off timed event (cancelled: STATUS:CANCELLED, now and then 'AFLYST:' too)."""
-    rng = random.Random(f"{seed}/{who.number}/{index}/single")
-    c = core(seed, who, index, today)
+    rng = random.Random(f"{seed}/{who.number}/{index}/single{salt or ''}")
+    c = core(seed, who, index, today, salt)
     title = c.title
     if cancelled and rng.random() < 0.3:
         title = f"AFLYST: {title}"
     lines = [f"UID:{uid(who, index, rng)}", *stamps(rng, today)]
     lines += timed(who.tzid, c.start, c.end) + common(who, rng, title, c.location, index)
-    return vevent(who, lines, "CANCELLED" if cancelled else "CONFIRMED")
+    return vevent(who, lines, "CANCELLED" if cancelled else "CONFIRMED"), [c.start]
 
 
-def copy(seed: int, who: Member, index: int, today: date, members: int, events: int) -> list[str]:
+def copy(
+    seed: int, who: Member, index: int, today: date, salt: int, members: int, events: int
+) -> Made:
     """Another member's one-off event as this member lists it: same time and place."""
-    rng = random.Random(f"{seed}/{who.number}/{index}/copy")
+    rng = random.Random(f"{seed}/{who.number}/{index}/copy{salt or ''}")
     for _ in range(50):
         host = member(rng.randrange(1, members + 1))
         original = rng.randrange(events)
@@ -229,12 +199,12 @@ def copy(seed: int, who: Member, index: int, today: date, members: int, events: 
     )
     lines = [f"UID:{uid(who, index, rng)}", *stamps(rng, today)]
     lines += timed(who.tzid, c.start, c.end) + common(who, rng, title, c.location, index)
-    return vevent(who, lines)
+    return vevent(who, lines), [c.start]
 
 
-def allday(seed: int, who: Member, index: int, today: date) -> list[str]:
+def allday(seed: int, who: Member, index: int, today: date, salt: int) -> Made:
     """An all-day event, a third of them over two to four days."""
-    rng = random.Random(f"{seed}/{who.number}/{index}/allday")
+    rng = random.Random(f"{seed}/{who.number}/{index}/allday{salt or ''}")
     first = today + timedelta(days=rng.randrange(-30, 366))
     days = rng.randrange(2, 5) if rng.random() < 0.33 else 1
     title = rng.choice(("Sommerlejr", "Festival", "Landsmøde", "Weekendseminar", "Markedsdag"))
@@ -245,15 +215,17 @@ def allday(seed: int, who: Member, index: int, today: date) -> list[str]:
         f"DTEND;VALUE=DATE:{first + timedelta(days=days):%Y%m%d}",
     ]
     lines += common(who, rng, title, words.address(rng), index)
-    return vevent(who, lines, transp="TRANSPARENT")
+    return vevent(who, lines, transp="TRANSPARENT"), [first]
 
 
-def series(seed: int, who: Member, index: int, today: date) -> list[str]:
+def series(seed: int, who: Member, index: int, today: date, salt: int) -> Made:
     """A weekly or fortnightly series (COUNT or UNTIL, EXDATE), and overrides of single dates."""
-    rng = random.Random(f"{seed}/{who.number}/{index}/series")
+    rng = random.Random(f"{seed}/{who.number}/{index}/series{salt or ''}")
     every = rng.choice((1, 1, 2))
     first = today + timedelta(days=rng.randrange(-60, 300))
-    start = datetime(first.year, first.month, first.day, rng.randrange(15, 20), rng.choice((0, 30)))
+    start = datetime(
+        first.year, first.month, first.day, rng.randrange(15, 20), rng.choice((15, 45))
+    )
     length = timedelta(minutes=rng.choice((90, 120)))
     count = rng.randrange(6, 21)
     dates = [start + timedelta(weeks=every * k) for k in range(count)]
@@ -281,25 +253,36 @@ def series(seed: int, who: Member, index: int, today: date) -> list[str]:
         old = dates[picks[0]]
         new = old + rng.choice((timedelta(days=1), timedelta(hours=1)))
         out += override(old, new)
+        dates.append(new)
     if rng.random() < 0.2:  # one date cancelled
         old = dates[picks[1]]
         out += override(old, old, "CANCELLED")
-    return out
+    return out, dates
 
 
 def vevents(seed: int, who: Member, events: int, members: int, today: date) -> list[str]:
-    """The content lines of all of a member's VEVENTs."""
+    """The content lines of all of a member's VEVENTs.
+
+    No two start at the same time: a feed that lists one title twice at one time is warned
+    about (listed twice), so an event that would is drawn again with another salt. (A copy of
+    such an event then finds no original, now and then: a lone event, as in life.)"""
     lines: list[str] = []
+    taken: set[date] = set()
     for index in range(events):
         kind = event_kind(seed, who.number, index)
-        if kind == "copy" and members > 1:
-            lines += copy(seed, who, index, today, members, events)
-        elif kind == "series":
-            lines += series(seed, who, index, today)
-        elif kind == "allday":
-            lines += allday(seed, who, index, today)
-        else:
-            lines += single(seed, who, index, today, cancelled=kind == "cancelled")
+        for salt in range(100):
+            if kind == "copy" and members > 1:
+                made, starts = copy(seed, who, index, today, salt, members, events)
+            elif kind == "series":
+                made, starts = series(seed, who, index, today, salt)
+            elif kind == "allday":
+                made, starts = allday(seed, who, index, today, salt)
+            else:
+                made, starts = single(seed, who, index, today, salt, kind == "cancelled")
+            if taken.isdisjoint(starts):
+                break
+        taken.update(starts)
+        lines += made
     return lines
 
 

@@ -1,9 +1,14 @@
-"""The words of the bench network (bench/generate.py): Danish NGO life, enough of them that
-organisations, titles, places and descriptions vary as in a real network."""
+"""Who and what the bench network (bench/generate.py) is: its members, and the words of Danish
+NGO life, enough of them that organisations, titles, places and descriptions vary as in a real
+network."""
 
 from __future__ import annotations
 
 import random
+import re
+from dataclasses import dataclass
+
+WINDOWS_ZONE = "Romance Standard Time"
 
 ORG_KINDS = (
     "Klimanetværket|Grøn Omstilling|Foreningen Verdenshjørnet|Sprogforeningen|Kulturhuset|"
@@ -106,3 +111,40 @@ def description(rng: random.Random, org: str, domain: str, title: str, url: str)
         paragraphs.append("Program:\n17.00 Velkomst\n17.15 Oplæg og spørgsmål\n18.30 Vi spiser")
     paragraphs.append(f"Tilmelding og mere information: {url}\nKontakt: kontakt@{domain}")
     return "\n\n".join(paragraphs)[:2000]
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member organisation: its number, name and the calendar program it exports from."""
+
+    #: 1-based, as in the file name m0001.ics
+    number: int
+    name: str
+    #: google, outlook or nextcloud
+    flavour: str
+    #: the TZID its events are written in
+    tzid: str
+
+    @property
+    def id(self) -> str:
+        return f"m{self.number:04d}"
+
+    @property
+    def domain(self) -> str:
+        slug = re.sub(r"[^a-z0-9]+", "-", self.name.lower().translate(_ASCII)).strip("-")
+        return f"{slug}.dk"
+
+
+_ASCII = str.maketrans({"æ": "ae", "ø": "oe", "å": "aa", "é": "e", "ü": "u"})
+
+
+def member(number: int) -> Member:
+    """Member `number`: its name from the word lists, its exporter by turns."""
+    kinds, places = len(ORG_KINDS), len(PLACES)
+    i = number - 1
+    name = f"{ORG_KINDS[i % kinds]} {PLACES[(i // kinds) % places]}"
+    if i >= kinds * places:
+        name += f" {i // (kinds * places) + 1}"
+    flavour = ("google", "nextcloud", "google", "outlook")[i % 4]
+    tzid = WINDOWS_ZONE if flavour == "outlook" and i % 12 == 3 else "Europe/Copenhagen"
+    return Member(number, name, flavour, tzid)
