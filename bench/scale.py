@@ -1,0 +1,422 @@
+"""Issue 15's "done when", measured side by side: a network of N members on this machine.
+
+    .venv/bin/python bench/scale.py --members 100,300,1000 --events 200 [--serve [SIZES]]
+                                    [--rounds 2] [--keep DIR] [--wrk-seconds S]
+
+For each size, in a fresh folder (a temporary one unless --keep), bench/generate.py writes the
+network (local files and their sources.yaml); then, each in its own process, only through the
+command line and the database file (never aggregator's own functions, which change meanwhile):
+
+- baseline: bare icalendar.Calendar.from_ical of the same files (one process, one core);
+- cold: `aggregator refresh` into an empty database; the ratio cold / baseline;
+- warm: `aggregator refresh` again, nothing changed;
+- one change: one member changes 3 events (edit_member), `aggregator refresh`, then a refresh
+  in which nothing changed; the difference, per round (--rounds);
+- one member: another member changes, `aggregator refresh ID` of that member alone;
+- storage: the database (and its -wal), rows in `occurrences`, bytes per occurrence;
+- --serve (the largest size unless SIZES are given): `aggregator serve` while wrk sends
+  If-None-Match requests to /calendar.ics and the scheduler reads every source, one of them
+  changed (every source is made due in the database once the server answers). The wrk script
+  takes the new ETag when a publish gives a 200, as a calendar app does.
+
+Memory is the peak of the child's process tree (bench/measure.py: ru_maxrss, and the sum over
+the tree sampled every 50 ms). Each figure is printed next to the issue's target, and a
+markdown table of all sizes closes the run (for the README). Timings taken while other
+programs run are noisy: compare the ratios, taken in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from generate import edit_member, write_network
+from measure import MB, Measured, TreeSampler, run_measured
+
+#: the issue's targets (for 1,000 members)
+COLD_RATIO, COLD_MB, CHANGE_S, CHANGE_MB, WARM_S, P99_MS, BYTES = 0.6, 1024, 1, 300, 3, 50, 2048
+#: the scheduler's pace (aggregator/schedule.py: TICK, STARTS_PER_TICK): a cycle of N due
+#: sources takes about N / 20 ticks of 10 s
+TICK_S, STARTS_PER_TICK = 10, 20
+
+BASELINE = """
+import pathlib, sys, time
+from icalendar import Calendar
+started = time.perf_counter()
+files = sorted(pathlib.Path(sys.argv[1]).glob("*.ics"))
+for path in files:
+    Calendar.from_ical(path.read_bytes())
+print(f"{len(files)} files parsed in {time.perf_counter() - started:.2f} s")
+"""
+
+WRK_SCRIPT = """
+-- If-None-Match with the ETag this connection last saw: a 200 (a publish changed the
+-- calendar) gives the new one, as a calendar app would take it
+init = function(args) etag = args[1]; s200, s304, sother = 0, 0, 0 end
+request = function() return wrk.format("GET", nil, {["If-None-Match"] = etag}) end
+response = function(status, headers, body)
+  if status == 304 then s304 = s304 + 1
+  elseif status == 200 then
+    s200 = s200 + 1
+    etag = headers["ETag"] or headers["Etag"] or etag
+  else sother = sother + 1 end
+end
+local threads = {}
+setup = function(thread) table.insert(threads, thread) end
+done = function(summary, latency, requests)
+  local a, b, c = 0, 0, 0
+  for _, t in ipairs(threads) do
+    a = a + t:get("s200"); b = b + t:get("s304"); c = c + t:get("sother")
+  end
+  io.write(string.format("statuses: 200=%d 304=%d other=%d\\n", a, b, c))
+end
+"""
+
+
+@dataclass
+class Serving:
+    """What wrk saw while the scheduler read every source."""
+
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    requests_per_s: float
+    statuses: str
+    seconds: int
+    #: sources read during the run, of all
+    read: int
+    server: Measured | None = None
+
+
+@dataclass
+class Size:
+    """The figures of one network size."""
+
+    members: int
+    vevents: int = 0
+    feeds_mb: float = 0
+    baseline: Measured | None = None
+    cold: Measured | None = None
+    warm: Measured | None = None
+    #: per round: (refresh after one change, refresh after it with nothing changed)
+    changes: list[tuple[Measured, Measured]] = field(default_factory=list)
+    one_member: Measured | None = None
+    db_bytes: int = 0
+    occurrences: int = 0
+    serving: Serving | None = None
+
+    @property
+    def ratio(self) -> float:
+        return self.cold.wall / self.baseline.wall
+
+    @property
+    def change_cost(self) -> float:
+        """One change's refresh minus the nothing-changed one after it (median of rounds)."""
+        return statistics.median(c.wall - n.wall for c, n in self.changes)
+
+    @property
+    def change_mb(self) -> float:
+        return max(c.peak for c, _ in self.changes)
+
+    @property
+    def per_occurrence(self) -> float:
+        return self.db_bytes / max(self.occurrences, 1)
+
+
+def aggregator(*args: str) -> list[str]:
+    return [sys.executable, "-m", "aggregator", *args]
+
+
+def environment(db: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")}
+    env["AGGREGATOR_DATABASE_URL"] = f"sqlite+aiosqlite:///{db}"
+    return env
+
+
+def step(what: str, command: list[str], env: dict[str, str], folder: Path) -> Measured:
+    """Run one measured step; stop the bench when it fails (its figure would mean nothing)."""
+    print(f"  {what} ...", end=" ", flush=True)
+    measured = run_measured(command, env, folder)
+    print(f"{measured.wall:.2f} s", flush=True)
+    if measured.returncode != 0:
+        sys.exit(f"{what} failed (exit {measured.returncode}):\n{measured.output[-3000:]}")
+    return measured
+
+
+def storage(db: Path) -> tuple[int, int]:
+    """The database's bytes (with its -wal) and its rows in `occurrences`."""
+    size = sum(p.stat().st_size for p in (db, Path(f"{db}-wal")) if p.exists())
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60) as conn:
+        return size, conn.execute("SELECT count(*) FROM occurrences").fetchone()[0]
+
+
+def measure_size(members: int, args: argparse.Namespace, folder: Path, serve: bool) -> Size:
+    """Every figure of one size, in the folder given (emptied first)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    size, started = Size(members), time.perf_counter()
+    config = write_network(folder, members, args.events, args.seed)
+    feeds = sorted((folder / "feeds").glob("*.ics"))
+    size.vevents = sum(f.read_bytes().count(b"BEGIN:VEVENT") for f in feeds)
+    size.feeds_mb = sum(f.stat().st_size for f in feeds) / MB
+    print(
+        f"\n== {members} members x {args.events} events: {size.vevents:,} VEVENTs, "
+        f"{size.feeds_mb:.1f} MB of feeds (written in {time.perf_counter() - started:.1f} s) "
+        f"in {folder}",
+        flush=True,
+    )
+    db = folder / "bench.db"
+    env, refresh = environment(db), aggregator("refresh", "--config", str(config))
+    baseline = [sys.executable, "-c", BASELINE, str(folder / "feeds")]
+    size.baseline = step("baseline", baseline, env, folder)
+    step("migrate", aggregator("migrate", "--config", str(config)), env, folder)
+    size.cold = step("cold refresh", refresh, env, folder)
+    size.db_bytes, size.occurrences = storage(db)
+    size.warm = step("warm refresh", refresh, env, folder)
+    changed, other = members // 2 + 1, members // 3 + 1
+    for round_ in range(args.rounds):
+        edit_member(folder, changed, 3, seed=100 + round_)
+        after = step("refresh after a change", refresh, env, folder)
+        nothing = step("refresh with nothing changed", refresh, env, folder)
+        size.changes.append((after, nothing))
+    edit_member(folder, other, 3, seed=200)
+    one = aggregator("refresh", "--config", str(config), f"m{other:04d}")
+    size.one_member = step("refresh of one member", one, env, folder)
+    report(size)
+    if serve:
+        size.serving = serve_under_load(folder, config, db, env, members, changed, args)
+        report_serving(size)
+    return size
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, server: subprocess.Popen, timeout: float = 1800) -> str:
+    """The ETag of url once the server answers it (it publishes what is stored first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            sys.exit(f"aggregator serve exited with {server.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:
+                return response.headers["ETag"]
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.2)
+    sys.exit(f"aggregator serve did not answer {url} in {timeout:.0f} s")
+
+
+def make_due(db: Path, changed: int) -> datetime:
+    """Every source due in a second, the changed one first; the time written.
+
+    The scheduler asks the store what is due (next_check_at) every tick and starts the
+    longest waiting first; the column holds naive UTC as SQLAlchemy writes it on SQLite."""
+    due = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=1)
+    stamp = "%Y-%m-%d %H:%M:%S.%f"
+    with sqlite3.connect(db, timeout=60) as conn:
+        conn.execute("UPDATE sources SET next_check_at = ?", (due.strftime(stamp),))
+        first = (due - timedelta(seconds=1)).strftime(stamp)
+        conn.execute(
+            "UPDATE sources SET next_check_at = ? WHERE id = ?", (first, f"m{changed:04d}")
+        )
+    return due - timedelta(seconds=2)
+
+
+def sources_read_since(db: Path, since: datetime) -> int:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60) as conn:
+        query = "SELECT count(*) FROM sources WHERE last_fetch_at >= ?"
+        return conn.execute(query, (since.strftime("%Y-%m-%d %H:%M:%S.%f"),)).fetchone()[0]
+
+
+def serve_under_load(
+    folder: Path, config: Path, db: Path, env: dict, members: int, changed: int, args
+) -> Serving | None:
+    """wrk on /calendar.ics (304s) while serve's scheduler reads every source, one changed."""
+    if shutil.which("wrk") is None:
+        print("serve: skipped, wrk is missing (Debian: apt-get install -y wrk)")
+        return None
+    edit_member(folder, changed, 3, seed=300)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/calendar.ics"
+    command = aggregator("serve", "--config", str(config), "--port", str(port))
+    log = (folder / "serve.log").open("wb")
+    server = subprocess.Popen(command, env=env, cwd=folder, stdout=log, stderr=subprocess.STDOUT)
+    sampler = TreeSampler(server.pid)
+    sampler.start()
+    try:
+        started = time.perf_counter()
+        etag = wait_ready(url, server)
+        print(f"serve: answering after {time.perf_counter() - started:.1f} s, ETag {etag}")
+        since = make_due(db, changed)
+        # the first tick comes within TICK_S, then STARTS_PER_TICK sources per tick
+        seconds = args.wrk_seconds or TICK_S * (math.ceil(members / STARTS_PER_TICK) + 2)
+        serving = run_wrk(url, etag, seconds, folder)
+        serving.read = sources_read_since(db, since)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        sampler.stop()
+        log.close()
+    serving.server = Measured(0, 0, sampler.peak_rss / MB, sampler.peak_pss / MB, 0, "")
+    return serving
+
+
+def run_wrk(url: str, etag: str, seconds: int, folder: Path) -> Serving:
+    """One wrk run; its latency percentiles, rate and the statuses it got."""
+    script = folder / "etag.lua"
+    script.write_text(WRK_SCRIPT)
+    command = ["wrk", f"-t{2}", f"-c{32}", f"-d{seconds}s", "--latency", "-s", str(script)]
+    print(f"serve: {' '.join(command)} {url} -- {etag}", flush=True)
+    out = subprocess.run([*command, url, "--", etag], capture_output=True, text=True).stdout
+
+    def figure(pattern: str) -> float:
+        found = re.search(pattern, out, re.MULTILINE)
+        return duration_ms(found.group(1)) if found else math.nan
+
+    rate = re.search(r"Requests/sec:\s+(\S+)", out)
+    statuses = re.search(r"statuses: (.*)", out)
+    return Serving(
+        p50_ms=figure(r"^\s+50%\s+(\S+)"),
+        p99_ms=figure(r"^\s+99%\s+(\S+)"),
+        max_ms=figure(r"^\s+Latency\s+\S+\s+\S+\s+(\S+)"),
+        requests_per_s=float(rate.group(1)) if rate else math.nan,
+        statuses=statuses.group(1) if statuses else out[-500:],
+        seconds=seconds,
+        read=0,
+    )
+
+
+def duration_ms(text: str) -> float:
+    """wrk's '812.00us', '1.20ms', '2.01s', '1.00m' in milliseconds."""
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(number) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSES"
+
+
+def memory(m: Measured) -> str:
+    return (
+        f"peak {m.peak:,.0f} MB (tree RSS {m.tree_rss:,.0f}, tree PSS {m.tree_pss:,.0f}, "
+        f"ru_maxrss {m.maxrss:,.0f})"
+    )
+
+
+def report(s: Size) -> None:
+    """One size's figures, each next to its target (the targets are for 1,000 members)."""
+    print(f"baseline   from_ical      {s.baseline.wall:7.2f} s  {memory(s.baseline)}")
+    print(f"           ({s.baseline.last_line()})")
+    print(
+        f"cold       refresh        {s.cold.wall:7.2f} s  {s.ratio:.2f}x baseline "
+        f"[<= {COLD_RATIO}x: {verdict(s.ratio <= COLD_RATIO)}]  {memory(s.cold)} "
+        f"[<= {COLD_MB} MB: {verdict(s.cold.peak <= COLD_MB)}]"
+    )
+    print(f"           ({s.cold.last_line()})")
+    print(
+        f"warm       refresh        {s.warm.wall:7.2f} s  [<= {WARM_S} s: "
+        f"{verdict(s.warm.wall <= WARM_S)}]  {memory(s.warm)}"
+    )
+    for n, (after, nothing) in enumerate(s.changes, 1):
+        cost = after.wall - nothing.wall
+        print(
+            f"one change round {n}: {after.wall:.2f} s, nothing changed {nothing.wall:.2f} s: "
+            f"{cost:+.2f} s [<= +{CHANGE_S} s: {verdict(cost <= CHANGE_S)}]  {memory(after)} "
+            f"[<= {CHANGE_MB} MB: {verdict(after.peak <= CHANGE_MB)}]"
+        )
+        print(f"           ({after.last_line()})")
+    print(
+        f"one member refresh ID   {s.one_member.wall:7.2f} s  {memory(s.one_member)}"
+        f"\n           ({s.one_member.last_line()})"
+    )
+    print(
+        f"storage    {s.db_bytes / MB:,.1f} MB (with -wal), {s.occurrences:,} occurrences: "
+        f"{s.per_occurrence:,.0f} B/occurrence [<= {BYTES}: {verdict(s.per_occurrence <= BYTES)}]"
+    )
+    sys.stdout.flush()
+
+
+def report_serving(s: Size) -> None:
+    if not s.serving:
+        return
+    v = s.serving
+    print(
+        f"serve      304s under wrk for {v.seconds} s: p50 {v.p50_ms:.1f} ms, p99 "
+        f"{v.p99_ms:.1f} ms [<= {P99_MS} ms: {verdict(v.p99_ms <= P99_MS)}], max "
+        f"{v.max_ms:.1f} ms, {v.requests_per_s:,.0f} requests/s; {v.statuses}; "
+        f"{v.read} of {s.members} sources read meanwhile; server peak tree RSS "
+        f"{v.server.tree_rss:,.0f} MB (PSS {v.server.tree_pss:,.0f})",
+        flush=True,
+    )
+
+
+def table(sizes: list[Size]) -> str:
+    """The README's scaling table."""
+    rows = [
+        "| members | VEVENTs | occurrences | baseline | cold (ratio) | one change | warm "
+        "| peak RSS (cold / change) | DB size | B/occurrence |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for s in sizes:
+        rows.append(
+            f"| {s.members:,} | {s.vevents:,} | {s.occurrences:,} | {s.baseline.wall:.1f} s "
+            f"| {s.cold.wall:.1f} s ({s.ratio:.2f}x) | {s.change_cost:+.2f} s "
+            f"| {s.warm.wall:.2f} s | {s.cold.peak:,.0f} / {s.change_mb:,.0f} MB "
+            f"| {s.db_bytes / MB:,.0f} MB | {s.per_occurrence:,.0f} |"
+        )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--members", default="100,300,1000", help="sizes, comma-separated")
+    parser.add_argument("--events", type=int, default=200, help="VEVENTs per member (about)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=2, help="one-change rounds per size")
+    parser.add_argument(
+        "--serve", nargs="?", const="largest", help="sizes to measure serve at (default largest)"
+    )
+    parser.add_argument("--wrk-seconds", type=int, help="default: the scheduler's whole cycle")
+    parser.add_argument("--keep", type=Path, help="keep the generated folders here")
+    args = parser.parse_args()
+    sizes = [int(n) for n in args.members.split(",")]
+    serve_at = set()
+    if args.serve:
+        serve_at = (
+            {max(sizes)} if args.serve == "largest" else {int(n) for n in args.serve.split(",")}
+        )
+    root = args.keep or Path(tempfile.mkdtemp(prefix="aggregator-scale-"))
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; targets are issue 15's")
+    try:
+        done = [measure_size(n, args, root / f"{n}", n in serve_at) for n in sizes]
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    print("\n" + table(done))
+
+
+if __name__ == "__main__":
+    main()
