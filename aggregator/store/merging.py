@@ -14,7 +14,7 @@ from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from aggregator.merge.incremental import Near, Reach
 from aggregator.model import Occurrence, Status
 from aggregator.store.base import StoreBase, _chunks, _configured, _meta_number, _set_meta
-from aggregator.store.occurrences import _occurrence
+from aggregator.store.occurrences import _occurrence, occurrence_select
 from aggregator.store.schema import (
     events,
     merge_pending,
@@ -101,7 +101,7 @@ class MergingMixin(StoreBase):
             ):
                 for some in _chunks(list(values)):
                     rows = await conn.execute(
-                        select(occurrences).where(
+                        occurrence_select().where(
                             column.in_(some), occurrences.c.source_id.in_(_configured)
                         )
                     )

@@ -34,7 +34,7 @@ class OccurrencesMixin(StoreBase):
         Without a source id this is the read a publish starts from: it notes how far the
         writes went, and the next `publish` settles what was owed up to there."""
         query = (
-            select(occurrences)
+            occurrence_select()
             .where(occurrences.c.source_id.in_(_configured))
             .order_by(occurrences.c.key)
         )
@@ -55,6 +55,11 @@ class OccurrencesMixin(StoreBase):
             return await _meta_number(conn, "writes") != await _meta_number(conn, "published")
 
     # -- published network events --------------------------------------------------------
+
+
+def occurrence_select():
+    """The select every read of whole occurrences starts from (`_occurrence` reads its rows)."""
+    return select(occurrences)
 
 
 def _occurrences_of(rows) -> list[Occurrence]:
