@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aggregator import publish as publish_module
+from aggregator import remerge
 from aggregator.merge import merge
 from aggregator.merge import titles as merge_titles
 from aggregator.model import Occurrence, Status
@@ -222,7 +223,7 @@ async def run_edits(database: Path, initial: list[dict], steps: list[tuple]) -> 
         await store.close()
 
 
-@pytest.mark.parametrize("common_share", [0.01, 0.08, 0.3])
+@pytest.mark.parametrize(("common_share", "part"), [(0.01, 3), (0.08, 1000), (0.3, 7)])
 @settings(
     max_examples=25,
     deadline=None,
@@ -231,12 +232,17 @@ async def run_edits(database: Path, initial: list[dict], steps: list[tuple]) -> 
 )
 @given(initial=st.lists(occurrence_fields, min_size=1, max_size=30), steps=edits)
 def test_an_incremental_publish_gives_what_a_full_merge_gives(
-    empty_database, tmp_path, common_share, initial, steps
+    empty_database, tmp_path, common_share, part, initial, steps
 ):
     database = tmp_path / f"net-{abs(hash((str(initial), str(steps))))}.db"
     shutil.copy(empty_database, database)
     try:
-        with patch.object(merge_titles, "_COMMON", common_share):
+        # a merge of everything in parts of a few occurrences and events: parts meet
+        with (
+            patch.object(merge_titles, "_COMMON", common_share),
+            patch.object(remerge, "PART", part),
+            patch.object(remerge, "BATCH", part),
+        ):
             asyncio.run(run_edits(database, initial, steps))
     finally:
         database.unlink(missing_ok=True)
@@ -266,7 +272,7 @@ async def test_an_edit_merges_only_what_it_can_reach(store, tmp_path):
     key = next(iter(network))
     network = edited(network, ("rename", 0, "Strandrydning ved Amager"))
     merged = []
-    real_merge = publish_module.merge
+    real_merge = remerge.merge
 
     def counting(items, *args, **kwargs):
         merged.append(len(items))
@@ -274,8 +280,8 @@ async def test_an_edit_merges_only_what_it_can_reach(store, tmp_path):
 
     await write(store, network, SOURCES, NOW)
     with (
-        patch.object(publish_module, "_merge_all", side_effect=AssertionError("full merge")),
-        patch.object(publish_module, "merge", counting),
+        patch.object(publish_module, "merge_all", side_effect=AssertionError("full merge")),
+        patch.object(remerge, "merge", counting),
     ):
         assert await publish(store, settings, NOW + timedelta(hours=1))
     assert merged and merged[0] < 40

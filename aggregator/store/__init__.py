@@ -18,7 +18,7 @@ from sqlalchemy.pool import NullPool
 from aggregator.store import schema
 from aggregator.store.base import _configured
 from aggregator.store.events import EventsMixin
-from aggregator.store.merging import MergingMixin
+from aggregator.store.merging import FullMergeMixin, MergingMixin
 from aggregator.store.occurrences import OccurrencesMixin
 from aggregator.store.sources import MAX_WARNINGS, SourcesMixin
 
@@ -71,7 +71,7 @@ def _begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN")
 
 
-class Store(SourcesMixin, OccurrencesMixin, EventsMixin, MergingMixin):
+class Store(SourcesMixin, OccurrencesMixin, EventsMixin, MergingMixin, FullMergeMixin):
     """The store: each part of it in a module of its own (sources, occurrences, events)."""
 
     @classmethod

@@ -4,12 +4,12 @@ The decisions are in merge/incremental.py; aggregator.publish carries them."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, tuple_, update
 
 from aggregator.merge.incremental import Near, Reach
 from aggregator.model import Occurrence, Status
@@ -61,10 +61,9 @@ class MergeState:
     total: int = 0
     #: the pending keys merged
     merged: Collection[str] = ()
-    #: the whole network was merged: the word tables are made anew, counts are absolute
-    full: bool = False
-    config: str = ""
-    #: cancelled and postponed events' ends (full: of all of them), for retention
+    #: the configuration the state is for (None: a part of a merge of everything)
+    config: str | None = None
+    #: cancelled and postponed events' ends, for retention
     expiries: dict[str, datetime] = field(default_factory=dict)
 
 
@@ -205,6 +204,89 @@ class MergingMixin(StoreBase):
             )
 
 
+class Ordered(NamedTuple):
+    """An occurrence with the start it is ordered by, as stored."""
+
+    start_key: str
+    occurrence: Occurrence
+
+
+class FullMergeMixin(StoreBase):
+    """The reads and writes of a merge of the whole network, made in parts."""
+
+    async def title_counts(self) -> dict[str, int]:
+        """Each title of the configured sources' occurrences, and how many have it."""
+        query = (
+            select(occurrences.c.title, func.count())
+            .where(occurrences.c.source_id.in_(_configured))
+            .group_by(occurrences.c.title)
+        )
+        async with self.engine.connect() as conn:
+            return {title: n for title, n in await conn.execute(query)}
+
+    async def begin_full_merge(
+        self, sets: Mapping[str, str], counts: Mapping[str, int], total: int
+    ) -> None:
+        """Start the merge state anew: these word sets (words -> probes), word counts and
+        number of occurrences; no occurrence in any event yet; no configuration."""
+        async with self._writing() as conn:
+            for table in (word_index, word_sets, word_counts):
+                await conn.execute(delete(table))
+            await conn.execute(delete(meta).where(meta.c.key == "merge_config"))
+            await conn.execute(update(occurrences).values(event_id=None, set_id=None))
+            await _add_sets(conn, sets)
+            await _count(conn, counts)
+            await _set_meta(conn, "merge_total", str(total))
+
+    async def occurrences_in_order(
+        self, after: tuple[str, str] | None, limit: int
+    ) -> list[Ordered]:
+        """The next `limit` occurrences of configured sources by start (then key)."""
+        query = (
+            occurrence_select()
+            .where(occurrences.c.source_id.in_(_configured))
+            .order_by(occurrences.c.start, occurrences.c.key)
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(tuple_(occurrences.c.start, occurrences.c.key) > tuple_(*after))
+        async with self.engine.connect() as conn:
+            return [Ordered(row.start, _occurrence(row)) for row in await conn.execute(query)]
+
+    async def write_groups(self, kept: Mapping[str, tuple]) -> None:
+        async with self._writing() as conn:
+            await _write_occurrence_state(conn, kept)
+
+    async def group_ids(self, after: str, limit: int) -> list[str]:
+        """The next `limit` events (after `after`) that configured occurrences are in."""
+        query = (
+            select(occurrences.c.event_id)
+            .distinct()
+            .where(occurrences.c.source_id.in_(_configured), occurrences.c.event_id > after)
+            .order_by(occurrences.c.event_id)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return list(await conn.scalars(query))
+
+    async def published_without_members(self) -> list[str]:
+        """Published events that no configured occurrence is in."""
+        members = select(occurrences.c.event_id).where(
+            occurrences.c.source_id.in_(_configured), occurrences.c.event_id.is_not(None)
+        )
+        query = select(events.c.id).where(
+            events.c.unpublished_at.is_(None), events.c.id.not_in(members)
+        )
+        async with self.engine.connect() as conn:
+            return list(await conn.scalars(query))
+
+    async def finish_full_merge(self, config: str) -> None:
+        """The merge state is whole: what was pending is merged; it is for `config`."""
+        async with self._writing() as conn:
+            await conn.execute(delete(merge_pending))
+            await _set_meta(conn, "merge_config", config)
+
+
 def _joined(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     """Overlapping ranges joined into one: fewer, wider queries."""
     joined: list[list[int]] = []
@@ -218,39 +300,43 @@ def _joined(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
 
 async def write_merge_state(conn, state: MergeState) -> None:
     """Write what a publish merged: word sets and counts, each occurrence's event, word set
-    and facts; forget the pending keys merged."""
-    if state.full:
-        for table in (word_index, word_sets, word_counts, merge_pending):
-            await conn.execute(delete(table))
+    and facts, events' expiry; forget the pending keys merged."""
     await _add_sets(conn, state.new_sets)
     if state.probes:
         await conn.execute(
             update(word_sets).where(word_sets.c.id == bindparam("set")),
             [{"set": i, "probes": p} for i, p in state.probes.items()],
         )
-    await _count(conn, state.counts, absolute=state.full)
-    total = state.total if state.full else await _meta_number(conn, "merge_total") + state.total
-    await _set_meta(conn, "merge_total", str(total))
-    await _set_meta(conn, "merge_config", state.config)
-    ids = await _set_ids(conn, {words for _, words, *_ in state.occurrences.values()})
+    await _count(conn, state.counts)
+    if state.total:
+        total = await _meta_number(conn, "merge_total") + state.total
+        await _set_meta(conn, "merge_total", str(total))
+    if state.config is not None:
+        await _set_meta(conn, "merge_config", state.config)
+    await _write_occurrence_state(conn, state.occurrences)
+    if state.expiries:
+        await conn.execute(
+            update(events).where(events.c.id == bindparam("event")),
+            [{"event": i, "expires_at": at} for i, at in state.expiries.items()],
+        )
+    for some in _chunks(list(state.merged)):
+        await conn.execute(delete(merge_pending).where(merge_pending.c.key.in_(some)))
+
+
+async def _write_occurrence_state(conn, kept: Mapping[str, tuple]) -> None:
+    """Each occurrence's event, word set (by its words) and facts."""
+    if not kept:
+        return
+    ids = await _set_ids(conn, {words for _, words, *_ in kept.values()})
     rows = [
         {"k": key, "event_id": e, "set_id": ids[w], "at": a, "ident_hash": i, "url_hash": u}
-        for key, (e, w, a, i, u) in state.occurrences.items()
+        for key, (e, w, a, i, u) in kept.items()
     ]
     for start in range(0, len(rows), 2000):
         await conn.execute(
             update(occurrences).where(occurrences.c.key == bindparam("k")),
             rows[start : start + 2000],
         )
-        await asyncio.sleep(0)
-    if state.expiries:
-        await conn.execute(
-            update(events).where(events.c.id == bindparam("event")),
-            [{"event": i, "expires_at": at} for i, at in state.expiries.items()],
-        )
-    if not state.full:
-        for some in _chunks(list(state.merged)):
-            await conn.execute(delete(merge_pending).where(merge_pending.c.key.in_(some)))
 
 
 async def _add_sets(conn, new: Mapping[str, str]) -> None:
@@ -278,15 +364,14 @@ async def _set_ids(conn, words: Iterable[str]) -> dict[str, int]:
     }
 
 
-async def _count(conn, counts: Mapping[str, int], *, absolute: bool) -> None:
-    """Set (absolute) or change the words' counts; a word counted nowhere is forgotten."""
+async def _count(conn, counts: Mapping[str, int]) -> None:
+    """Change the words' counts by `counts`; a word counted nowhere is forgotten."""
     if not counts:
         return
     current = {}
-    if not absolute:
-        for some in _chunks(sorted(counts)):
-            query = select(word_counts).where(word_counts.c.word.in_(some))
-            current.update((r.word, r.count) for r in await conn.execute(query))
+    for some in _chunks(sorted(counts)):
+        query = select(word_counts).where(word_counts.c.word.in_(some))
+        current.update((r.word, r.count) for r in await conn.execute(query))
     new = {w: current.get(w, 0) + n for w, n in counts.items()}
     gone = [w for w, n in new.items() if n <= 0 and w in current]
     added = [{"word": w, "count": n} for w, n in new.items() if n > 0 and w not in current]

@@ -1,0 +1,228 @@
+"""Which part of the network a publish merges, and the merge state it keeps (rule 9 at
+scale). Two ways, with the same result as merging the whole network at once:
+
+    merge_changes(store, settings, config)       # what the changes since the last publish
+        pending = store.pending_changes()        # can reach (merge/incremental.py)
+        seeds   = the changed occurrences, and those whose title probes changed
+        part    = seeds + the events of the occurrences they may join, taken whole
+        events  = merge(part, ..., vocabulary of the whole network)
+
+    merge_all(store, settings, config, write)    # the configuration changed: everything, in
+        vocabulary of every title                 # parts of bounded size
+        occurrences in order of start, a part at a time: merged with the events already
+            made that they may join (as merge_changes does)
+        the events, a batch at a time: merged from their members and written
+
+A part that no join crosses merges into what a merge of the whole network gives for it
+(tests/test_incremental.py proves it on random edits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from aggregator.merge import merge
+from aggregator.merge.incremental import (
+    changed_probes,
+    count_changes,
+    facts,
+    near_enough,
+    rarity_flips,
+    reach,
+    vocabulary_after,
+    words_key,
+)
+from aggregator.merge.join import titles_of
+from aggregator.merge.titles import Title, Vocabulary, comparable_titles
+from aggregator.model import MergedEvent, Occurrence, Settings, Status
+from aggregator.normalise import instant, zone
+from aggregator.reconcile import identity_of
+from aggregator.store import Store
+from aggregator.store.merging import MergeState, Stored
+
+_GONE = (Status.CANCELLED, Status.POSTPONED)
+
+#: occurrences merged at a time when the whole network is merged
+PART = 20_000
+#: events versioned and written at a time when the whole network is merged
+BATCH = 5_000
+
+#: writes a part of a publication: its events, the ids of the published events it may
+#: change, the merge state to keep with it, and events gone besides -> whether any changed
+Write = Callable[[list[MergedEvent], set[str], MergeState | None], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class Merged:
+    """What a merge made: the events, the ids of the published events it may change (None:
+    all) and the merge state to keep."""
+
+    events: list[MergedEvent]
+    ids: set[str] | None
+    state: MergeState
+
+
+def merge_state(
+    items: Sequence[Occurrence],
+    titles: Sequence,
+    events: Sequence[MergedEvent],
+    vocabulary: Vocabulary,
+    settings: Settings,
+    config: str | None,
+) -> MergeState:
+    """The merge state of the occurrences merged: each one's event, word set and facts, and
+    the word sets' probes."""
+    event_of = {key: event.id for event in events for key in event.members}
+    network_zone = zone(settings.merging.network_zone)
+    kept = {}
+    sets: dict[str, str] = {}
+    for occurrence, title in zip(items, titles, strict=True):
+        words = words_key(title)
+        if words not in sets:
+            sets[words] = " ".join(vocabulary.probes(frozenset(title.key_words)))
+        kept[occurrence.key] = (
+            event_of.get(occurrence.key, ""),
+            words,
+            *facts(occurrence, network_zone),
+        )
+    expiries = {e.id: instant(e.end) for e in events if e.status in _GONE}
+    return MergeState(kept, new_sets=sets, config=config, expiries=expiries)
+
+
+async def merge_changes(store: Store, settings: Settings, config: str) -> Merged:
+    """Only what the changes since the last publish can reach, merged with the whole
+    network's vocabulary."""
+    pending = await store.pending_changes()
+    if not pending:
+        return Merged([], set(), MergeState({}, config=config))
+    sources = settings.sources
+    changed = await store.stored_occurrences(keys=[p.key for p in pending])
+    new_words = [words_key(t) for t in titles_of([s.occurrence for s in changed], sources)]
+    old_words = await store.set_words(p.set_id for p in pending if p.set_id is not None)
+    delta, added = count_changes(
+        (old_words[p.set_id] for p in pending if p.set_id in old_words), new_words
+    )
+    total_before = await store.merge_total()
+    total = total_before + added
+    touched = set(delta)
+    flips = rarity_flips(total_before, total)
+    if flips:
+        touched.update(await store.words_counted(*flips))
+    sets = await store.sets_with_words(touched)
+    needed = touched.union(*(words.split() for words, _ in sets.values()))
+    probes = changed_probes(sets, vocabulary_after(await store.word_counts(needed), delta, total))
+    seeds = {s.occurrence.key: s for s in changed}
+    for s in await store.stored_occurrences(set_ids=list(probes)):
+        seeds.setdefault(s.occurrence.key, s)
+    groups = await groups_within_reach(store, settings, seeds)
+    groups.update(p.event_id for p in pending if p.event_id)
+    members = await store.stored_occurrences(event_ids=sorted(groups))
+    part = {s.occurrence.key: s.occurrence for s in members}
+    part.update((key, s.occurrence) for key, s in seeds.items())
+    items = list(part.values())
+    titles = titles_of(items, sources)
+    words = set().union(*(t.key_words for t in titles))
+    vocabulary = vocabulary_after(await store.word_counts(words), delta, total)
+    known = await store.known_ids(identity_of(o) for o in items)
+    events = await asyncio.to_thread(merge, items, sources, settings.merging, known, vocabulary)
+    state = merge_state(items, titles, events, vocabulary, settings, config)
+    state.probes, state.counts, state.total = probes, delta, added
+    state.merged = [p.key for p in pending]
+    return Merged(events, groups | {e.id for e in events}, state)
+
+
+async def groups_within_reach(
+    store: Store, settings: Settings, seeds: dict[str, Stored]
+) -> set[str]:
+    """The events of the occurrences the seeds may be joined to, and the seeds' own."""
+    if not seeds:
+        return set()
+    network_zone = zone(settings.merging.network_zone)
+    occurrences = [s.occurrence for s in seeds.values()]
+    found = [facts(o, network_zone) for o in occurrences]
+    titles = titles_of(occurrences, settings.sources)
+    reaches = [
+        reach(f, o.all_day, settings.merging) for f, o in zip(found, occurrences, strict=True)
+    ]
+    near = await store.near(
+        reaches, {f.ident_hash for f in found}, {f.url_hash for f in found if f.url_hash}
+    )
+    groups = {s.event_id for s in seeds.values() if s.event_id}
+    groups.update(near_enough(occurrences, found, titles, reaches, near))
+    return groups
+
+
+async def merge_all(store: Store, settings: Settings, config: str, write: Write) -> bool:
+    """The whole network merged in parts of bounded size, written as it goes; the merge
+    state is made anew (the configuration it is for is written last: a process stopped
+    half-way merges everything again). Returns whether any published event changed."""
+    titles = await store.title_counts()
+    sets, counts, total = await asyncio.to_thread(_vocabulary, titles, settings)
+    vocabulary = Vocabulary(counts, total)
+    await store.begin_full_merge(sets, counts, total)
+    after: tuple[str, str] | None = None
+    while part := await store.occurrences_in_order(after, PART):
+        after = (part[-1].start_key, part[-1].occurrence.key)
+        await _group(store, settings, [s.occurrence for s in part], vocabulary)
+    changed = False
+    last = ""
+    while ids := await store.group_ids(last, BATCH):
+        last = ids[-1]
+        members = [s.occurrence for s in await store.stored_occurrences(event_ids=ids)]
+        known = await store.known_ids(identity_of(o) for o in members)
+        events = await asyncio.to_thread(
+            merge, members, settings.sources, settings.merging, known, vocabulary
+        )
+        expiries = {e.id: instant(e.end) for e in events if e.status in _GONE}
+        state = MergeState({}, expiries=expiries, config=None)
+        changed |= await write(events, set(ids) | {e.id for e in events}, state)
+    orphans = set(await store.published_without_members())
+    if orphans:
+        changed |= await write([], orphans, None)
+    await store.finish_full_merge(config)
+    return changed
+
+
+def _vocabulary(
+    titles: dict[str, int], settings: Settings
+) -> tuple[dict[str, str], Counter[str], int]:
+    """The network's word sets (words -> probes), word counts and number of occurrences,
+    from each title and how many occurrences have it."""
+    raw = list(titles)
+    comparable: list[Title] = comparable_titles(raw, settings.sources)
+    counts: Counter[str] = Counter()
+    for text, title in zip(raw, comparable, strict=True):
+        for word in title.key_words:
+            counts[word] += titles[text]
+    vocabulary = Vocabulary(counts, sum(titles.values()))
+    sets = {}
+    for title in comparable:
+        words = words_key(title)
+        if words not in sets:
+            sets[words] = " ".join(vocabulary.probes(frozenset(title.key_words)))
+    return sets, counts, vocabulary.total
+
+
+async def _group(
+    store: Store, settings: Settings, part: Sequence[Occurrence], vocabulary: Vocabulary
+) -> None:
+    """Merge a part of the network with the events already made that it may join, and
+    keep which event each occurrence is in."""
+    seeds = {o.key: Stored(o, None, None) for o in part}
+    groups = await groups_within_reach(store, settings, seeds)
+    items = {
+        s.occurrence.key: s.occurrence
+        for s in await store.stored_occurrences(event_ids=sorted(groups))
+    }
+    items.update((o.key, o) for o in part)
+    merged = list(items.values())
+    known = await store.known_ids(identity_of(o) for o in merged)
+    events = await asyncio.to_thread(
+        merge, merged, settings.sources, settings.merging, known, vocabulary
+    )
+    titles = titles_of(merged, settings.sources)
+    state = merge_state(merged, titles, events, vocabulary, settings, None)
+    await store.write_groups(state.occurrences)
