@@ -82,7 +82,10 @@ class _Publisher:
             if gone:
                 left = (set(publication.gone) | set(gone)) - {e.id for e in kept}
                 publication = replace(publication, gone=tuple(sorted(left)))
-            return publication
+            # every identity merged is remembered under its event's id, the events past
+            # their retention too: the ids an identity claims are those of its event now
+            mapped = {identity: e.id for e in events for identity in e.identities}
+            return replace(publication, identities=mapped)
 
         return await self.store.write_publication(plan, ids, state)
 

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from aggregator.merge import merge
+from aggregator.merge.group import holders_of
 from aggregator.merge.incremental import (
     changed_probes,
     count_changes,
@@ -38,7 +39,7 @@ from aggregator.merge.incremental import (
 from aggregator.merge.join import titles_of
 from aggregator.merge.titles import Title, Vocabulary, comparable_titles
 from aggregator.model import MergedEvent, Occurrence, Settings, Status
-from aggregator.normalise import instant, zone
+from aggregator.normalise import event_id, instant, zone
 from aggregator.reconcile import identity_of
 from aggregator.store import Store
 from aggregator.store.merging import MergeState, Stored
@@ -126,8 +127,7 @@ async def merge_changes(store: Store, settings: Settings, config: str) -> Merged
     titles = titles_of(items, sources)
     words = set().union(*(t.key_words for t in titles))
     vocabulary = vocabulary_after(await store.word_counts(words), delta, total)
-    known = await store.known_ids(identity_of(o) for o in items)
-    events = await asyncio.to_thread(merge, items, sources, settings.merging, known, vocabulary)
+    events = await _merged(store, settings, items, vocabulary)
     state = merge_state(items, titles, events, vocabulary, settings, config)
     state.probes, state.counts, state.total = probes, delta, added
     state.merged = [p.key for p in pending]
@@ -152,7 +152,27 @@ async def groups_within_reach(
     )
     groups = {s.event_id for s in seeds.values() if s.event_id}
     groups.update(near_enough(occurrences, found, titles, reaches, near))
+    # and the events whose ids the seeds' identities were published under (NetworkIds)
+    groups.update((await store.known_ids(map(identity_of, occurrences))).values())
     return groups
+
+
+async def _merged(
+    store: Store, settings: Settings, items: list[Occurrence], vocabulary: Vocabulary
+) -> list[MergedEvent]:
+    """merge() of a part of the network, with the ids and the vocabulary of the whole."""
+    identities = [identity_of(o) for o in items]
+    known = await store.known_ids(identities)
+    # who holds each id these events may get: those of the store outside this part, and
+    # those in it (a new occurrence may come back with an identity published before)
+    candidates = set(known.values()) | {event_id(*i.split("\x1f")) for i in identities}
+    holders = await store.live_holders(candidates, {o.key for o in items})
+    for eid, identity in holders_of(identities, known).items():
+        if eid not in holders or identity < holders[eid]:
+            holders[eid] = identity
+    return await asyncio.to_thread(
+        merge, items, settings.sources, settings.merging, known, vocabulary, holders
+    )
 
 
 async def merge_all(store: Store, settings: Settings, config: str, write: Write) -> bool:
@@ -172,10 +192,7 @@ async def merge_all(store: Store, settings: Settings, config: str, write: Write)
     while ids := await store.group_ids(last, BATCH):
         last = ids[-1]
         members = [s.occurrence for s in await store.stored_occurrences(event_ids=ids)]
-        known = await store.known_ids(identity_of(o) for o in members)
-        events = await asyncio.to_thread(
-            merge, members, settings.sources, settings.merging, known, vocabulary
-        )
+        events = await _merged(store, settings, members, vocabulary)
         expiries = {e.id: instant(e.end) for e in events if e.status in _GONE}
         state = MergeState({}, expiries=expiries, config=None)
         changed |= await write(events, set(ids) | {e.id for e in events}, state)
@@ -219,10 +236,7 @@ async def _group(
     }
     items.update((o.key, o) for o in part)
     merged = list(items.values())
-    known = await store.known_ids(identity_of(o) for o in merged)
-    events = await asyncio.to_thread(
-        merge, merged, settings.sources, settings.merging, known, vocabulary
-    )
+    events = await _merged(store, settings, merged, vocabulary)
     titles = titles_of(merged, settings.sources)
     state = merge_state(merged, titles, events, vocabulary, settings, None)
     await store.write_groups(state.occurrences)

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from operator import attrgetter
 
-from aggregator.merge.group import merge_alone, merge_group, site
+from aggregator.merge.group import NetworkIds, holders_of, merge_alone, merge_group, site
 from aggregator.merge.join import Sets, join_identical, join_similar
 from aggregator.merge.titles import Vocabulary
 from aggregator.model import MergedEvent, MergeSettings, Occurrence, Source
@@ -40,6 +40,7 @@ def merge(
     settings: MergeSettings | None = None,
     known_ids: Mapping[str, str] | None = None,
     vocabulary: Vocabulary | None = None,
+    holders: Mapping[str, str] | None = None,
 ) -> list[MergedEvent]:
     """The network events: one per group of occurrences that are the same event.
 
@@ -48,10 +49,13 @@ def merge(
     `known_ids` maps identities to the network ids the store has already given them.
     `vocabulary`: how rare title words are in the whole network, when `occurrences` are a
     part of it closed under joining (an incremental merge); else counted from them.
+    `holders`: for each id in `known_ids`, the smallest identity in the whole network last
+    published under it (group.NetworkIds), when `occurrences` are a part of it; else
+    found among them.
     """
     with _without_cycle_collection():
         return _merge(
-            occurrences, sources, settings or MergeSettings(), known_ids or {}, vocabulary
+            occurrences, sources, settings or MergeSettings(), known_ids or {}, vocabulary, holders
         )
 
 
@@ -78,6 +82,7 @@ def _merge(
     settings: MergeSettings,
     known: Mapping[str, str],
     vocabulary: Vocabulary | None,
+    holders: Mapping[str, str] | None,
 ) -> list[MergedEvent]:
     rank = {source.id: index for index, source in enumerate(sources)}
     by_id = {source.id: source for source in sources}
@@ -87,6 +92,7 @@ def _merge(
     )
     # joining by identity and naming the events both need each one: made once
     identities = list(map(identity_of, items))
+    ids = NetworkIds(known, holders_of(identities, known) if holders is None else holders)
     sets = Sets(len(items))
     join_identical(items, identities, sets)
     join_similar(items, sets, settings, by_id, vocabulary)
@@ -106,7 +112,7 @@ def _merge(
             group = [index, *others[index]]
             members = [items[i] for i in group]
             member_identities = [identities[i] for i in group]
-            events.append(merge_group(members, member_identities, known, rank, by_id, sites))
+            events.append(merge_group(members, member_identities, ids, rank, by_id, sites))
         else:
-            events.append(merge_alone(items[index], identities[index], known, by_id))
+            events.append(merge_alone(items[index], identities[index], ids, by_id))
     return events

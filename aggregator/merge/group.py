@@ -14,12 +14,53 @@ from aggregator.normalise import event_id, from_iso, iso, occurrence_fingerprint
 _GONE = (Status.CANCELLED, Status.POSTPONED)
 
 
+class NetworkIds:
+    """The id each event gets: one the store already gave its identities, so an event keeps
+    its id when a member joins or leaves, or a new one; never the id of another event.
+
+    An id the store gave goes to the event holding the smallest of the identities (of the
+    occurrences in the network now) that were last published under it. When a co-hosted
+    event splits (one member moves its copy), the half with that identity keeps the id
+    and the other gets its own, so both stay published. An event whose new id, derived from
+    its smallest identity, is held by another takes a variant of it.
+    """
+
+    def __init__(self, known: Mapping[str, str], holders: Mapping[str, str]) -> None:
+        #: identity -> the id it was last published under
+        self.known = known
+        #: id -> the smallest identity in the network last published under it
+        self.holders = holders
+
+    def of(self, identities: Sequence[str]) -> str:
+        """The id of the event of these identities (sorted, distinct)."""
+        known, holders = self.known, self.holders
+        remembered = sorted({known[i] for i in identities if i in known})
+        for eid in remembered:
+            if holders.get(eid) in identities:
+                return eid
+        fresh = event_id(*identities[0].split("\x1f"))
+        holder = holders.get(fresh)
+        if holder is not None and holder not in identities:
+            return event_id(identities[0], "another")
+        return fresh
+
+
+def holders_of(identities: Iterable[str], known: Mapping[str, str]) -> dict[str, str]:
+    """For each id some of these identities were published under, the smallest of them."""
+    holders: dict[str, str] = {}
+    for identity in identities:
+        eid = known.get(identity)
+        if eid is not None and (eid not in holders or identity < holders[eid]):
+            holders[eid] = identity
+    return holders
+
+
 def merge_alone(
-    first: Occurrence, identity: str, known: Mapping[str, str], by_id: Mapping[str, Source]
+    first: Occurrence, identity: str, ids: NetworkIds, by_id: Mapping[str, Source]
 ) -> MergedEvent:
     """The event of an occurrence no other member lists (most events): what merge_group
     gives for one member, without the work."""
-    eid = known.get(identity) or event_id(*identity.split("\x1f"))
+    eid = ids.of((identity,))
     source = by_id[first.source_id]
     categories = first.categories + source.categories
     if len(categories) > 1:
@@ -43,7 +84,7 @@ def merge_alone(
 def merge_group(
     members: Sequence[Occurrence],
     member_identities: Sequence[str],
-    known: Mapping[str, str],
+    ids: NetworkIds,
     rank: Mapping[str, int],
     by_id: Mapping[str, Source],
     sites: Mapping[str, str | None],
@@ -52,11 +93,10 @@ def merge_group(
     homepage is the event's site, else the first in the configuration); organisers and
     categories are the union; it is cancelled only when every member says so.
 
-    Its id is the one the store already gave any of its identities, else one derived from
-    the smallest, so it survives restarts and the first publisher leaving."""
+    Its id is the one the store already gave its identities (NetworkIds), so it survives
+    restarts and the first publisher leaving."""
     identities = tuple(sorted(set(member_identities)))
-    remembered = sorted({known[i] for i in identities if i in known})
-    eid = remembered[0] if remembered else event_id(*identities[0].split("\x1f"))
+    eid = ids.of(identities)
     members = sorted(
         members, key=lambda o: (not _owns(sites[o.source_id], o.url), rank[o.source_id], o.key)
     )

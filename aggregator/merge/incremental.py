@@ -63,9 +63,15 @@ def facts(occurrence: Occurrence, network_zone: tzinfo | None) -> Facts:
         at = int(instant(date.fromordinal(start.toordinal()), network_zone).timestamp())
     else:
         at = int(start.timestamp()) if isinstance(start, datetime) else 0
-    uid, _, rid = identity_of(occurrence).partition("\x1f")
     url = url_key(occurrence.url)
-    return Facts(at, hash64(f"{uid.strip().lower()}\x1f{rid}"), hash64(url) if url else None)
+    return Facts(at, ident_hash(identity_of(occurrence)), hash64(url) if url else None)
+
+
+def ident_hash(identity: str) -> int:
+    """The hash of an identity ("uid\x1frecurrence id") as identities are compared: the UID
+    without case and surrounding space."""
+    uid, _, rid = identity.partition("\x1f")
+    return hash64(f"{uid.strip().lower()}\x1f{rid}")
 
 
 def reach(found: Facts, all_day: bool, settings: MergeSettings) -> Reach:
@@ -193,6 +199,7 @@ __all__ = [
     "count_changes",
     "facts",
     "hash64",
+    "ident_hash",
     "rarity_flips",
     "reach",
     "Near",

@@ -11,12 +11,13 @@ from typing import NamedTuple
 
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, tuple_, update
 
-from aggregator.merge.incremental import Near, Reach
+from aggregator.merge.incremental import Near, Reach, ident_hash
 from aggregator.model import Occurrence, Status
 from aggregator.store.base import StoreBase, _chunks, _configured, _meta_number, _set_meta
 from aggregator.store.occurrences import _occurrence, occurrence_select
 from aggregator.store.schema import (
     events,
+    identities,
     merge_pending,
     meta,
     occurrences,
@@ -191,6 +192,30 @@ class MergingMixin(StoreBase):
                         r.key, r.event_id, r.at, r.all_day, r.words or "", r.ident_hash, r.url_hash
                     )
         return list(found.values())
+
+    async def live_holders(self, ids: Collection[str], besides: Collection[str]) -> dict[str, str]:
+        """For each of these ids, the smallest identity published under it whose occurrence
+        is in the network (configured), leaving out the occurrences `besides`."""
+        published: list[tuple[str, str]] = []
+        async with self.engine.connect() as conn:
+            for some in _chunks(sorted(ids)):
+                query = select(identities.c.identity, identities.c.event_id)
+                published += [
+                    tuple(r)
+                    for r in await conn.execute(query.where(identities.c.event_id.in_(some)))
+                ]
+            hashes = {identity: ident_hash(identity) for identity, _ in published}
+            live: set[int] = set()
+            for some in _chunks(sorted(set(hashes.values()))):
+                query = select(occurrences.c.key, occurrences.c.ident_hash).where(
+                    occurrences.c.ident_hash.in_(some), occurrences.c.source_id.in_(_configured)
+                )
+                live.update(r.ident_hash for r in await conn.execute(query) if r.key not in besides)
+        holders: dict[str, str] = {}
+        for identity, eid in published:
+            if hashes[identity] in live and (eid not in holders or identity < holders[eid]):
+                holders[eid] = identity
+        return holders
 
     async def expired_events(self, before: datetime) -> list[str]:
         """Published events cancelled or postponed whose end is before `before` (rule 7)."""
