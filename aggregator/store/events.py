@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import asdict
 from datetime import timedelta
 from functools import partial
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import LargeBinary, bindparam, func, insert, select, type_coerce, update
 
 from aggregator.model import (
     ChangeRecord,
@@ -30,12 +29,21 @@ from aggregator.store.base import (
     _write_many,
 )
 from aggregator.store.merging import MergeState, write_merge_state
+from aggregator.store.packing import (
+    pack_event,
+    pack_json,
+    unpack_event,
+    unpack_json,
+    unpack_text,
+)
 from aggregator.store.rows import change_record
 from aggregator.store.schema import (
     changes,
     events,
     identities,
+    texts,
 )
+from aggregator.store.texts import forget_unused_texts, store_texts, text_of
 
 _GONE = (Status.CANCELLED, Status.POSTPONED)
 
@@ -65,21 +73,20 @@ class EventsMixin(StoreBase):
             known = await asyncio.to_thread(_published_versions, rows)
             publication = await plan(known)
             inserts, updates, history = await asyncio.to_thread(_rows, publication)
+            await _store_descriptions(conn, inserts, updates, history)
             # executemany: one statement for all, not one round trip per event
-            if inserts:
-                await _write_many(conn, insert(events), inserts)
-            if updates:
-                await _write_many(
-                    conn, update(events).where(events.c.id == bindparam("event_id")), updates
-                )
+            await _write_many(conn, insert(events), inserts)
+            await _write_many(
+                conn, update(events).where(events.c.id == bindparam("event_id")), updates
+            )
             for some in _chunks(publication.gone):
                 await conn.execute(
                     update(events)
                     .where(events.c.id.in_(some))
                     .values(unpublished_at=publication.at)
                 )
-            if history:
-                await conn.execute(insert(changes), history)
+            await _write_many(conn, insert(changes), history)
+            await forget_unused_texts(conn)
             await _remember_ids(conn, publication.identities)
             if state is not None:
                 await write_merge_state(conn, state)
@@ -104,8 +111,7 @@ class EventsMixin(StoreBase):
             if newest is None:
                 return []
             result = await conn.execute(
-                select(changes)
-                .where(shown, changes.c.at >= newest - timedelta(days=days))
+                _CHANGES.where(shown, changes.c.at >= newest - timedelta(days=days))
                 .order_by(changes.c.at.desc(), changes.c.id.desc())
                 .limit(limit)
             )
@@ -115,9 +121,9 @@ class EventsMixin(StoreBase):
         """Every event's changes, oldest first, by event id; none of an unpublished event."""
         async with self.engine.connect() as conn:
             result = await conn.execute(
-                select(changes)
-                .where(changes.c.event_id.not_in(_unpublished))
-                .order_by(changes.c.at, changes.c.id)
+                _CHANGES.where(changes.c.event_id.not_in(_unpublished)).order_by(
+                    changes.c.at, changes.c.id
+                )
             )
             history: dict[str, list[ChangeRecord]] = {}
             for row in result:
@@ -126,33 +132,59 @@ class EventsMixin(StoreBase):
 
     async def published_events(self) -> list[NetworkEvent]:
         """Every published event, in a stable order: start, then id."""
+        query = (
+            select(*_EVENT_COLUMNS, events.c.sequence, events.c.last_modified, events.c.ics)
+            .select_from(_EVENTS)
+            .where(events.c.unpublished_at.is_(None))
+            .order_by(events.c.start, events.c.id)
+        )
         async with self.engine.connect() as conn:
-            result = await conn.execute(
-                select(events)
-                .where(events.c.unpublished_at.is_(None))
-                .order_by(events.c.start, events.c.id)
-            )
-            return [
-                NetworkEvent(
-                    event=_merged(row.data),
-                    sequence=row.sequence,
-                    created=row.created,
-                    last_modified=row.last_modified,
-                    ics=row.ics,
-                )
-                for row in result
-            ]
+            rows = (await conn.execute(query)).all()
+        # thousands of events to unpack: in a thread, so the server keeps answering
+        return await asyncio.to_thread(_network_events, rows)
 
 
+#: an event's row with its description's text
+_EVENTS = events.outerjoin(texts, texts.c.id == events.c.text_id)
+#: what an event's fields are read from: the packed bytes as they are (the VEVENT's
+#: dictionary), the text
+_EVENT_COLUMNS = (
+    events.c.id,
+    events.c.created,
+    type_coerce(events.c.data, LargeBinary).label("packed"),
+    texts.c.body,
+)
 #: what the versioning step needs of each stored event
 _VERSION_COLUMNS = (
-    events.c.id,
+    *_EVENT_COLUMNS,
     events.c.fingerprint,
     events.c.sequence,
-    events.c.created,
-    events.c.data,
     events.c.unpublished_at,
 )
+_BEFORE, _AFTER = texts.alias("before_texts"), texts.alias("after_texts")
+#: the changes with their summaries' texts
+_CHANGES = (
+    select(changes, _BEFORE.c.body.label("before_body"), _AFTER.c.body.label("after_body"))
+    .outerjoin(_BEFORE, _BEFORE.c.id == changes.c.before_text)
+    .outerjoin(_AFTER, _AFTER.c.id == changes.c.after_text)
+)
+
+
+def _network_events(rows) -> list[NetworkEvent]:
+    published = []
+    for row in rows:
+        description = unpack_text(row.body)
+        fields, ics = unpack_event(row.id, row.packed, row.ics, description)
+        published.append(
+            NetworkEvent(
+                event=_merged(fields, row.id, description),
+                sequence=row.sequence,
+                created=row.created,
+                last_modified=row.last_modified,
+                ics=ics,
+            )
+        )
+    return published
 
 
 def _published_versions(rows) -> dict[str, PublishedVersion]:
@@ -164,24 +196,28 @@ def _published_versions(rows) -> dict[str, PublishedVersion]:
             sequence=row.sequence,
             created=row.created,
             unpublished_at=row.unpublished_at,
-            read_event=partial(_merged, row.data),
+            read_event=partial(_stored_event, row.packed, row.id, row.body),
         )
         for row in rows
     }
 
 
 def _rows(publication: Publication) -> tuple[list[dict], list[dict], list[dict]]:
-    """The rows to insert, to update, and of the history, as the publication says."""
+    """The rows to insert, to update, and of the history, as the publication says, packed;
+    each with its description(s) still as text (_store_descriptions makes them ids)."""
     inserts, updates, history = [], [], []
     for new in publication.versions:
+        fields, description = _text_out(_event_data(new.event))
+        data, ics = pack_event(new.event.id, fields, new.ics, description)
         values = {
             "fingerprint": new.fingerprint,
             "sequence": new.sequence,
             "created": new.created,
             "last_modified": new.last_modified,
             "start": iso(new.event.start),
-            "data": _event_data(new.event),
-            "ics": new.ics,
+            "data": data,
+            "ics": ics,
+            "description": description,
             "unpublished_at": None,
             "expires_at": instant(new.event.end) if new.event.status in _GONE else None,
         }
@@ -190,22 +226,52 @@ def _rows(publication: Publication) -> tuple[list[dict], list[dict], list[dict]]
         else:
             updates.append({"event_id": new.event.id, **values})
         if new.change is not None:
-            change = new.change
-            history.append(
-                {
-                    "event_id": change.event_id,
-                    "at": change.at,
-                    "kind": change.kind.value,
-                    "title": change.title,
-                    "before": change.before,
-                    "after": change.after,
-                }
-            )
+            history.append(_change_row(new.change))
     return inserts, updates, history
 
 
+def _change_row(change: ChangeRecord) -> dict:
+    before, before_text = _text_out(change.before)
+    after, after_text = _text_out(change.after)
+    return {
+        "event_id": change.event_id,
+        "at": change.at,
+        "kind": change.kind.value,
+        "title": change.title,
+        "before": None if before is None else pack_json(before),
+        "after": pack_json(after),
+        "before_description": before_text,
+        "after_description": after_text,
+    }
+
+
+def _text_out(values: dict | None) -> tuple[dict | None, str]:
+    """The fields or summary with an empty description in place of its text (kept in
+    texts), and the text."""
+    text = (values or {}).get("description")
+    if not text or not isinstance(text, str):
+        return values, ""
+    return {**values, "description": ""}, text
+
+
+async def _store_descriptions(
+    conn, inserts: list[dict], updates: list[dict], history: list[dict]
+) -> None:
+    """Store the rows' descriptions as texts; the rows name them by id."""
+    described = ((row, "description", "text_id") for row in (*inserts, *updates))
+    summarised = (
+        (row, f"{side}_description", f"{side}_text")
+        for row in history
+        for side in ("before", "after")
+    )
+    moves = [*described, *summarised]
+    ids = await store_texts(conn, (row[text] for row, text, _ in moves))
+    for row, text, column in moves:
+        row[column] = text_of(ids, row.pop(text))
+
+
 async def _version_rows(conn, ids: Collection[str] | None) -> list:
-    query = select(*_VERSION_COLUMNS)
+    query = select(*_VERSION_COLUMNS).select_from(_EVENTS)
     if ids is None:
         return (await conn.execute(query)).all()
     return [
@@ -244,21 +310,34 @@ async def _remember_ids(conn, wanted: dict[str, str]) -> None:
 
 
 def _event_data(item: MergedEvent) -> dict:
+    """The fields as stored: the id is the row's."""
     data = asdict(item)
+    del data["id"]
     data.update(
         start=iso(item.start),
         end=iso(item.end),
         status=item.status.value,
         previous_start=iso(item.previous_start),
     )
-    return json.loads(json.dumps(data))  # tuples -> lists, so what we store is what we read
+    return data
 
 
-def _merged(data: dict) -> MergedEvent:
+def _stored_event(packed: bytes, event_id: str, body: bytes | None) -> MergedEvent:
+    return _merged(unpack_json(packed), event_id, unpack_text(body))
+
+
+def _merged(data: dict, event_id: str, description: str) -> MergedEvent:
+    """The merged event of stored fields, its id and its description's text (empty: the
+    fields' own)."""
     values = dict(data)
     values.update(
-        start=from_iso(data["start"]), end=from_iso(data["end"]), status=Status(data["status"])
+        id=event_id,
+        start=from_iso(data["start"]),
+        end=from_iso(data["end"]),
+        status=Status(data["status"]),
     )
+    if description:
+        values["description"] = description
     if values.get("previous_start"):
         values["previous_start"] = from_iso(values["previous_start"])
     for name in ("categories", "organisers", "source_ids", "members", "identities", "cancelled_by"):

@@ -20,10 +20,13 @@ from aggregator.store.base import (
     _meta_number,
     _write_many,
 )
+from aggregator.store.packing import unpack_text
 from aggregator.store.schema import (
     merge_pending,
     occurrences,
+    texts,
 )
+from aggregator.store.texts import forget_unused_texts, store_texts, text_of
 
 
 class OccurrencesMixin(StoreBase):
@@ -58,16 +61,22 @@ class OccurrencesMixin(StoreBase):
 
 
 def occurrence_select():
-    """The select every read of whole occurrences starts from (`_occurrence` reads its rows)."""
-    return select(occurrences)
+    """The select every read of whole occurrences starts from (`_occurrence` reads its rows):
+    the occurrences' columns and their description's (packed) text."""
+    return select(occurrences, texts.c.body).select_from(
+        occurrences.outerjoin(texts, texts.c.id == occurrences.c.text_id)
+    )
 
 
 def _occurrences_of(rows) -> list[Occurrence]:
-    return [_occurrence(row) for row in rows]
+    # the occurrences of a series share their text: unpacked once
+    unpacked: dict[int, str] = {}
+    return [_occurrence(row, unpacked) for row in rows]
 
 
 def _occurrence_rows(snapshot: Sequence[Occurrence]) -> list[dict]:
-    """The rows of a snapshot, each with the hash that tells whether a later one changed it."""
+    """The rows of a snapshot, each with the hash that tells whether a later one changed it
+    (the description is in the rows until replace_snapshot stores it as a text)."""
     rows = []
     for o in snapshot:
         row = _occurrence_row(o)
@@ -101,14 +110,27 @@ async def replace_snapshot(conn, source_id: str, rows: Sequence[dict]) -> None:
     ]
     for some in _chunks(deleted):
         await conn.execute(delete(occurrences).where(occurrences.c.key.in_(some)))
-    await _write_many(conn, insert(occurrences), added)
+    # after the deletes: a text they let go of is kept for a row that takes it again
+    ids = await store_texts(conn, (row["description"] for row in (*added, *changed)))
+    await _write_many(conn, insert(occurrences), _with_texts(added, ids))
     await _write_many(
         conn,
         update(occurrences).where(occurrences.c.key == bindparam("old_key")),
-        changed,
+        _with_texts(changed, ids),
     )
+    await forget_unused_texts(conn)
     touched = [*deleted, *(row["key"] for row in added), *(row["key"] for row in changed)]
     await _note_pending(conn, touched, stored)
+
+
+def _with_texts(rows: Sequence[dict], ids: dict[str, int]) -> list[dict]:
+    """The rows as stored: their description's text id for the description."""
+    stored = []
+    for row in rows:
+        values = dict(row)
+        values["text_id"] = text_of(ids, values.pop("description"))
+        stored.append(values)
+    return stored
 
 
 async def _note_pending(conn, keys: Sequence[str], stored: dict) -> None:
@@ -158,7 +180,16 @@ def _occurrence_row(o: Occurrence) -> dict:
     }
 
 
-def _occurrence(row) -> Occurrence:
+def _occurrence(row, unpacked: dict[int, str] | None = None) -> Occurrence:
+    """An occurrence_select() row as an occurrence; `unpacked`, texts already unpacked."""
+    if row.text_id is None:
+        description = ""
+    elif unpacked is None:
+        description = unpack_text(row.body)
+    else:
+        description = unpacked.get(row.text_id)
+        if description is None:
+            description = unpacked[row.text_id] = unpack_text(row.body)
     return Occurrence(
         key=row.key,
         source_id=row.source_id,
@@ -169,7 +200,7 @@ def _occurrence(row) -> Occurrence:
         end=from_iso(row.end),
         all_day=row.all_day,
         tzid=row.tzid,
-        description=row.description,
+        description=description,
         url=row.url,
         location=row.location,
         status=Status(row.status),

@@ -1,5 +1,5 @@
 """Rows of the sources' tables <-> typed records: a source's state, its fetch history, the
-pages its items link, and problems as JSON. No record leaves the store as a dict."""
+pages its items link, a change, and problems as JSON. No record leaves the store as a dict."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from aggregator.model import (
 )
 from aggregator.normalise import from_iso, iso
 from aggregator.problems import as_problem, problem
+from aggregator.store.packing import unpack_text
 
 #: a source's stored warnings, at most
 MAX_WARNINGS = 200
@@ -68,15 +69,24 @@ def capped(warnings: Iterable[Problem | str]) -> list[dict]:
 
 
 def change_record(row) -> ChangeRecord:
+    """A change as written, of a row with its summaries' texts (before_body, after_body)."""
     return ChangeRecord(
         event_id=row.event_id,
         at=row.at,
         kind=ChangeKind(row.kind),
         title=row.title,
-        before=row.before,
-        after=row.after,
+        before=_summary(row.before, row.before_text, row.before_body),
+        after=_summary(row.after, row.after_text, row.after_body),
         id=row.id,
     )
+
+
+def _summary(summary: dict | None, text_id: int | None, body: bytes | None) -> dict | None:
+    """A summary with its description back from texts, where it was (the key stays in its
+    place: the history's JSON shows the summary as it was made)."""
+    if summary is None or text_id is None:
+        return summary
+    return {**summary, "description": unpack_text(body)}
 
 
 def fetch_record(row) -> FetchRecord:

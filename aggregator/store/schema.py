@@ -1,8 +1,9 @@
-"""The tables. Migrations in migrations/versions/ create and change them; keep both in step."""
+"""The tables. Migrations in migrations/versions/ create and change them; keep both in step
+(the triggers that count the rows naming each text are in migration 0010 only)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import (
     JSON,
@@ -20,7 +21,10 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    text,
 )
+
+from aggregator.store.packing import pack_json, unpack_json
 
 
 class UTCDateTime(TypeDecorator):
@@ -41,6 +45,47 @@ class UTCDateTime(TypeDecorator):
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
+
+class UTCMicros(TypeDecorator):
+    """Aware UTC datetimes in and out, kept as microseconds since 1970: an integer of 7 or 8
+    bytes where DateTime's text takes 26 (and as much again in an index)."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return (value - _EPOCH) // _MICROSECOND
+
+    def process_result_value(self, value: int | None, dialect):
+        return None if value is None else _EPOCH + value * _MICROSECOND
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+class Packed(TypeDecorator):
+    """JSON, deflated (store/packing.py). Bytes given are taken as packed already: a
+    writer packs its rows in a thread, not on the event loop."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None or isinstance(value, bytes):
+            return value
+        return pack_json(value)
+
+    def process_result_value(self, value: bytes | None, dialect):
+        return None if value is None else unpack_json(value)
+
+
+#: the id of a text in `texts` (SQLite's INTEGER PRIMARY KEY is the rowid: no other index)
+TextId = BigInteger().with_variant(Integer(), "sqlite")
 
 metadata = MetaData()
 
@@ -87,7 +132,6 @@ occurrences = Table(
     Column("end", String(32), nullable=False),
     Column("all_day", Boolean, nullable=False),
     Column("tzid", String(100)),
-    Column("description", Text, nullable=False, default=""),
     Column("url", Text),
     Column("location", Text, nullable=False, default=""),
     Column("status", String(16), nullable=False),
@@ -112,6 +156,8 @@ occurrences = Table(
     #: hashes of its identity (uid and recurrence id) and of its event address
     Column("ident_hash", BigInteger),
     Column("url_hash", BigInteger),
+    # 0010: its description, in texts (none: no description)
+    Column("text_id", BigInteger),
     Index("ix_occurrences_source_id", "source_id"),
     Index("ix_occurrences_event_id", "event_id"),
     Index("ix_occurrences_set_id", "set_id"),
@@ -126,17 +172,21 @@ events = Table(
     Column("id", String(64), primary_key=True),
     Column("fingerprint", String(64), nullable=False),
     Column("sequence", Integer, nullable=False),
-    Column("created", UTCDateTime, nullable=False),
-    Column("last_modified", UTCDateTime, nullable=False),
+    Column("created", UTCMicros, nullable=False),
+    Column("last_modified", UTCMicros, nullable=False),
     Column("start", String(32), nullable=False),
-    #: the merged event's fields, for JSON and Atom
-    Column("data", JSON, nullable=False),
-    #: the VEVENT bytes, serialised once when the event changed
+    #: the merged event's fields, for JSON and Atom; since 0010 packed, without the
+    #: description (text_id) and id (the row's)
+    Column("data", Packed, nullable=False),
+    #: the VEVENT bytes, serialised once when the event changed; since 0010 packed with the
+    #: fields and the description as dictionary (packing.pack_vevent)
     Column("ics", LargeBinary, nullable=False),
     # 0007: left the outputs at this time; kept so that its SEQUENCE goes on if it returns
-    Column("unpublished_at", UTCDateTime),
+    Column("unpublished_at", UTCMicros),
     # 0009: a cancelled or postponed event's end: it leaves the outputs after the retention
-    Column("expires_at", UTCDateTime),
+    Column("expires_at", UTCMicros),
+    # 0010: its description, in texts (none: no description)
+    Column("text_id", BigInteger),
 )
 
 fetches = Table(
@@ -179,12 +229,15 @@ changes = Table(
     # 0004: what subscribers saw change, for the history and the Atom change feed
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("event_id", String(64), nullable=False),
-    Column("at", UTCDateTime, nullable=False),
+    Column("at", UTCMicros, nullable=False),
     #: added, updated, rescheduled, cancelled, postponed, restored, removed
     Column("kind", String(16), nullable=False),
     Column("title", Text, nullable=False),
-    Column("before", JSON),
-    Column("after", JSON, nullable=False),
+    #: the summaries (since 0010 packed, their descriptions in texts: before_text, after_text)
+    Column("before", Packed),
+    Column("after", Packed, nullable=False),
+    Column("before_text", BigInteger),
+    Column("after_text", BigInteger),
     Index("ix_changes_event_id", "event_id"),
     Index("ix_changes_at", "at"),
 )
@@ -196,6 +249,25 @@ identities = Table(
     # when members join or leave (rule 9)
     Column("identity", Text, primary_key=True),
     Column("event_id", String(64), nullable=False),
+    # 0010: the rows in the key's b-tree, not in a second one beside it
+    sqlite_with_rowid=False,
+)
+
+texts = Table(
+    "texts",
+    metadata,
+    # 0010: long texts, each once (store/texts.py)
+    Column("id", TextId, primary_key=True, autoincrement=False),
+    #: how many rows name it (kept by triggers); none: forgotten at the next write
+    Column("refs", Integer, nullable=False),
+    #: the text, deflated (packing.pack_text)
+    Column("body", LargeBinary, nullable=False),
+    Index(
+        "ix_texts_unused",
+        "id",
+        sqlite_where=text("refs <= 0"),
+        postgresql_where=text("refs <= 0"),
+    ),
 )
 
 # 0009: what an incremental merge keeps of the network's titles
