@@ -18,12 +18,13 @@ import hashlib
 import json
 import zlib
 
-#: raw deflate (no header or checksum: the database keeps the bytes whole) in a 4 KB window
-#: and a small state: packing a value of a few hundred bytes costs mostly setting up the
-#: state, which a 32 KB window makes three to four times dearer for the same size here
-_WBITS = -12
+#: raw deflate (no header or checksum: the database keeps the bytes whole) in an 8 KB window:
+#: room for a VEVENT and its dictionary, and a state far cheaper to set up than 32 KB's,
+#: which is most of the cost of packing a few hundred bytes. Part of the format: a reader
+#: needs a window at least as large as the writer's
+_WBITS = -13
 _LEVEL = 6
-_MEMLEVEL = 5
+_MEMLEVEL = 8
 
 #: the JSON the store writes (the fields of a merged event, a change's summary), empty
 JSON_WORDS = (
@@ -63,14 +64,8 @@ def inflate(packed: bytes, words: bytes = b"") -> bytes:
 
 
 def text_key(text: str) -> int:
-    """The id a text is stored under, unless another text has it (then the next free one):
-    64 bits of its hash, signed, as SQLite's integers are."""
+    """The key a text is found by: 64 bits of its hash, signed, as SQLite's integers are."""
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), signed=True)
-
-
-def next_key(key: int) -> int:
-    """The id tried after `key`, wrapping at the end of 64 signed bits."""
-    return key + 1 if key < 2**63 - 1 else -(2**63)
 
 
 def pack_text(text: str) -> bytes:

@@ -84,9 +84,6 @@ class Packed(TypeDecorator):
         return None if value is None else unpack_json(value)
 
 
-#: the id of a text in `texts` (SQLite's INTEGER PRIMARY KEY is the rowid: no other index)
-TextId = BigInteger().with_variant(Integer(), "sqlite")
-
 metadata = MetaData()
 
 sources = Table(
@@ -157,7 +154,7 @@ occurrences = Table(
     Column("ident_hash", BigInteger),
     Column("url_hash", BigInteger),
     # 0010: its description, in texts (none: no description)
-    Column("text_id", BigInteger),
+    Column("text_id", Integer),
     Index("ix_occurrences_source_id", "source_id"),
     Index("ix_occurrences_event_id", "event_id"),
     Index("ix_occurrences_set_id", "set_id"),
@@ -186,7 +183,7 @@ events = Table(
     # 0009: a cancelled or postponed event's end: it leaves the outputs after the retention
     Column("expires_at", UTCMicros),
     # 0010: its description, in texts (none: no description)
-    Column("text_id", BigInteger),
+    Column("text_id", Integer),
 )
 
 fetches = Table(
@@ -236,8 +233,8 @@ changes = Table(
     #: the summaries (since 0010 packed, their descriptions in texts: before_text, after_text)
     Column("before", Packed),
     Column("after", Packed, nullable=False),
-    Column("before_text", BigInteger),
-    Column("after_text", BigInteger),
+    Column("before_text", Integer),
+    Column("after_text", Integer),
     Index("ix_changes_event_id", "event_id"),
     Index("ix_changes_at", "at"),
 )
@@ -256,12 +253,16 @@ identities = Table(
 texts = Table(
     "texts",
     metadata,
-    # 0010: long texts, each once (store/texts.py)
-    Column("id", TextId, primary_key=True, autoincrement=False),
+    # 0010: long texts, each once (store/texts.py), in the order they came: appended, the
+    # pages fill (ids by hash would scatter them half full); small ids name them in few bytes
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    #: the text's hash (packing.text_key), to find it by
+    Column("key", BigInteger, nullable=False),
     #: how many rows name it (kept by triggers); none: forgotten at the next write
     Column("refs", Integer, nullable=False),
     #: the text, deflated (packing.pack_text)
     Column("body", LargeBinary, nullable=False),
+    Index("ix_texts_key", "key"),
     Index(
         "ix_texts_unused",
         "id",

@@ -12,55 +12,55 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 
 from aggregator.store.base import _chunks, _write_many
-from aggregator.store.packing import next_key, pack_text, text_key, unpack_text
+from aggregator.store.packing import pack_text, text_key, unpack_text
 from aggregator.store.schema import texts
 
 
 async def store_texts(conn, wanted: Iterable[str]) -> dict[str, int]:
     """The id of each text (none for the empty text), storing those not stored yet.
 
-    A text's id is its hash (text_key); another text with the same hash (2^-64 apart: in
-    principle) moves it to the next free id, so a text is always read back as written."""
-    ids: dict[str, int] = {}
-    trying = {text: text_key(text) for text in set(wanted) if text}
-    while trying:
-        stored = await _stored(conn, trying.values())
-        # thousands of texts to compare or pack: in a thread, so the server keeps answering
-        found, new, trying = await asyncio.to_thread(_sorted, trying, stored)
-        ids.update(found)
-        await _write_many(conn, insert(texts), new)
+    A text is found by its hash (text_key) and compared whole: two texts with one hash
+    (2^-64 apart: in principle) are two rows, each read back as written."""
+    keys = {text: text_key(text) for text in set(wanted) if text}
+    stored = await _stored(conn, keys.values())
+    # thousands of texts to compare or pack: in a thread, so the server keeps answering
+    ids, new = await asyncio.to_thread(_sorted, keys, stored)
+    if new:
+        # appended after the last: one writer at a time (the write turn), so no other takes it
+        first = (await conn.scalar(select(func.max(texts.c.id))) or 0) + 1
+        rows = [{**row, "id": first + n} for n, row in enumerate(new.values())]
+        ids.update((text, row["id"]) for text, row in zip(new, rows, strict=True))
+        await _write_many(conn, insert(texts), rows)
     return ids
 
 
 def _sorted(
-    trying: dict[str, int], stored: dict[int, bytes]
-) -> tuple[dict[str, int], list[dict], dict[str, int]]:
-    """Of the texts and the ids tried for them: those found stored under their id, the rows
-    of those to store under theirs, and the next id to try for the rest."""
-    found: dict[str, int] = {}
-    claimed: dict[int, str] = {}
-    new, clashed = [], {}
-    for text, key in trying.items():
-        packed = stored.get(key)
-        if packed is None and claimed.setdefault(key, text) == text:
-            new.append({"id": key, "refs": 0, "body": pack_text(text)})
-            found[text] = key
-        elif packed is not None and unpack_text(packed) == text:
-            found[text] = key
+    keys: dict[str, int], stored: dict[int, list[tuple[int, bytes]]]
+) -> tuple[dict[str, int], dict[str, dict]]:
+    """Of the texts (with their keys): the ids of those stored, the rows (but ids) of the
+    others."""
+    ids: dict[str, int] = {}
+    new: dict[str, dict] = {}
+    for text, key in keys.items():
+        found = next((i for i, body in stored.get(key, ()) if unpack_text(body) == text), None)
+        if found is not None:
+            ids[text] = found
         else:
-            clashed[text] = next_key(key)
-    return found, new, clashed
+            new[text] = {"key": key, "refs": 0, "body": pack_text(text)}
+    return ids, new
 
 
-async def _stored(conn, keys: Iterable[int]) -> dict[int, bytes]:
-    return {
-        row.id: row.body
-        for some in _chunks(sorted(set(keys)))
-        for row in await conn.execute(select(texts.c.id, texts.c.body).where(texts.c.id.in_(some)))
-    }
+async def _stored(conn, keys: Iterable[int]) -> dict[int, list[tuple[int, bytes]]]:
+    """The stored texts with these keys: key -> [(id, packed text)]."""
+    stored: dict[int, list[tuple[int, bytes]]] = {}
+    query = select(texts.c.id, texts.c.key, texts.c.body)
+    for some in _chunks(sorted(set(keys))):
+        for row in await conn.execute(query.where(texts.c.key.in_(some))):
+            stored.setdefault(row.key, []).append((row.id, row.body))
+    return stored
 
 
 async def forget_unused_texts(conn) -> None:

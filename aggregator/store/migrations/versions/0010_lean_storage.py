@@ -24,7 +24,6 @@ import sqlalchemy as sa
 from alembic import op
 
 from aggregator.store.packing import (
-    next_key,
     pack_event,
     pack_json,
     pack_text,
@@ -57,16 +56,18 @@ def upgrade() -> None:
     texts = op.create_table(
         "texts",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("key", sa.BigInteger, nullable=False),
         sa.Column("refs", sa.Integer, nullable=False),
         sa.Column("body", sa.LargeBinary, nullable=False),
     )
+    op.create_index("ix_texts_key", "texts", ["key"])
     op.create_index("ix_texts_unused", "texts", ["id"], sqlite_where=sa.text("refs <= 0"))
     kept = _Texts(texts)
     _occurrences_up(kept)
     _swap(
         "events",
         _events("events", UTCDateTime, sa.JSON),
-        _events("events_0010", UTCMicros, Packed, sa.Column("text_id", sa.BigInteger)),
+        _events("events_0010", UTCMicros, Packed, sa.Column("text_id", sa.Integer)),
         lambda row: _event_up(row, kept),
     )
     _swap(
@@ -91,7 +92,7 @@ def downgrade() -> None:
     _swap(
         "events",
         # the fields as packed: they are the VEVENT's dictionary
-        _events("events", UTCMicros, sa.LargeBinary, sa.Column("text_id", sa.BigInteger)),
+        _events("events", UTCMicros, sa.LargeBinary, sa.Column("text_id", sa.Integer)),
         _events("events_0009", UTCDateTime, sa.JSON),
         _event_down,
         texts=(texts, ("text_id",)),
@@ -112,7 +113,8 @@ class _Texts:
 
     def __init__(self, table: sa.Table) -> None:
         self.table = table
-        #: the id of each text stored, by a hash of 128 bits (the texts stay on disk)
+        #: the id of each text stored, by a hash of 128 bits (the texts themselves are not
+        #: kept in memory)
         self.ids: dict[bytes, int] = {}
         self.refs: Counter[int] = Counter()
         self.new: list[dict] = []
@@ -122,18 +124,17 @@ class _Texts:
         if not isinstance(text, str) or not text:
             return None
         digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
-        key = self.ids.get(digest)
-        if key is None:
-            # the id the store would give it (store/texts.py): its hash, or the next free
-            key = text_key(text)
-            while key in self.refs:
-                key = next_key(key)
-            self.ids[digest] = key
-            self.new.append({"id": key, "refs": 0, "body": pack_text(text)})
+        found = self.ids.get(digest)
+        if found is None:
+            # in the order they come, as the store appends them (store/texts.py)
+            found = self.ids[digest] = len(self.ids) + 1
+            self.new.append(
+                {"id": found, "key": text_key(text), "refs": 0, "body": pack_text(text)}
+            )
             if len(self.new) >= _BATCH:
                 self.write()
-        self.refs[key] += 1
-        return key
+        self.refs[found] += 1
+        return found
 
     def write(self) -> None:
         _write(sa.insert(self.table), self.new)
@@ -142,8 +143,8 @@ class _Texts:
     def count(self) -> None:
         """Write how many rows name each text (from now on the triggers keep it)."""
         self.write()
-        counts = [{"key": key, "n": n} for key, n in self.refs.items()]
-        update = sa.update(self.table).where(self.table.c.id == sa.bindparam("key"))
+        counts = [{"t": found, "n": n} for found, n in self.refs.items()]
+        update = sa.update(self.table).where(self.table.c.id == sa.bindparam("t"))
         for start in range(0, len(counts), _BATCH):
             op.get_bind().execute(
                 update.values(refs=sa.bindparam("n")), counts[start : start + _BATCH]
@@ -152,7 +153,7 @@ class _Texts:
 
 def _occurrences_up(kept: _Texts) -> None:
     """Each occurrence's description into texts; the column goes."""
-    op.add_column("occurrences", sa.Column("text_id", sa.BigInteger))
+    op.add_column("occurrences", sa.Column("text_id", sa.Integer))
     occurrences = sa.table(
         "occurrences", sa.column("key"), sa.column("description"), sa.column("text_id")
     )
@@ -282,7 +283,7 @@ def _changes(name: str, time, summary, *more: sa.Column) -> sa.Table:
 
 
 def _summary_texts() -> tuple[sa.Column, sa.Column]:
-    return sa.Column("before_text", sa.BigInteger), sa.Column("after_text", sa.BigInteger)
+    return sa.Column("before_text", sa.Integer), sa.Column("after_text", sa.Integer)
 
 
 def _text_out(values: dict | None) -> tuple[dict | None, str]:
