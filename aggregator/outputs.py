@@ -1,9 +1,14 @@
 """The outputs the web server keeps: each body rendered once per change of the data and kept
-as bytes (with its ETag and gzip) until the data changes again."""
+as bytes (with its ETag and gzip) until the data changes again.
+
+Rendering, hashing and gzipping a body is seconds of work for a large network: it runs in a
+thread, so that the event loop answers every other request (the 304s of the subscribers
+above all) meanwhile."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 
@@ -14,6 +19,10 @@ from aggregator.store import Store
 
 #: rendered bodies kept at most: filtered outputs each have their own
 KEPT_BODIES = 256
+
+#: makes a body of the published events: a plain function (run in a thread) or a coroutine
+#: function (which reads the store, then renders in a thread)
+Render = Callable[[list[NetworkEvent]], Awaitable[Body] | Body]
 
 
 class Outputs:
@@ -46,8 +55,11 @@ class Outputs:
         if now - self._polled < self.poll_every:
             return
         self._polled = now
+        generation = self._generation
         version = await self.store.data_version()
-        if version != self._version:
+        # invalidated meanwhile (a publish of this process): what this read is older than
+        # what is kept now, and the next poll looks again
+        if generation == self._generation and version != self._version:
             self.invalidate()
             self._version = version
 
@@ -56,14 +68,21 @@ class Outputs:
         if self._events is not None:
             return self._events
         generation = self._generation
+        # the version first: the events read are at least as new as it. So the poll after
+        # an in-process publish (which invalidated already) finds this version and does not
+        # throw away, and render again, what was read after that publish
+        version = await self.store.data_version()
         events = await self.store.published_events()
         if generation == self._generation:  # no publish while we read: keep it
             self._events = events
+            self._version = version
         return events
 
-    async def body(
-        self, name: str, render: Callable[[list[NetworkEvent]], Awaitable[Body] | Body]
-    ) -> Body:
+    async def body(self, name: str, render: Render) -> Body:
+        """The kept body `name`, rendered by `render` from the events when there is none.
+
+        A `render` that is a plain function is CPU work: it runs in a thread. One that is a
+        coroutine function reads the store first, and hands its own CPU work to a thread."""
         await self._poll()
         body = self._bodies.get(name)
         if body is not None:
@@ -74,8 +93,10 @@ class Outputs:
                 generation = self._generation
                 events = await self.events()
                 started = time.perf_counter()
-                result = render(events)
-                body = await result if asyncio.iscoroutine(result) else result
+                if inspect.iscoroutinefunction(render):
+                    body = await render(events)
+                else:
+                    body = await asyncio.to_thread(render, events)
                 took = time.perf_counter() - started
                 metrics.RENDER_SECONDS.labels(metrics.output_name(name)).observe(took)
                 if generation == self._generation:

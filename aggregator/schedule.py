@@ -3,20 +3,25 @@ source at once, a publish after each update.
 
     every TICK:   due = store.due_sources(now)
                   the never fetched first (in the order of sources.yaml), then the longest
-                  waiting; at most STARTS_PER_TICK of them (not those being read), STAGGER apart:
+                  waiting; at most starts_per_tick of them (not those being read), spread
+                  over the tick (STAGGER apart at most):
                       each: its lock; store.source_for_update; still due? refresh_source;
                       updated? publish (one publish covers the updates made before it)
     every day:    store.prune_history
 
 When a source is due is decided in one place (decide.py: its interval, backoff, Retry-After,
-410 Gone) and kept in the store (next_check_at), so it survives a restart. A restart after a
-long stop finds every source due, as a fresh start does: they start two a second.
+410 Gone) and kept in the store (next_check_at), so it survives a restart. How many start
+per tick follows the network: STARTS_PER_TICK, or more when its sources come due faster
+than that (1,000 sources every 5 minutes are 34 a tick), so that every source starts within
+its interval. A restart after a long stop finds every source due, as a fresh start does:
+they start a few a second, the whole network within (HEADROOM of) its shortest interval.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
@@ -34,10 +39,24 @@ log = logging.getLogger(__name__)
 
 #: how often the store is asked what is due: a source is fetched at most this late
 TICK = timedelta(seconds=10)
-#: sources started per tick at most, so a restart does not fetch everything at once
+#: sources started per tick at least (when that many are due), so a restart does not fetch
+#: everything at once
 STARTS_PER_TICK = 20
-#: between the starts of one tick's sources: two a second, the tick's twenty in its ten seconds
+#: between the starts of one tick's sources at most: two a second, the tick's twenty in its
+#: ten seconds; more starts in a tick come closer together, spread over the tick
 STAGGER = timedelta(seconds=0.5)
+#: starts per tick beyond the rate at which sources come due: a backlog (a restart finds
+#: every source due) is read within 1 / HEADROOM of the interval, and a late one catches up
+HEADROOM = 1.25
+
+
+def starts_per_tick(settings: Settings) -> int:
+    """How many due sources a tick starts: as many as come due per tick (each source once per
+    interval), with HEADROOM, and never fewer than STARTS_PER_TICK."""
+    default = settings.network.refresh_interval
+    # a source comes due at most once a tick, however short its interval
+    per_tick = sum(TICK / max(s.refresh_interval or default, TICK) for s in settings.sources)
+    return max(STARTS_PER_TICK, math.ceil(per_tick * HEADROOM))
 
 
 class Scheduler:
@@ -57,6 +76,7 @@ class Scheduler:
         self.clock = clock
         self.on_published = on_published
         self.stagger = stagger
+        self.starts_per_tick = starts_per_tick(settings)
         self._locks = {source.id: asyncio.Lock() for source in settings.sources}
         #: a source's place in sources.yaml: the never fetched are fetched in that order
         self._places = {source.id: n for n, source in enumerate(settings.sources)}
@@ -113,7 +133,7 @@ class Scheduler:
         await asyncio.gather(*self._rounds, return_exceptions=True)
 
     async def tick(self) -> list[str]:
-        """Start a round of the sources that are due, at most STARTS_PER_TICK, leaving out
+        """Start a round of the sources that are due, at most starts_per_tick, leaving out
         those being read; it runs on while the next ticks come. The sources started."""
         now = self.clock()
         due = await self.store.due_sources(now)
@@ -130,7 +150,7 @@ class Scheduler:
         free.sort(
             key=lambda s: (s.next_check_at is not None, s.next_check_at or now, self._places[s.id])
         )
-        started = [s.id for s in free[:STARTS_PER_TICK]]
+        started = [s.id for s in free[: self.starts_per_tick]]
         if started:
             task = asyncio.create_task(self._round(started))
             self._rounds.add(task)
@@ -138,10 +158,12 @@ class Scheduler:
         return started
 
     async def _round(self, source_ids: Sequence[str]) -> None:
-        """Run a tick's sources, each started `stagger` after the one before."""
+        """Run a tick's sources, spread over the tick: each started `stagger` after the one
+        before, or closer when more than fit in the tick so."""
+        gap = min(self.stagger, TICK / len(source_ids)).total_seconds()
 
         async def later(index: int, source_id: str) -> None:
-            await asyncio.sleep(index * self.stagger.total_seconds())
+            await asyncio.sleep(index * gap)
             await self._run(source_id)
 
         # one source's failure is logged where it happens; the others go on

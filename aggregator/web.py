@@ -8,6 +8,7 @@ request.py; the /check page is check_page.py; the pages themselves are render/ht
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -255,11 +256,13 @@ async def atom(request: web.Request) -> web.Response:
 
     async def render(events) -> Body:
         if not chosen:
-            return Body.of(render_atom(await store.recent_changes(), network), ATOM)
-        # an event's changes are in when the event is (as it is now)
-        wanted = {e.event.id for e in events if chosen.admits(e.event)}
-        changes = [c for c in await store.recent_changes(None) if c.event_id in wanted]
-        return Body.of(render_atom(changes[:FEED_ENTRIES], network), ATOM)
+            changes = await store.recent_changes()
+        else:
+            # an event's changes are in when the event is (as it is now)
+            wanted = {e.event.id for e in events if chosen.admits(e.event)}
+            changes = [c for c in await store.recent_changes(None) if c.event_id in wanted]
+            changes = changes[:FEED_ENTRIES]
+        return await asyncio.to_thread(lambda: Body.of(render_atom(changes, network), ATOM))
 
     name = f"feed.atom?{chosen.query()}"
     return answer(request, await request.app[OUTPUTS].body(name, render))
@@ -271,8 +274,13 @@ async def events_json(request: web.Request) -> web.Response:
     chosen = selection(request)
 
     async def render(events) -> Body:
-        shown = [e for e in events if chosen.admits(e.event)]
-        return Body.of(render_json(shown, network, await store.event_history()), JSON)
+        history = await store.event_history()
+
+        def rendered() -> Body:
+            shown = [e for e in events if chosen.admits(e.event)]
+            return Body.of(render_json(shown, network, history), JSON)
+
+        return await asyncio.to_thread(rendered)
 
     name = f"events.json?{chosen.query()}"
     return answer(request, await request.app[OUTPUTS].body(name, render))
