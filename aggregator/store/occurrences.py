@@ -69,9 +69,7 @@ def occurrence_select():
 
 
 def _occurrences_of(rows) -> list[Occurrence]:
-    # the occurrences of a series share their text: unpacked once
-    unpacked: dict[int, str] = {}
-    return [_occurrence(row, unpacked) for row in rows]
+    return [_occurrence(row) for row in rows]
 
 
 def _occurrence_rows(snapshot: Sequence[Occurrence]) -> list[dict]:
@@ -180,16 +178,8 @@ def _occurrence_row(o: Occurrence) -> dict:
     }
 
 
-def _occurrence(row, unpacked: dict[int, str] | None = None) -> Occurrence:
-    """An occurrence_select() row as an occurrence; `unpacked`, texts already unpacked."""
-    if row.text_id is None:
-        description = ""
-    elif unpacked is None:
-        description = unpack_text(row.body)
-    else:
-        description = unpacked.get(row.text_id)
-        if description is None:
-            description = unpacked[row.text_id] = unpack_text(row.body)
+def _occurrence(row) -> Occurrence:
+    """An occurrence_select() row as an occurrence."""
     return Occurrence(
         key=row.key,
         source_id=row.source_id,
@@ -200,7 +190,7 @@ def _occurrence(row, unpacked: dict[int, str] | None = None) -> Occurrence:
         end=from_iso(row.end),
         all_day=row.all_day,
         tzid=row.tzid,
-        description=description,
+        description=unpack_text(row.body),
         url=row.url,
         location=row.location,
         status=Status(row.status),

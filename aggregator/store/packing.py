@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
+from functools import lru_cache
 
 #: raw deflate (no header or checksum: the database keeps the bytes whole) in an 8 KB window:
 #: room for a VEVENT and its dictionary, and a state far cheaper to set up than 32 KB's,
@@ -72,8 +73,10 @@ def pack_text(text: str) -> bytes:
     return deflate(text.encode())
 
 
+@lru_cache(maxsize=4096)
 def unpack_text(packed: bytes | None) -> str:
-    """The text; none (no row) is the empty text."""
+    """The text; none (no row) is the empty text. The occurrences of a series are read
+    together: their one text is unpacked once."""
     return "" if packed is None else inflate(packed).decode()
 
 
