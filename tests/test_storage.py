@@ -59,6 +59,7 @@ async def texts_kept(store) -> dict[str, int]:
 
 
 async def sources(store, tmp_path, *ids: str):
+    """These sources configured and stored."""
     settings = make_settings(tmp_path, [source(i, f"/{i}.ics") for i in ids])
     await store.sync_sources(settings.sources)
     return settings
@@ -243,76 +244,73 @@ def rows_0009(settings, now) -> tuple[list[Occurrence], dict[str, list[dict]]]:
     """A source's occurrences (a series with a long text, one without), their events and
     history, as version 0009 stored them."""
     series = [
-        described(
-            occ("old", "s@x", "Kor", recurrence_id=f"2027020{d}"),
-            LONG,
-            days=d,
-        )
+        described(occ("old", "s@x", "Kor", recurrence_id=f"2027020{d}"), LONG, days=d)
         for d in (1, 2)
     ]
     kept = sorted([*series, occ("old", "plain@x", "Uden tekst")], key=lambda o: o.key)
     merged = merge(kept, settings.sources)
     first = next(e for e in merged if e.description)
     edited = replace(first, description=OTHER)
-    history = [event_change(None, e) + (e,) for e in merged] + [
-        event_change(first, edited) + (edited,)
-    ]
+    history = [(None, e) for e in merged] + [(first, edited)]
+    source_row = {
+        "id": "old",
+        "url": "/old.ics",
+        "failures_in_row": 0,
+        "occurrence_count": 3,
+        "warnings": [],
+        "pending_removals": 0,
+        "unstable_uids": False,
+    }
     rows = {
-        "sources": [
-            {
-                "id": "old",
-                "url": "/old.ics",
-                "failures_in_row": 0,
-                "occurrence_count": 3,
-                "warnings": [],
-                "pending_removals": 0,
-                "unstable_uids": False,
-            }
-        ],
+        "sources": [source_row],
         "occurrences": [{**_occurrence_row(o), "row_hash": "0123456789abcdef"} for o in kept],
-        "events": [
-            {
-                "id": e.id,
-                "fingerprint": e.fingerprint,
-                "sequence": 0,
-                "start": iso(e.start),
-                "data": json.loads(
-                    json.dumps(
-                        {
-                            **asdict(e),
-                            "start": iso(e.start),
-                            "end": iso(e.end),
-                            "status": e.status.value,
-                            "previous_start": None,
-                        }
-                    )
-                ),
-                "ics": render_vevent(e, 0, now, now, settings.network),
-                "created": now,
-                "last_modified": now,
-                "unpublished_at": None,
-                "expires_at": None,
-            }
-            for e in merged
-        ],
+        "events": [event_row_0009(e, settings, now) for e in merged],
         "changes": [
-            {
-                "id": n + 1,
-                "event_id": e.id,
-                "at": now + timedelta(minutes=n),
-                "kind": kind.value,
-                "title": e.title,
-                "before": before,
-                "after": after,
-            }
-            for n, (kind, before, after, e) in enumerate(history)
+            change_row_0009(n + 1, old, new, now + timedelta(minutes=n))
+            for n, (old, new) in enumerate(history)
         ],
         "identities": [{"identity": i, "event_id": e.id} for e in merged for i in e.identities],
     }
     return kept, rows
 
 
+def event_row_0009(event, settings, now) -> dict:
+    fields = {
+        **asdict(event),
+        "start": iso(event.start),
+        "end": iso(event.end),
+        "status": event.status.value,
+        "previous_start": None,
+    }
+    return {
+        "id": event.id,
+        "fingerprint": event.fingerprint,
+        "sequence": 0,
+        "start": iso(event.start),
+        "data": json.loads(json.dumps(fields)),
+        "ics": render_vevent(event, 0, now, now, settings.network),
+        "created": now,
+        "last_modified": now,
+        "unpublished_at": None,
+        "expires_at": None,
+    }
+
+
+def change_row_0009(number: int, old, new, at) -> dict:
+    kind, before, after = event_change(old, new)
+    return {
+        "id": number,
+        "event_id": new.id,
+        "at": at,
+        "kind": kind.value,
+        "title": new.title,
+        "before": before,
+        "after": after,
+    }
+
+
 async def database_0009(tmp_path, now):
+    """A database of version 0009 with rows_0009; its settings, occurrences and rows."""
     settings = make_settings(tmp_path, [source("old", "/old.ics")])
     kept, rows = rows_0009(settings, now)
     engine = create_async_engine(settings.database_url)

@@ -70,6 +70,7 @@ def text_key(text: str) -> int:
 
 
 def pack_text(text: str) -> bytes:
+    """A text as texts.body keeps it."""
     return deflate(text.encode())
 
 
@@ -86,10 +87,12 @@ def json_bytes(value) -> bytes:
 
 
 def pack_json(value) -> bytes:
+    """A JSON value (a change's summary, an event's fields) packed."""
     return deflate(json_bytes(value), JSON_WORDS)
 
 
 def unpack_json(packed: bytes):
+    """The value pack_json packed."""
     return json.loads(inflate(packed, JSON_WORDS))
 
 

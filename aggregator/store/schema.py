@@ -175,8 +175,8 @@ events = Table(
     #: the merged event's fields, for JSON and Atom; since 0010 packed, without the
     #: description (text_id) and id (the row's)
     Column("data", Packed, nullable=False),
-    #: the VEVENT bytes, serialised once when the event changed; since 0010 packed with the
-    #: fields and the description as dictionary (packing.pack_vevent)
+    #: the VEVENT bytes, serialised once when the event changed; since 0010 packed with its
+    #: id, the fields and the description as dictionary (packing.pack_event)
     Column("ics", LargeBinary, nullable=False),
     # 0007: left the outputs at this time; kept so that its SEQUENCE goes on if it returns
     Column("unpublished_at", UTCMicros),
