@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+from contextlib import closing
 from datetime import timedelta
 
 from alembic import command
@@ -309,3 +311,27 @@ async def test_going_back_to_0007_leaves_the_warnings_as_the_words_it_reads(stor
         stored = (await conn.execute(text("select warnings from sources"))).scalar_one()
     await engine.dispose()
     assert json.loads(stored) == [NO_END.words, "plain words"]
+
+
+async def test_a_file_mostly_free_pages_is_given_back_on_open(tmp_path):
+    """A migration that rewrote the tables leaves their old pages free; the next open
+    VACUUMs when over half the file is free, and keeps what is stored."""
+    path = tmp_path / "freed.db"
+    store = await Store.open(f"sqlite+aiosqlite:///{path}")
+    await store.close()
+    with closing(sqlite3.connect(path)) as connection:
+        connection.execute("create table old_copy (x text)")
+        connection.executemany("insert into old_copy values (?)", [("x" * 1000,)] * 5000)
+        connection.execute("insert into meta (key, value) values ('kept', 'yes')")
+        connection.commit()
+        connection.execute("drop table old_copy")
+        connection.commit()
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    freed = path.stat().st_size
+    store = await Store.open(f"sqlite+aiosqlite:///{path}")
+    await store.close()
+    assert path.stat().st_size < freed / 4
+    with closing(sqlite3.connect(path)) as connection:
+        assert connection.execute("select value from meta where key = 'kept'").fetchone() == (
+            "yes",
+        )

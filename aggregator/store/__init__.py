@@ -6,6 +6,8 @@ migrations, so a database made by an older version migrates on open.
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from pathlib import Path
 
 from alembic import command
@@ -54,6 +56,23 @@ async def _migrate(url: str) -> None:
             await conn.commit()
     finally:
         await engine.dispose()
+    path = engine.url.database
+    if engine.dialect.name == "sqlite" and path and path != ":memory:":
+        await asyncio.to_thread(_give_back_space, path)
+
+
+def _give_back_space(path: str) -> None:
+    """VACUUM when over half the file is free pages (a migration that rewrote the tables
+    leaves their old pages free): the file shrinks to what the data takes. A database
+    refreshed as usual reuses its few free pages and is left alone."""
+    connection = sqlite3.connect(path)
+    try:
+        pages = connection.execute("PRAGMA page_count").fetchone()[0]
+        free = connection.execute("PRAGMA freelist_count").fetchone()[0]
+        if pages and free * 2 > pages:
+            connection.execute("VACUUM")
+    finally:
+        connection.close()
 
 
 def _migration_pragmas(dbapi_connection, record) -> None:
