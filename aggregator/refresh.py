@@ -28,6 +28,7 @@ from functools import partial
 
 from aggregator import metrics, worker
 from aggregator.decide import (
+    body_hash,
     decide,
     failed_unexpectedly,
     fetch_plan,
@@ -139,8 +140,9 @@ async def _cycle(
 ) -> SourceUpdate:
     """Fetch, read what is new (in a worker) and decide: the intent, nothing written."""
     fetched = await fetch_source(fetcher, source, current.state, now)
+    digest = body_hash(fetched, now, settings)  # once: each question below would hash again
     parsed: SourceRead | ParseError | None = None
-    if must_read(current.state, fetched, now, settings):
+    if must_read(current.state, fetched, now, settings, digest=digest):
         kept = await store.kept_pages(source.id)
         try:
             parsed = await read_source(
@@ -159,15 +161,16 @@ async def _cycle(
     # reads no occurrence, so a cycle in which nothing changed costs no rows
     # (a read that failed changes nothing: nothing to measure)
     needed = not isinstance(parsed, ParseError) and needs_stored(
-        current.state, fetched, now, settings
+        current.state, fetched, now, settings, digest=digest
     )
     stored = await store.load_occurrences(source.id) if needed else ()
+    decided = partial(decide, current.state, fetched, stored, parsed, now, settings, digest=digest)
     if not isinstance(parsed, SourceRead):
         # nothing new read: quick, so decided at once (a thread would cost more than this)
-        return decide(current.state, fetched, stored, parsed, now, settings)
+        return decided()
     # a new read measured against the stored: long for a feed of thousands, so in a thread
     # and the server keeps answering
-    return await asyncio.to_thread(decide, current.state, fetched, stored, parsed, now, settings)
+    return await asyncio.to_thread(decided)
 
 
 async def fetch_source(
