@@ -15,14 +15,13 @@ from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 
 import icalendar
-import x_wr_timezone
 from recurring_ical_events import Series
 
 from aggregator.errors import ParseError
 from aggregator.model import Limits, Occurrence, ParsedFeed
 from aggregator.normalise import clean_line, windows_zone, zone
 from aggregator.parse.occurrences import OccurrenceReader, one
-from aggregator.parse.recurrence import series_in
+from aggregator.parse.recurrence import series_in, to_standard
 from aggregator.parse.tree import read_calendars
 from aggregator.parse.warnings import Warnings, error_words
 from aggregator.problems import problem
@@ -199,7 +198,7 @@ def _series_of(
             del calendar["X-WR-TIMEZONE"]
     standard = False
     try:
-        calendar = x_wr_timezone.to_standard(calendar)
+        calendar = to_standard(calendar)
         standard = True
     except Exception as e:
         warnings.add(problem("xwr-timezone-failed", error=error_words(e)))

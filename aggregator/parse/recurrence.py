@@ -16,7 +16,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
 import icalendar
@@ -25,6 +25,7 @@ import x_wr_timezone
 from icalendar.prop import vDDDTypes
 from recurring_ical_events import CalendarQuery, EventAdapter, Series
 from recurring_ical_events.util import convert_to_date, convert_to_datetime, normalize_pytz
+from x_wr_timezone import X_WR_TIMEZONE
 
 from aggregator.parse.warnings import Warnings
 from aggregator.problems import problem
@@ -37,6 +38,7 @@ __all__ = [
     "bound_rules",
     "cpu_bound",
     "series_in",
+    "to_standard",
 ]
 
 #: CPU seconds one series may take to expand; a rule that never matches (BYMONTH=2;
@@ -95,7 +97,7 @@ def series_in(calendar: icalendar.Calendar, *, standard: bool = False) -> list[S
     would convert it again, which changes no value).
     """
     if not standard:
-        calendar = x_wr_timezone.to_standard(calendar)
+        calendar = to_standard(calendar)
     if calendar.get("CALSCALE", "GREGORIAN") != "GREGORIAN":
         raise icalendar.InvalidCalendar("Only Gregorian calendars are supported.")
     by_uid: dict[str, list[WrittenEvent]] = defaultdict(list)
@@ -107,6 +109,48 @@ def series_in(calendar: icalendar.Calendar, *, standard: bool = False) -> list[S
         with contextlib.suppress(*CalendarQuery.suppressed_errors):
             found.append(SingleEvent(adapters[0]) if _single(adapters) else WrittenSeries(adapters))
     return found
+
+
+def to_standard(calendar: icalendar.Calendar) -> icalendar.Calendar:
+    """x_wr_timezone.to_standard(calendar), without its walk over a calendar it would
+    give back as it is.
+
+    It moves only the times in UTC or without a zone of the events' DTSTART, DTEND, RDATE,
+    RECURRENCE-ID and EXDATE into the X-WR-TIMEZONE; when there are none, it gives the
+    calendar itself back, after looking the zone up (which raises on a name zoneinfo does
+    not know).
+    """
+    name = calendar.get(X_WR_TIMEZONE)
+    if name is None:
+        return calendar
+    try:
+        moves = isinstance(name, tzinfo) or any(
+            _moves(event.get(key))
+            for event in calendar.subcomponents
+            if isinstance(event, icalendar.Event)
+            for key in x_wr_timezone.CalendarWalker.VALUE_ATTRIBUTES
+        )
+    except Exception:  # noqa: BLE001  (the library's walk says what is wrong)
+        moves = True
+    if moves:
+        return x_wr_timezone.to_standard(calendar)
+    ZoneInfo(str(name))
+    return calendar
+
+
+def _moves(value: object) -> bool:
+    """Whether x-wr-timezone's walker would move a value (it goes by the type's name)."""
+    kind = type(value).__name__
+    if kind == "list":
+        return any(_moves(item) for item in value)
+    if kind == "vDDDLists":
+        return any(_moves(item.dt) for item in value.dts)
+    if kind == "vDDDTypes":
+        return _moves(value.dt)
+    if kind == "datetime":
+        name = value.tzname()
+        return name is None or name.upper() == "UTC"
+    return False
 
 
 class SingleEvent:

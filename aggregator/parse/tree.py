@@ -53,6 +53,12 @@ READ = frozenset(
         "RECURRENCE-ID",
     }
 )
+#: properties handle_property treats on their own (their lists of values): it adds them
+_SPECIAL = frozenset({"CATEGORIES", "FREEBUSY", "RDATE"})
+#: a value type that takes its value from the line as written has this (handle_property)
+_VERBATIM = "get_value_from_content_line"
+#: the parameters of a line without any, while it is only looked at (never added)
+_NO_PARAMS = Parameters()
 #: components whose other properties nobody reads (a VTIMEZONE is read whole)
 _TRIMMED = frozenset({"VEVENT", "VALARM"})
 #: a property name the library takes as it is (its token rule is [\w.-]+, and it removes
@@ -95,27 +101,16 @@ def unfold(text: str) -> list[str]:
     return [line for line in lines if line]
 
 
-def split(line: str) -> tuple[str, Parameters, str] | None:
-    """A content line's name, parameters and raw (still escaped) value, as
-    Contentline.raw_parts() gives them; None when only the library can tell.
-
-    The library finds the value after the first colon outside quotes and escapes; when
-    the text before the first colon has neither, that colon is the one, and the rest of
-    the line (often a long description) need not be walked character by character.
-    """
-    colon = line.find(":")
-    if colon <= 0:
-        return None
-    head = line[:colon]
-    if _NAME.fullmatch(head):
-        return head, Parameters(), line[colon + 1 :]
+def _head(head: str) -> tuple[str, Parameters] | None:
+    """A name with parameters, as the library reads it; None when only the whole line
+    can say (quotes or escapes in it, or an error, whose words name the whole line)."""
     if '"' in head or "\\" in head:
         return None
     try:
-        name, params, _ = Contentline(line[: colon + 1]).raw_parts()
+        name, params, _ = Contentline(head + ":").raw_parts()
     except ValueError:
-        return None  # the library's error names the whole line: it must say it
-    return name, params, line[colon + 1 :]
+        return None
+    return name, params
 
 
 class _TrimmedParser(CalendarIcalParser):
@@ -125,6 +120,11 @@ class _TrimmedParser(CalendarIcalParser):
     def __init__(self, text: str) -> None:
         calendar = icalendar.Calendar
         super().__init__(text, calendar._get_component_factory(), calendar.types_factory)
+        #: a name with parameters -> how the library reads it: a feed repeats a few of
+        #: them (DTSTART;TZID=Europe/Copenhagen) on every event
+        self._heads: dict[str, tuple[str, Parameters] | None] = {}
+        #: (name, VALUE parameter) -> the value type the library gives it
+        self._types: dict[tuple[str, str | None], type] = {}
 
     def initialize_parsing(self) -> None:
         self._stack = []
@@ -135,7 +135,7 @@ class _TrimmedParser(CalendarIcalParser):
 
     def parse_content_lines(self) -> None:
         for line in self._content_lines_iterator:
-            parts = split(line)
+            parts = self._split(line)
             if parts is None:
                 try:
                     parts = Contentline(line).raw_parts()
@@ -149,14 +149,71 @@ class _TrimmedParser(CalendarIcalParser):
             elif uname == "END":
                 self.handle_end_component(unescape_backslash(raw))
             elif not self._left_out(uname, params, raw):
-                self.handle_property(uname, params, unescape_backslash(raw), Contentline(line))
+                self._add(uname, params, raw, line)
+
+    def _split(self, line: str) -> tuple[str, Parameters, str] | None:
+        """A content line's name, parameters and raw (still escaped) value, as
+        Contentline.raw_parts() gives them; None when only the library can tell.
+
+        The library finds the value after the first colon outside quotes and escapes:
+        when the text before the first colon has neither, that colon is the one, and the
+        rest of the line (often a long description) need not be walked character by
+        character. A name with parameters is read once per calendar.
+        """
+        colon = line.find(":")
+        if colon <= 0:
+            return None
+        head = line[:colon]
+        if _NAME.fullmatch(head):
+            return head, _NO_PARAMS, line[colon + 1 :]
+        if head in self._heads:
+            found = self._heads[head]
+        else:
+            found = self._heads[head] = _head(head)
+        if found is None:
+            return None
+        name, params = found
+        # each property its own parameters, as the library gives it (values are words)
+        return name, Parameters(params), line[colon + 1 :]
+
+    def _type(self, name: str, params: Parameters) -> type:
+        """The value type of a property (the library's get_factory_for_property)."""
+        key = (name, params.value)
+        found = self._types.get(key)
+        if found is None:
+            found = self._types[key] = self.get_factory_for_property(name, params)
+        return found
+
+    def _add(self, name: str, params: Parameters, raw: str, line: str) -> None:
+        """A property to the component: handle_property's steps, its type looked up once."""
+        if params is _NO_PARAMS:
+            params = Parameters()  # each property its own, as the library gives it
+        component, factory = self.component, self._type(name, params)
+        value = unescape_backslash(raw)
+        if component is None or name in _SPECIAL or hasattr(factory, _VERBATIM):
+            self.handle_property(name, params, value, Contentline(line))
+            return
+        # parse_and_add_property; a text value is not copied once more
+        tzid = params.get("TZID") if params and name in self.datetime_names else None
+        try:
+            if factory is vText:
+                parsed = factory(value)
+            elif tzid:
+                parsed = factory(factory.from_ical(value, tzid))
+            else:
+                parsed = factory(factory.from_ical(value))
+        except (ValueError, TypeError) as e:
+            self.handle_property_parse_error(e, name, params, value, Contentline(line))
+            return
+        parsed.params = params
+        component.add(name, parsed, encode=False)
 
     def _left_out(self, name: str, params: Parameters, raw: str) -> bool:
         """Whether the property is one nobody reads, on which the library cannot fail."""
         component = self.component
         if component is None or name in READ or component.name not in _TRIMMED:
             return False
-        factory = self.get_factory_for_property(name, params)
+        factory = self._type(name, params)
         if factory in _NEVER_FAIL:
             return True
         if factory in _FAIL_ON_BREAK:
