@@ -57,7 +57,7 @@ def tree(root: int) -> dict[int, tuple[float, str]]:
 def role(pid: int, root: int, command: str) -> str:
     if pid == root:
         return "main"
-    if "forkserver" in command and "main_fds" in command:
+    if "forkserver" in command:
         return "fork server"
     return "workers"
 
@@ -82,6 +82,9 @@ def refresh(out: Path) -> tuple[float, dict[str, float], int]:
         name = role(pid, process.pid, cmd)
         split[name] = split.get(name, 0.0) + seconds
     workers = sum(1 for pid, (_, cmd) in last.items() if role(pid, process.pid, cmd) == "workers")
+    if os.environ.get("CPU_SPLIT_VERBOSE"):
+        for pid, (seconds, cmd) in sorted(last.items()):
+            print(f"    {pid} {seconds:6.2f} s {cmd[:100]}")
     return wall, split, workers
 
 

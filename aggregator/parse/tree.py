@@ -178,7 +178,7 @@ class _TrimmedParser(CalendarIcalParser):
 
     def _type(self, name: str, params: Parameters) -> type:
         """The value type of a property (the library's get_factory_for_property)."""
-        key = (name, params.value)
+        key = (name, None if params is _NO_PARAMS else params.value)
         found = self._types.get(key)
         if found is None:
             found = self._types[key] = self.get_factory_for_property(name, params)
@@ -186,10 +186,14 @@ class _TrimmedParser(CalendarIcalParser):
 
     def _add(self, name: str, params: Parameters, raw: str, line: str) -> None:
         """A property to the component: handle_property's steps, its type looked up once."""
-        if params is _NO_PARAMS:
-            params = Parameters()  # each property its own, as the library gives it
         component, factory = self.component, self._type(name, params)
         value = unescape_backslash(raw)
+        if factory is vText and params is _NO_PARAMS and component is not None:
+            # a text without parameters (none of _SPECIAL is text): its own empty ones
+            component.add(name, factory(value), encode=False)
+            return
+        if params is _NO_PARAMS:
+            params = Parameters()  # each property its own, as the library gives it
         if component is None or name in _SPECIAL or hasattr(factory, _VERBATIM):
             self.handle_property(name, params, value, Contentline(line))
             return
