@@ -1,109 +1,154 @@
-"""Parsing speed: our parse stage against bare icalendar + recurring-ical-events, same files.
+"""Parsing speed: what a worker runs for an iCalendar feed against bare icalendar, per file.
 
-    .venv/bin/python bench/parse_bench.py [--rounds N]
+    .venv/bin/python bench/parse_bench.py [--members 12] [--events 200] [--rounds 3]
+                                          [--profile 30]
 
-The baseline does the least a reader must do (parse, expand the horizon); ours also
-normalises, keys, fingerprints and collects warnings. Prints per-file-set figures and the ratio.
+For each file, best of `rounds`, in CPU seconds of this one process:
+
+- `from_ical`: bare `icalendar.Calendar.from_ical(body, multiple=True)`, the reference of
+  issue 15's cold target;
+- `+expand`: that and recurring-ical-events' expansion of the horizon, the least a reader
+  must do;
+- `ours`: parse_feed as a refresh's worker runs it (decode, parse_calendar with the limits
+  and horizon of a refresh: normalised, keyed, fingerprinted, warnings collected).
+
+File sets: members as bench/generate.py writes them (Google, Outlook, Nextcloud exports of
+200 VEVENTs with TZIDs, series, long descriptions), the demo feeds, ../shared/corpus.
+Prints each set's totals, the ratio ours/from_ical over the set and per file (median, worst).
+`--profile N` adds where `ours` spends its time on the members (cProfile, N lines).
+
+To compare with an earlier version, run it with that version first on the path:
+`PYTHONPATH=/path/to/old/checkout .venv/bin/python bench/parse_bench.py`.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import statistics
+import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import icalendar
 import recurring_ical_events
 
-from aggregator.model import Limits
-from aggregator.parse import decode_body
-from aggregator.parse.ical import parse_calendar
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(1, str(ROOT / "bench"))
+
+from generate import calendar, member  # noqa: E402
+
+from aggregator.model import FetchOutcome, FetchResult, Limits, Source, SourceKind  # noqa: E402
+from aggregator.parse import parse_feed  # noqa: E402
+
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 LIMITS = Limits()
+ZONE = "Europe/Copenhagen"
 
 
-def files() -> dict[str, list[Path]]:
-    corpus = sorted((ROOT.parent / "shared" / "corpus" / "ics").glob("*.ics"))
+def file_sets(members: int, events: int) -> dict[str, list[bytes]]:
+    corpus = sorted((ROOT.parent / "shared" / "corpus").rglob("*.ics"))
+    generated = [
+        calendar(1, member(n), events, max(members, 2), NOW.date()).encode()
+        for n in range(1, members + 1)
+    ]
     return {
-        "demo feeds": sorted((ROOT / "examples" / "feeds").glob("*.ics")),
-        "shared corpus": corpus,
+        "members": generated,
+        "demo feeds": [p.read_bytes() for p in sorted((ROOT / "examples" / "feeds").glob("*.ics"))],
+        "shared corpus": [p.read_bytes() for p in corpus],
     }
 
 
-def baseline(data: bytes) -> int:
+def from_ical(body: bytes) -> int:
     try:
-        calendars = icalendar.Calendar.from_ical(data, multiple=True)
-    except Exception:  # noqa: BLE001 - the baseline simply gives up on a broken file
+        return len(icalendar.Calendar.from_ical(body, multiple=True))
+    except Exception:  # noqa: BLE001 - the baseline gives up on a broken file
+        return 0
+
+
+def expand(body: bytes) -> int:
+    try:
+        calendars = icalendar.Calendar.from_ical(body, multiple=True)
+    except Exception:  # noqa: BLE001
         return 0
     start, stop = NOW - timedelta(days=LIMITS.past_days), NOW + timedelta(days=LIMITS.future_days)
     count = 0
-    for calendar in calendars:
+    for one in calendars:
         try:
-            series_list = recurring_ical_events.of(calendar, skip_bad_series=True).series
-        except Exception:  # noqa: BLE001 - e.g. KeyError for an event without DTSTART
+            for series in recurring_ical_events.of(one, skip_bad_series=True).series:
+                count += sum(1 for _ in series.between(start, stop))
+                if count >= LIMITS.max_occurrences:
+                    return count
+        except Exception:  # noqa: BLE001, S112 - e.g. an event without DTSTART
             continue
-        for series in series_list:
-            try:
-                for _ in series.between(start, stop):
-                    count += 1
-                    if count >= LIMITS.max_occurrences:
-                        return count
-            except Exception:  # noqa: BLE001, S112
-                continue
     return count
 
 
-def ours(data: bytes) -> int:
-    text, _ = decode_body(data)
+def ours(body: bytes) -> int:
+    result = FetchResult(outcome=FetchOutcome.OK, url="bench.ics", body=body)
+    source = Source(id="bench", name="Bench", url="bench.ics", kind=SourceKind.ICAL)
     try:
-        parsed = parse_calendar(
-            text,
-            url="bench",
-            source_id="bench",
-            floating_zone="Europe/Copenhagen",
-            network_zone="Europe/Copenhagen",
-            now=NOW,
-            limits=LIMITS,
-        )
-    except Exception:  # noqa: BLE001 - ParseError: counted as nothing, like the baseline
+        parsed = parse_feed(result, source, network_zone=ZONE, now=NOW, limits=LIMITS)
+    except Exception:  # noqa: BLE001 - ParseError: nothing read, like the baseline
         return 0
     return len(parsed.occurrences)
 
 
-def timed(function, bodies: list[bytes], rounds: int) -> tuple[float, int]:
-    runs, count = [], 0
+def per_file(function: Callable[[bytes], int], bodies: list[bytes], rounds: int) -> list[float]:
+    """The best CPU time of each file over `rounds`."""
+    best = [float("inf")] * len(bodies)
     for _ in range(rounds):
-        started = time.perf_counter()
-        count = sum(function(body) for body in bodies)
-        runs.append(time.perf_counter() - started)
-    return statistics.median(runs), count
+        for index, body in enumerate(bodies):
+            started = time.process_time()
+            function(body)
+            best[index] = min(best[index], time.process_time() - started)
+    return best
+
+
+def report(name: str, bodies: list[bytes], rounds: int) -> None:
+    bare, expanded, mine = (per_file(f, bodies, rounds) for f in (from_ical, expand, ours))
+    occurrences = sum(map(ours, bodies))
+    ratios = [m / b for m, b in zip(mine, bare, strict=True) if b > 0.002]
+    spread = f"{statistics.median(ratios):5.2f} {max(ratios):5.2f}" if ratios else "    -     -"
+    print(
+        f"{name:<14}{len(bodies):>4}{sum(map(len, bodies)) / 1e6:>7.2f}{sum(bare):>10.3f}"
+        f"{sum(expanded):>9.3f}{sum(mine):>8.3f}{occurrences:>8}{sum(mine) / sum(bare):>7.2f}"
+        f"  {spread}"
+    )
+
+
+def profile(bodies: list[bytes], lines: int) -> None:
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for body in bodies:
+        ours(body)
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=5)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--members", type=int, default=12)
+    parser.add_argument("--events", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profile", type=int, default=0)
     args = parser.parse_args()
+    sets = file_sets(args.members, args.events)
     print(
-        f"horizon {LIMITS.past_days} days back, {LIMITS.future_days} ahead; "
-        f"median of {args.rounds} rounds"
+        f"horizon {LIMITS.past_days} days back, {LIMITS.future_days} ahead; CPU seconds, "
+        f"best of {args.rounds} per file; ratio = ours / from_ical"
     )
     print(
-        f"{'files':<16}{'n':>4}{'MB':>7}{'baseline s':>12}{'occ':>7}{'ours s':>9}{'occ':>7}"
-        f"{'ratio':>7}{'ours occ/s':>12}"
+        f"{'files':<14}{'n':>4}{'MB':>7}{'from_ical':>10}{'+expand':>9}{'ours':>8}{'occ':>8}"
+        f"{'ratio':>7}  per file: median worst"
     )
-    for name, paths in files().items():
-        bodies = [p.read_bytes() for p in paths]
-        megabytes = sum(map(len, bodies)) / 1e6
-        base_s, base_n = timed(baseline, bodies, args.rounds)
-        our_s, our_n = timed(ours, bodies, args.rounds)
-        print(
-            f"{name:<16}{len(bodies):>4}{megabytes:>7.2f}{base_s:>12.3f}{base_n:>7}"
-            f"{our_s:>9.3f}{our_n:>7}{our_s / base_s:>7.2f}{our_n / our_s:>12,.0f}"
-        )
+    for name, bodies in sets.items():
+        report(name, bodies, args.rounds)
+    if args.profile:
+        profile(sets["members"], args.profile)
 
 
 if __name__ == "__main__":
