@@ -289,17 +289,20 @@ def _drop_unreadable_events(calendar: icalendar.Calendar, warnings: Warnings) ->
     for component in list(calendar.subcomponents):
         if component.name != "VEVENT":
             continue
+        errors = getattr(component, "errors", []) or []
+        try:
+            readable = isinstance(component["DTSTART"].dt, date)
+        except Exception:  # missing, or icalendar's BrokenCalendarProperty
+            readable = False
+        if readable and not errors:
+            continue  # nothing to say: its title is not needed
         title = clean_line(component.get("SUMMARY")) or "without a title"
-        for name, error in getattr(component, "errors", []) or []:
+        for name, error in errors:
             words = error_words(Exception(error))
             if name:
                 warnings.add(problem("unreadable-property", title=title, name=name, error=words))
             else:
                 warnings.add(problem("unreadable-line", title=title, error=words))
-        try:
-            readable = isinstance(component["DTSTART"].dt, date)
-        except Exception:  # missing, or icalendar's BrokenCalendarProperty
-            readable = False
         if not readable:
             warnings.add(problem("no-start", title=title))
             calendar.subcomponents.remove(component)
