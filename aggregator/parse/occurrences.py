@@ -127,6 +127,9 @@ class OccurrenceReader:
     def _occurrence(
         self, occurrence: WrittenOccurrence, recurring: bool, cancel_all: bool
     ) -> Occurrence:
+        """One occurrence: what its VEVENT says (read once per VEVENT), its times and
+        identity. The fields as_component() would give: the series' SEQUENCE, the
+        RECURRENCE-ID as written or else the start, the TZID icalendar gives the start."""
         written = occurrence.written
         said = self._said(written)
         all_day = not isinstance(occurrence.start, datetime)

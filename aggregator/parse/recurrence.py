@@ -1,11 +1,12 @@
 """Series of a calendar with recurring-ical-events, expanded on a bound.
 
-The library is used through its public extension points only: a `ComponentsWithName`
-selection with our own event adapter (it keeps the VEVENT as the member wrote it:
-`as_component()` fills DTEND in and moves DTSTART) and our own `Series` (its `occurrence()`
-hook makes occurrences that carry that VEVENT). Every rule of a series is put behind a
-BoundedRule, and a series expands inside `cpu_bound`: a rule that repeats every second for
-years, or one that never matches, costs that series, never the feed.
+The library is used through its public extension points: our own event adapter (it keeps
+the VEVENT as the member wrote it) and our own `Series` (its `occurrence()` hook makes
+occurrences that carry that VEVENT), grouped by UID as `ComponentsWithName` groups them.
+A lone event without rules (most of a feed) is a SingleEvent: read as its Series would
+read it, without building one. Every rule of a series is put behind a BoundedRule, and a
+series expands inside `cpu_bound`: a rule that repeats every second for years, or one
+that never matches, costs that series, never the feed.
 """
 
 from __future__ import annotations

@@ -64,8 +64,8 @@ _TRIMMED = frozenset({"VEVENT", "VALARM"})
 #: a property name the library takes as it is (its token rule is [\w.-]+, and it removes
 #: blanks first): ASCII letters, digits and hyphens only
 _NAME = re.compile(r"[A-Za-z0-9-]+")
-#: the two-value-type cases a left-out line may have: text and unknown values never fail;
-#: a URI or an address fails on a line break (a CR, or an escaped \n)
+#: the value types of the lines that may be left out: a text or an unknown value never
+#: fails; a URI or an address fails only on a line break (a CR, or an escaped \n)
 _NEVER_FAIL = (vText, vUnknown)
 _FAIL_ON_BREAK = (vCalAddress, vUri)
 #: a DTSTAMP, CREATED or LAST-MODIFIED as exporters write them: UTC or floating, no zone
@@ -103,13 +103,16 @@ def unfold(text: str) -> list[str]:
 
 def _head(head: str) -> tuple[str, Parameters] | None:
     """A name with parameters, as the library reads it; None when only the whole line
-    can say (quotes or escapes in it, or an error, whose words name the whole line)."""
+    can say (quotes or escapes in it, or an error, whose words name the whole line), or
+    when a parameter has a list of values (each property must get its own list)."""
     if '"' in head or "\\" in head:
         return None
     try:
         name, params, _ = Contentline(head + ":").raw_parts()
     except ValueError:
         return None
+    if not all(isinstance(value, str) for value in params.values()):
+        return None  # a list of values: each property gets its own from the library
     return name, params
 
 
@@ -127,6 +130,8 @@ class _TrimmedParser(CalendarIcalParser):
         self._types: dict[tuple[str, str | None], type] = {}
 
     def initialize_parsing(self) -> None:
+        """The library's start, the lines unfolded by unfold() (once: a calendar whose
+        VTIMEZONE comes after its events is parsed twice, from the same lines)."""
         self._stack = []
         self._components = []
         if not isinstance(self._data, list):
@@ -134,6 +139,7 @@ class _TrimmedParser(CalendarIcalParser):
         self._content_lines_iterator = iter(self._data)
 
     def parse_content_lines(self) -> None:
+        """The library's loop over the lines, a property nobody reads left out."""
         for line in self._content_lines_iterator:
             parts = self._split(line)
             if parts is None:
