@@ -8,6 +8,7 @@ above all) meanwhile."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import time
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,14 @@ class Outputs:
         self._lock = asyncio.Lock()
         #: bumped by every invalidation; what was read before one is never kept after it
         self._generation = 0
+        #: read the published events with the garbage collector paused, and freeze them
+        #: (web.serve, whose heap is frozen once started). A network's events are hundreds
+        #: of thousands of objects, all alive: collections while they are read walk them
+        #: again and again (pauses of 0.1-0.3 s that hold every thread), and frozen they are
+        #: not walked by the full collections after. They are freed as ever when the next
+        #: publish replaces them (nothing in them refers back to itself).
+        self.freeze_kept = False
+        self._reading = 0
 
     def invalidate(self) -> None:
         self._generation += 1
@@ -72,11 +81,26 @@ class Outputs:
         # an in-process publish (which invalidated already) finds this version and does not
         # throw away, and render again, what was read after that publish
         version = await self.store.data_version()
-        events = await self.store.published_events()
+        events = await self._read_events()
         if generation == self._generation:  # no publish while we read: keep it
             self._events = events
             self._version = version
         return events
+
+    async def _read_events(self) -> list[NetworkEvent]:
+        """The published events; with `freeze_kept`, read with the garbage collector paused
+        and then frozen (see there)."""
+        if not self.freeze_kept:
+            return await self.store.published_events()
+        self._reading += 1
+        gc.disable()
+        try:
+            return await self.store.published_events()
+        finally:
+            self._reading -= 1
+            if not self._reading:  # the last of the reads at once
+                gc.enable()
+                gc.freeze()
 
     async def body(self, name: str, render: Render) -> Body:
         """The kept body `name`, rendered by `render` from the events when there is none.

@@ -4,6 +4,7 @@ publish, and a large one is sent from its file, as the same bytes."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import threading
 
@@ -12,7 +13,7 @@ import pytest
 from aggregator import responses
 from aggregator.outputs import Outputs
 from aggregator.responses import Body
-from aggregator.web import OUTPUTS, make_app
+from aggregator.web import OUTPUTS, YOUNG_OBJECTS, _freeze_heap, make_app
 from tests.conftest import NOW, make_settings
 from tests.test_web import demo  # noqa: F401  (the fixture)
 
@@ -115,3 +116,47 @@ async def test_a_body_sent_without_sendfile_is_the_same_bytes(
     monkeypatch.setattr(asyncio.get_running_loop(), "sendfile", no_sendfile)
     assert await (await client.get("/calendar.ics")).read() == sent
     assert asked
+
+
+class Slow(Published):
+    """Published events that take a while to read: two reads overlap."""
+
+    async def published_events(self) -> list:
+        await asyncio.sleep(0.01)
+        return [object() for _ in range(1000)]
+
+
+async def test_serve_reads_the_events_with_the_collector_paused_and_freezes_them(tmp_path):
+    outputs = Outputs(Slow(), make_settings(tmp_path, []), poll_every=0.0)
+    outputs.freeze_kept = True  # as web.serve sets it
+    before = gc.get_freeze_count()
+    try:
+        paused = []
+
+        async def read() -> list:
+            task = asyncio.create_task(outputs.events())
+            await asyncio.sleep(0.005)
+            paused.append(gc.isenabled())
+            return await task
+
+        first, second = await asyncio.gather(read(), read())
+        assert paused == [False, False]  # while either read went on
+        assert gc.isenabled()  # and on again once both were done
+        assert gc.get_freeze_count() >= before + len(first)  # the events kept, frozen
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
+async def test_serve_freezes_what_it_holds_once_started(aiohttp_client, demo):  # noqa: F811
+    app = make_app(demo, clock=lambda: NOW, scheduler=False)
+    await aiohttp_client(app)
+    threshold = gc.get_threshold()
+    try:
+        await _freeze_heap(app)
+        assert gc.get_freeze_count() > 0 and app[OUTPUTS].freeze_kept
+        assert gc.get_threshold()[0] == YOUNG_OBJECTS
+        assert (await app[OUTPUTS].events()) and gc.isenabled()
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
