@@ -206,7 +206,7 @@ class _TrimmedParser(CalendarIcalParser):
         # parse_and_add_property; a text value is not copied once more
         tzid = params.get("TZID") if params and name in self.datetime_names else None
         try:
-            if factory is vText:
+            if factory is vText and not tzid:  # with a zone, from_ical fails: let it
                 parsed = factory(value)
             elif tzid:
                 parsed = factory(factory.from_ical(value, tzid))
