@@ -3,20 +3,26 @@ as bytes (with its ETag and gzip) until the data changes again.
 
 Rendering, hashing and gzipping a body is seconds of work for a large network: it runs in a
 thread, so that the event loop answers every other request (the 304s of the subscribers
-above all) meanwhile."""
+above all) meanwhile. And a large body (a network's calendar) is served as it was until its
+new render is done: its subscribers do not all wait those seconds after every publish, they
+get the change a few seconds later (as if the publish had ended then)."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import inspect
+import logging
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from aggregator import metrics
 from aggregator.model import NetworkEvent, Settings
 from aggregator.responses import Body
 from aggregator.store import Store
+
+log = logging.getLogger(__name__)
 
 #: rendered bodies kept at most: filtered outputs each have their own
 KEPT_BODIES = 256
@@ -53,10 +59,18 @@ class Outputs:
         #: publish replaces them (nothing in them refers back to itself).
         self.freeze_kept = False
         self._reading = 0
+        #: large bodies of before the last change, served until their new render is done
+        self._previous: dict[str, Body] = {}
+        #: the render of each body under way since the last change
+        self._rendering: dict[str, asyncio.Task[Body]] = {}
 
     def invalidate(self) -> None:
         self._generation += 1
+        self._previous.update((n, b) for n, b in self._bodies.items() if b.large)
+        while len(self._previous) > KEPT_BODIES:  # the oldest filter goes first
+            del self._previous[next(iter(self._previous))]
         self._bodies.clear()
+        self._rendering.clear()
         self._events = None
 
     async def _poll(self) -> None:
@@ -103,7 +117,8 @@ class Outputs:
                 gc.freeze()
 
     async def body(self, name: str, render: Render) -> Body:
-        """The kept body `name`, rendered by `render` from the events when there is none.
+        """The kept body `name`, rendered by `render` from the events when there is none;
+        while it renders, a large one is the body of before the change (see the module).
 
         A `render` that is a plain function is CPU work: it runs in a thread. One that is a
         coroutine function reads the store first, and hands its own CPU work to a thread."""
@@ -111,6 +126,28 @@ class Outputs:
         body = self._bodies.get(name)
         if body is not None:
             return body
+        task = self._rendering.get(name)
+        if task is None:
+            task = asyncio.create_task(self._render(name, render))
+            self._rendering[name] = task
+            task.add_done_callback(partial(self._rendered, name))
+        previous = self._previous.get(name)
+        if previous is not None and not task.done():
+            return previous
+        # shielded: a client that goes away does not cancel what the others wait for
+        return await asyncio.shield(task)
+
+    def _rendered(self, name: str, task: asyncio.Task[Body]) -> None:
+        """A render ended: a failure is logged (those who asked got it, or the body of
+        before), and the next request tries again."""
+        if self._rendering.get(name) is task:
+            del self._rendering[name]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("rendering %s failed", name, exc_info=task.exception())
+
+    async def _render(self, name: str, render: Render) -> Body:
+        """Render `name` (one render at a time) and keep it, unless the data changed
+        meanwhile."""
         async with self._lock:
             body = self._bodies.get(name)
             if body is None:
@@ -127,4 +164,5 @@ class Outputs:
                     if len(self._bodies) >= KEPT_BODIES:  # the oldest filter goes first
                         del self._bodies[next(iter(self._bodies))]
                     self._bodies[name] = body
+                    self._previous.pop(name, None)
             return body

@@ -97,6 +97,11 @@ class Body:
         )
 
     @property
+    def large(self) -> bool:
+        """Kept in a file (over IN_MEMORY): a large network's calendar, seconds to render."""
+        return self.plain.data is None
+
+    @property
     def data(self) -> bytes:
         """The bytes as they are (read from the file when kept in one)."""
         return _read(self.plain)

@@ -160,3 +160,58 @@ async def test_serve_freezes_what_it_holds_once_started(aiohttp_client, demo):  
     finally:
         gc.set_threshold(*threshold)
         gc.unfreeze()
+
+
+async def test_a_large_body_is_served_as_it_was_until_its_new_render_is_done(
+    tmp_path,
+    in_files,
+):
+    store = Published()
+    outputs = Outputs(store, make_settings(tmp_path, []), poll_every=3600.0)
+    go = threading.Event()
+
+    def render(events) -> Body:
+        go.wait(5)  # a large network's calendar takes a while
+        return Body.of(b"calendar %d" % store.version, "text/calendar")
+
+    go.set()
+    assert (await outputs.body("calendar.ics", render)).data == b"calendar 1"
+    go.clear()
+    store.version = 2
+    outputs.invalidate()  # a publish
+    # while the new one renders, each request gets the calendar of before at once
+    for _ in range(3):
+        assert (await outputs.body("calendar.ics", render)).data == b"calendar 1"
+    go.set()
+    while (await outputs.body("calendar.ics", render)).data == b"calendar 1":
+        await asyncio.sleep(0.01)
+    assert (await outputs.body("calendar.ics", render)).data == b"calendar 2"
+
+
+async def test_a_small_body_waits_for_its_new_render(tmp_path):
+    store = Published()
+    outputs = Outputs(store, make_settings(tmp_path, []), poll_every=3600.0)
+
+    def render(events) -> Body:
+        return Body.of(b"page %d" % store.version, "text/html")
+
+    assert (await outputs.body("index.html", render)).data == b"page 1"
+    store.version = 2
+    outputs.invalidate()
+    assert (await outputs.body("index.html", render)).data == b"page 2"
+
+
+async def test_a_render_that_fails_is_tried_again_by_the_next_request(tmp_path, caplog):
+    outputs = Outputs(Published(), make_settings(tmp_path, []), poll_every=3600.0)
+    calls = []
+
+    def render(events) -> Body:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("a bug")
+        return Body.of(b"calendar", "text/calendar")
+
+    with pytest.raises(ValueError):
+        await outputs.body("calendar.ics", render)
+    assert "rendering calendar.ics failed" in caplog.text
+    assert (await outputs.body("calendar.ics", render)).data == b"calendar"
