@@ -37,8 +37,8 @@ def cpu_and_command(pid: int) -> tuple[float, str, int] | None:
     return (int(fields[11]) + int(fields[12])) / TICK, command, int(fields[1])
 
 
-def tree(root: int) -> dict[int, tuple[float, str]]:
-    """Every live process under root (root included): its CPU seconds and command."""
+def tree(root: int) -> dict[int, tuple[float, str, int]]:
+    """Every live process under root (root included): CPU seconds, command and parent."""
     found: dict[int, tuple[float, str, int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -49,17 +49,17 @@ def tree(root: int) -> dict[int, tuple[float, str]]:
     while todo:
         pid = todo.pop()
         if pid in found:
-            mine[pid] = found[pid][:2]
+            mine[pid] = found[pid]
             todo.extend(child for child, (_, _, parent) in found.items() if parent == pid)
     return mine
 
 
-def role(pid: int, root: int, command: str) -> str:
+def role(pid: int, root: int, parent: int) -> str:
+    """main (the event loop, the store, the publish); its own children are the fork server
+    and the resource tracker; theirs, forked by the fork server, are the workers."""
     if pid == root:
         return "main"
-    if "forkserver" in command:
-        return "fork server"
-    return "workers"
+    return "fork server etc." if parent == root else "workers"
 
 
 def refresh(out: Path) -> tuple[float, dict[str, float], int]:
@@ -72,19 +72,23 @@ def refresh(out: Path) -> tuple[float, dict[str, float], int]:
     process = subprocess.Popen(
         [*command, str(out / "sources.yaml")], env=env, stdout=subprocess.DEVNULL
     )
-    last: dict[int, tuple[float, str]] = {}
+    last: dict[int, tuple[float, str, int]] = {}
     while process.poll() is None:
-        last.update(tree(process.pid))
+        for pid, (seconds, cmd, parent) in tree(process.pid).items():
+            # a process that ended keeps its last sample, and the command first seen
+            last[pid] = (seconds, last.get(pid, (0, cmd, 0))[1] or cmd, parent)
         time.sleep(0.1)
     wall = time.perf_counter() - started
     split: dict[str, float] = {}
-    for pid, (seconds, cmd) in last.items():
-        name = role(pid, process.pid, cmd)
+    for pid, (seconds, _, parent) in last.items():
+        name = role(pid, process.pid, parent)
         split[name] = split.get(name, 0.0) + seconds
-    workers = sum(1 for pid, (_, cmd) in last.items() if role(pid, process.pid, cmd) == "workers")
+    workers = sum(
+        1 for pid, (_, _, parent) in last.items() if role(pid, process.pid, parent) == "workers"
+    )
     if os.environ.get("CPU_SPLIT_VERBOSE"):
-        for pid, (seconds, cmd) in sorted(last.items()):
-            print(f"    {pid} {seconds:6.2f} s {cmd[:100]}")
+        for pid, (seconds, cmd, parent) in sorted(last.items()):
+            print(f"    {pid} (of {parent}) {seconds:6.2f} s {cmd[:90]}")
     return wall, split, workers
 
 
