@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aggregator import __version__, worker
+from aggregator import __version__
 from aggregator.check import CheckReport, check_feed
 from aggregator.config import load_config
 from aggregator.errors import ConfigError, RemovalRefused
@@ -166,7 +166,6 @@ async def _refresh(
     """Refresh every source (or the `chosen`) once with a progress line per source, publish,
     and say how it went; exit 1 when every source read failed."""
     stop = _stop_on_sigterm(settings)
-    worker.warm_up()  # while the store opens and the first feeds come in
     store = await Store.open(settings.database_url)
     sources = chosen or list(settings.sources)
     progress = Progress(len(sources), sys.stdout)

@@ -190,6 +190,10 @@ def load_config(
     return _settings(parsed, config_path, normalise_database_url(database_url))
 
 
+#: libyaml's safe loader where PyYAML has it: a 1,000-source file in 0.04 s, not 0.4
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _read_yaml(config_path: Path) -> tuple[yaml.Node | None, Any]:
     """The file's YAML: its node tree (for line numbers) and its data."""
     try:
@@ -201,7 +205,7 @@ def _read_yaml(config_path: Path) -> tuple[yaml.Node | None, Any]:
             f"{config_path}: the file is not UTF-8 text (byte {e.start}); save it as UTF-8"
         ) from e
     try:
-        return yaml.compose(text), yaml.safe_load(text)
+        return yaml.compose(text, Loader=_Loader), yaml.load(text, Loader=_Loader)  # noqa: S506
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{config_path}:{mark.line + 1}" if mark else str(config_path)

@@ -152,7 +152,7 @@ async def groups_within_reach(
         reach(f, o.all_day, settings.merging) for f, o in zip(found, occurrences, strict=True)
     ]
     near = await store.near(
-        reaches, {f.ident_hash for f in found}, {f.url_hash for f in found if f.url_hash}
+        reaches, {f.ident_hash for f in found}, [(f.url_hash, f.at) for f in found if f.url_hash]
     )
     groups = {s.event_id for s in seeds.values() if s.event_id}
     groups.update(near_enough(occurrences, found, titles, reaches, near))

@@ -241,12 +241,3 @@ def shutdown() -> None:
 
 
 atexit.register(shutdown)
-
-
-def warm_up() -> None:
-    """Start the worker processes now, in the background: a refresh that will read feeds
-    does not wait for them at its first read (the fork server and its imports take most of
-    a second)."""
-    threading.Thread(
-        target=_workers._schedule, args=(int, 5.0, 64), name="warm-up", daemon=True
-    ).start()

@@ -29,6 +29,10 @@ from aggregator.reconcile import identity_of
 
 #: the most an all-day occurrence's day reaches past its local midnight (a day of 25 hours)
 _DAY = 25 * 3600
+#: how far apart in `at` two copies with the same address can be: merge.join joins them
+#: within a day of each other's UTC day (under 2 days), and an all-day one's `at` is its
+#: local midnight, up to 14 hours from UTC's
+URL_REACH = 3 * 24 * 3600
 
 
 class Facts(NamedTuple):
@@ -164,14 +168,21 @@ def near_enough(
 ) -> set[str]:
     """The events of the occurrences found near that may be joined to one of the
     occurrences given: the same identity or address; or within its reach in time, a shared
-    title word, or (timed) the same minute, where a place joins."""
+    title word, or (timed) the same minute, where a place joins. The same address counts
+    within URL_REACH only: a series' other dates are not its copies."""
     idents = {f.ident_hash for f in found}
-    urls = {f.url_hash for f in found if f.url_hash is not None}
+    urls: dict[int, list[int]] = {}
+    for f in found:
+        if f.url_hash is not None:
+            urls.setdefault(f.url_hash, []).append(f.at)
     groups = {
         n.event_id
         for n in near
         if n.event_id
-        and (n.ident_hash in idents or (n.url_hash is not None and n.url_hash in urls))
+        and (
+            n.ident_hash in idents
+            or any(abs(n.at - at) <= URL_REACH for at in urls.get(n.url_hash, ()))
+        )
     }
     timed = sorted((n.at, frozenset(n.words.split()), n.event_id) for n in near if not n.all_day)
     days = sorted((n.at, frozenset(n.words.split()), n.event_id) for n in near if n.all_day)

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, tuple_, update
 
-from aggregator.merge.incremental import Near, Reach, ident_hash
+from aggregator.merge.incremental import URL_REACH, Near, Reach, ident_hash
 from aggregator.model import Occurrence, Status
 from aggregator.store.base import StoreBase, _chunks, _configured, _meta_number, _set_meta
 from aggregator.store.occurrences import _occurrence, occurrence_select
@@ -102,7 +102,7 @@ class MergingMixin(StoreBase):
                 for some in _chunks(list(values)):
                     rows = await conn.execute(
                         occurrence_select().where(
-                            column.in_(some), occurrences.c.source_id.in_(_configured)
+                            column.in_(some), _configured(occurrences.c.source_id)
                         )
                     )
                     for row in rows:
@@ -152,10 +152,12 @@ class MergingMixin(StoreBase):
             )
 
     async def near(
-        self, reaches: Sequence[Reach], idents: Iterable[int], urls: Iterable[int]
+        self, reaches: Sequence[Reach], idents: Iterable[int], urls: Iterable[tuple[int, int]]
     ) -> list[Near]:
         """The occurrences starting within any of the reaches (timed ones in `timed`,
-        all-day ones in `all_day`), or with one of these identity or address hashes."""
+        all-day ones in `all_day`), with one of these identity hashes, or with one of these
+        address hashes within URL_REACH of the `at` given with it (and maybe a little
+        further)."""
         columns = (
             occurrences.c.key,
             occurrences.c.event_id,
@@ -168,7 +170,7 @@ class MergingMixin(StoreBase):
         query = (
             select(*columns)
             .outerjoin(word_sets, word_sets.c.id == occurrences.c.set_id)
-            .where(occurrences.c.source_id.in_(_configured), occurrences.c.event_id.is_not(None))
+            .where(_configured(occurrences.c.source_id), occurrences.c.event_id.is_not(None))
         )
         conditions = [
             and_(occurrences.c.at.between(low, high), occurrences.c.all_day.is_(all_day))
@@ -181,11 +183,15 @@ class MergingMixin(StoreBase):
         found: dict[str, Near] = {}
         async with self.engine.connect() as conn:
             batches = [or_(*conditions[i : i + 100]) for i in range(0, len(conditions), 100)]
-            for column, values in (
-                (occurrences.c.ident_hash, idents),
-                (occurrences.c.url_hash, urls),
-            ):
-                batches += [column.in_(some) for some in _chunks(sorted(set(values)))]
+            batches += [occurrences.c.ident_hash.in_(s) for s in _chunks(sorted(set(idents)))]
+            for some in _chunks(sorted(set(urls))):
+                low, high = min(at for _, at in some), max(at for _, at in some)
+                batches.append(
+                    and_(
+                        occurrences.c.url_hash.in_({h for h, _ in some}),
+                        occurrences.c.at.between(low - URL_REACH, high + URL_REACH),
+                    )
+                )
             for condition in batches:
                 for r in await conn.execute(query.where(condition)):
                     found[r.key] = Near(
@@ -208,7 +214,7 @@ class MergingMixin(StoreBase):
             live: set[int] = set()
             for some in _chunks(sorted(set(hashes.values()))):
                 query = select(occurrences.c.key, occurrences.c.ident_hash).where(
-                    occurrences.c.ident_hash.in_(some), occurrences.c.source_id.in_(_configured)
+                    occurrences.c.ident_hash.in_(some), _configured(occurrences.c.source_id)
                 )
                 live.update(r.ident_hash for r in await conn.execute(query) if r.key not in besides)
         holders: dict[str, str] = {}
@@ -243,7 +249,7 @@ class FullMergeMixin(StoreBase):
         """Each title of the configured sources' occurrences, and how many have it."""
         query = (
             select(occurrences.c.title, func.count())
-            .where(occurrences.c.source_id.in_(_configured))
+            .where(_configured(occurrences.c.source_id))
             .group_by(occurrences.c.title)
         )
         async with self.engine.connect() as conn:
@@ -269,7 +275,7 @@ class FullMergeMixin(StoreBase):
         """The next `limit` occurrences of configured sources by start (then key)."""
         query = (
             occurrence_select()
-            .where(occurrences.c.source_id.in_(_configured))
+            .where(_configured(occurrences.c.source_id))
             .order_by(occurrences.c.start, occurrences.c.key)
             .limit(limit)
         )
@@ -287,7 +293,7 @@ class FullMergeMixin(StoreBase):
         query = (
             select(occurrences.c.event_id)
             .distinct()
-            .where(occurrences.c.source_id.in_(_configured), occurrences.c.event_id > after)
+            .where(_configured(occurrences.c.source_id), occurrences.c.event_id > after)
             .order_by(occurrences.c.event_id)
             .limit(limit)
         )
@@ -297,7 +303,7 @@ class FullMergeMixin(StoreBase):
     async def published_without_members(self) -> list[str]:
         """Published events that no configured occurrence is in."""
         members = select(occurrences.c.event_id).where(
-            occurrences.c.source_id.in_(_configured), occurrences.c.event_id.is_not(None)
+            _configured(occurrences.c.source_id), occurrences.c.event_id.is_not(None)
         )
         query = select(events.c.id).where(
             events.c.unpublished_at.is_(None), events.c.id.not_in(members)

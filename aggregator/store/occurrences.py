@@ -38,7 +38,7 @@ class OccurrencesMixin(StoreBase):
         writes went, and the next `publish` settles what was owed up to there."""
         query = (
             occurrence_select()
-            .where(occurrences.c.source_id.in_(_configured))
+            .where(_configured(occurrences.c.source_id))
             .order_by(occurrences.c.key)
         )
         if source_id is not None:
