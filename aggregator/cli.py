@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aggregator import __version__
-from aggregator.check import CheckReport, check_feed
 from aggregator.config import load_config
 from aggregator.errors import ConfigError, RemovalRefused
 from aggregator.fetch import Fetcher, is_local, open_session
@@ -32,11 +31,7 @@ from aggregator.model import (
 from aggregator.normalise import iso
 from aggregator.publish import publish
 from aggregator.refresh import SourceReport, refresh_all
-from aggregator.render.atom import render_atom
-from aggregator.render.ics import render_calendar
-from aggregator.render.json import render_json
 from aggregator.store import Store
-from aggregator.web import serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,6 +136,8 @@ def _settings(args) -> Settings:
 
 
 def cmd_serve(args) -> int:
+    from aggregator.web import serve  # noqa: PLC0415  (each command loads what it uses)
+
     serve(_settings(args), args.host, args.port, scheduler=not args.no_scheduler)
     return 0
 
@@ -330,6 +327,10 @@ def cmd_prune(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from aggregator.render.atom import render_atom  # noqa: PLC0415
+    from aggregator.render.ics import render_calendar  # noqa: PLC0415
+    from aggregator.render.json import render_json  # noqa: PLC0415
+
     settings = _settings(args)
 
     async def run() -> list[Path]:
@@ -359,6 +360,8 @@ def cmd_export(args) -> int:
 
 def cmd_check(args) -> int:
     """A member organisation's report on its feed: what we found and what we skipped."""
+    from aggregator.check import CheckReport, check_feed  # noqa: PLC0415
+
     try:
         settings = _settings(args)
         network, limits = settings.network, settings.limits
