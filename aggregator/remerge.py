@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 
 from aggregator.merge import merge
 from aggregator.merge.group import holders_of
@@ -35,6 +37,7 @@ from aggregator.merge.incremental import (
     near_enough,
     rarity_flips,
     reach,
+    reach_back,
     vocabulary_after,
     words_key,
 )
@@ -182,37 +185,93 @@ async def _merged(
 async def merge_all(store: Store, settings: Settings, config: str, write: Write) -> bool:
     """The whole network merged in parts of bounded size, written as it goes; the merge
     state is made anew (the configuration it is for is written last: a process stopped
-    half-way merges everything again). Returns whether any published event changed."""
+    half-way merges everything again). Returns whether any published event changed.
+
+    The parts come in order of start. An event made from one is written once no later
+    part can reach it (`_Waiting`); until then it waits, and a part that reaches it
+    merges it again. So each occurrence is merged about once, and only the events near the
+    parts' edges wait in memory (and those sharing an identity with a later occurrence)."""
     started = time.perf_counter()
     titles = await store.title_counts()
     sets, counts, total = await asyncio.to_thread(_vocabulary, titles, settings)
     vocabulary = Vocabulary(counts, total)
     await store.begin_full_merge(sets, counts, total)
+    waiting: dict[str, _Waiting] = {}
+    changed = False
     after: tuple[str, str] | None = None
     while part := await store.occurrences_in_order(after, PART):
         after = (part[-1].start_key, part[-1].occurrence.key)
-        await _group(store, settings, [s.occurrence for s in part], vocabulary)
-    grouped = time.perf_counter()
-    changed = False
-    last = ""
-    while ids := await store.group_ids(last, BATCH):
-        last = ids[-1]
-        members = [s.occurrence for s in await store.stored_occurrences(event_ids=ids)]
-        events = await _merged(store, settings, members, vocabulary)
-        expiries = {e.id: instant(e.end) for e in events if e.status in _GONE}
-        state = MergeState({}, expiries=expiries, config=None)
-        changed |= await write(events, set(ids) | {e.id for e in events}, state)
+        events, reached, state = await _group(
+            store, settings, [s.occurrence for s in part], vocabulary
+        )
+        for eid in reached:
+            waiting.pop(eid, None)
+        repeated = await store.repeated_identities({kept[3] for kept in state.occurrences.values()})
+        for event in events:
+            waiting[event.id] = _Waiting.of(event, state, repeated, settings)
+        later = _earliest(after[0])  # every later occurrence starts at or after this
+        ready = [w.event for w in waiting.values() if w.final_before(after[0], later)]
+        for event in ready:
+            del waiting[event.id]
+        changed |= await _write_all(write, ready)
+    changed |= await _write_all(write, [w.event for w in waiting.values()])
     orphans = set(await store.published_without_members())
     if orphans:
         changed |= await write([], orphans, None)
     await store.finish_full_merge(config)
     log.info(
-        "merged the whole network: %d occurrences grouped in %.1f s, published in %.1f s",
-        total,
-        grouped - started,
-        time.perf_counter() - grouped,
+        "merged the whole network: %d occurrences in %.1f s", total, time.perf_counter() - started
     )
     return changed
+
+
+async def _write_all(write: Write, events: list[MergedEvent]) -> bool:
+    """Write these events, BATCH at a time; whether any published event changed."""
+    changed = False
+    for start in range(0, len(events), BATCH):
+        batch = events[start : start + BATCH]
+        expiries = {e.id: instant(e.end) for e in batch if e.status in _GONE}
+        state = MergeState({}, expiries=expiries, config=None)
+        changed |= await write(batch, {e.id for e in batch}, state)
+    return changed
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    """An event made by a merge of the whole network, waiting until no later part can reach
+    it: no later occurrence within reach in time of a member (its address's reach too,
+    where one has an address), and none sharing a member's identity."""
+
+    event: MergedEvent
+    #: the latest `at` a later occurrence could reach from: the members' latest plus reach
+    reached_until: int
+    #: the latest start (as stored) of another occurrence with a member's identity
+    partners_until: str
+
+    @classmethod
+    def of(
+        cls, event: MergedEvent, state: MergeState, repeated: dict[int, str], settings: Settings
+    ) -> _Waiting:
+        kept = [state.occurrences[key] for key in event.members]
+        back = reach_back(settings.merging, addressed=any(k[4] is not None for k in kept))
+        partners = [repeated[k[3]] for k in kept if k[3] in repeated]
+        return cls(event, max(k[2] for k in kept) + back, max(partners, default=""))
+
+    def final_before(self, start_key: str, earliest: float) -> bool:
+        """Whether no occurrence from `start_key` on (starting at `earliest` or later) can
+        be joined to it."""
+        return earliest > self.reached_until and self.partners_until < start_key
+
+
+def _earliest(start_key: str) -> float:
+    """The earliest `at` of an occurrence whose start (as stored) sorts at or after
+    `start_key`: its date's midnight in UTC, less the 14 hours a local midnight (an all-day
+    or floating start) can come before it; -inf where the start is not a date."""
+    try:
+        day = date.fromisoformat(start_key[:10])
+    except ValueError:
+        return -math.inf
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() - 14 * 3600
 
 
 def _vocabulary(
@@ -237,9 +296,10 @@ def _vocabulary(
 
 async def _group(
     store: Store, settings: Settings, part: Sequence[Occurrence], vocabulary: Vocabulary
-) -> None:
+) -> tuple[list[MergedEvent], set[str], MergeState]:
     """Merge a part of the network with the events already made that it may join, and
-    keep which event each occurrence is in."""
+    keep which event each occurrence is in: the events made, those reached (merged again
+    in these) and the merge state written."""
     seeds = {o.key: Stored(o, None, None) for o in part}
     groups = await groups_within_reach(store, settings, seeds)
     items = {
@@ -252,3 +312,4 @@ async def _group(
     titles = titles_of(merged, settings.sources)
     state = merge_state(merged, titles, events, vocabulary, settings, None)
     await store.write_groups(state.occurrences)
+    return events, groups, state

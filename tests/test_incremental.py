@@ -64,7 +64,7 @@ occurrence_fields = st.fixed_dictionaries(
         "source": st.integers(0, len(SOURCES) - 1),
         "uid": st.integers(0, 9),
         "title": st.sampled_from(TITLES),
-        "day": st.integers(0, 3),
+        "day": st.sampled_from([0, 1, 2, 3, 9, 10, 20]),
         "minute": st.sampled_from([600, 630, 660, 720, 840, 900]),
         "all_day": st.sampled_from([False] * 5 + [True]),
         "place": st.sampled_from(PLACES),
@@ -315,3 +315,61 @@ async def test_a_co_host_moving_its_copy_leaves_two_events_both_published(store,
     assert events[("a",)].id == joined.event.id
     assert events[("b",)].id != joined.event.id
     assert events[("b",)].start == second.start + week
+
+
+async def test_a_whole_network_merge_writes_as_it_goes_and_merges_each_occurrence_about_once(
+    store, tmp_path
+):
+    """A merge of everything in parts writes an event once no later part can reach it:
+    events of the first weeks are written before the last part is read, and the
+    occurrences merged in all come to little more than the network (before, every
+    occurrence was merged twice: once to group, once to write)."""
+    settings = make_settings(tmp_path, SOURCES)
+    await store.sync_sources(SOURCES)
+    network: dict[str, Occurrence] = {}
+    for n in range(120):
+        fields = {
+            "source": n % 4,
+            "uid": n,
+            "title": TITLES[n % len(TITLES)],
+            "day": n // 3,  # 40 days, three occurrences a day
+            "minute": 600 + 60 * (n % 3),
+            "all_day": False,
+            "place": "",
+            "url": None,
+            "status": Status.SCHEDULED,
+        }
+        network = edited(network, ("add", fields))
+    await write(store, network, SOURCES, NOW)
+    merged: list[int] = []
+    parts_read: list[int] = []
+    written_before_last_part: list[int] = []
+    real_merge, real_write_all = remerge.merge, remerge._write_all
+    real_in_order = store.occurrences_in_order
+
+    def counting(items, *args, **kwargs):
+        merged.append(len(items))
+        return real_merge(items, *args, **kwargs)
+
+    async def in_order(after, limit):
+        part = await real_in_order(after, limit)
+        parts_read.append(len(part))
+        return part
+
+    async def write_all(write_, events):
+        if parts_read and parts_read[-1]:  # a part is still being merged
+            written_before_last_part.append(len(events))
+        return await real_write_all(write_, events)
+
+    with (
+        patch.object(remerge, "PART", 12),
+        patch.object(remerge, "merge", counting),
+        patch.object(remerge, "_write_all", write_all),
+        patch.object(store, "occurrences_in_order", in_order),
+    ):
+        assert await publish(store, settings, NOW)
+    assert sum(written_before_last_part) >= 60
+    assert sum(merged) <= 1.5 * len(network)
+    published = {e.event.id: e.event.fingerprint for e in await store.published_events()}
+    full = merge(list(network.values()), SOURCES, settings.merging, {})
+    assert sorted(published.values()) == sorted(e.fingerprint for e in full)

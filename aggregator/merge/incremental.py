@@ -87,6 +87,14 @@ def reach(found: Facts, all_day: bool, settings: MergeSettings) -> Reach:
     return Reach((found.at - span, found.at + span), (found.at - _DAY, found.at))
 
 
+def reach_back(settings: MergeSettings, *, addressed: bool) -> int:
+    """How far before its own `at` an occurrence can reach another (`reach`, and for one
+    with an address, URL_REACH): nothing that starts this much after an occurrence's `at`
+    can be joined to it."""
+    span = int(settings.window.total_seconds()) + 3600 * settings.max_zone_shift
+    return max(span, _DAY, URL_REACH if addressed else 0)
+
+
 def words_key(title: Title) -> str:
     """A title's key words as the store keeps a word set: sorted, one space apart."""
     return " ".join(sorted(title.key_words))
@@ -213,6 +221,7 @@ __all__ = [
     "ident_hash",
     "rarity_flips",
     "reach",
+    "reach_back",
     "Near",
     "near_enough",
     "vocabulary_after",

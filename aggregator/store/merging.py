@@ -284,6 +284,22 @@ class FullMergeMixin(StoreBase):
         async with self.engine.connect() as conn:
             return [Ordered(row.start, _occurrence(row)) for row in await conn.execute(query)]
 
+    async def repeated_identities(self, hashes: Iterable[int]) -> dict[int, str]:
+        """Of these identity hashes, those more than one occurrence of the configured
+        sources has, each with the latest start (as stored) among them."""
+        query = (
+            select(occurrences.c.ident_hash, func.max(occurrences.c.start))
+            .where(_configured(occurrences.c.source_id))
+            .group_by(occurrences.c.ident_hash)
+            .having(func.count() > 1)
+        )
+        found: dict[int, str] = {}
+        async with self.engine.connect() as conn:
+            for some in _chunks(sorted(set(hashes))):
+                rows = await conn.execute(query.where(occurrences.c.ident_hash.in_(some)))
+                found.update((hashed, latest) for hashed, latest in rows)
+        return found
+
     async def write_groups(self, kept: Mapping[str, tuple]) -> None:
         async with self._writing() as conn:
             await _write_occurrence_state(conn, kept)

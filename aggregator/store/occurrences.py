@@ -8,11 +8,14 @@ from collections.abc import Sequence
 
 from sqlalchemy import bindparam, delete, insert, select, update
 
+from aggregator.merge.incremental import hash64, ident_hash
+from aggregator.merge.join import url_key
 from aggregator.model import (
     Occurrence,
     Status,
 )
 from aggregator.normalise import from_iso, iso
+from aggregator.reconcile import identity_of
 from aggregator.store.base import (
     StoreBase,
     _chunks,
@@ -79,6 +82,11 @@ def _occurrence_rows(snapshot: Sequence[Occurrence]) -> list[dict]:
     for o in snapshot:
         row = _occurrence_row(o)
         row["row_hash"] = hashlib.blake2b(repr(row).encode(), digest_size=8).hexdigest()
+        # how its copies find it (merge/incremental.py: Facts), from the start: a merge of
+        # the whole network asks which later occurrences share an identity
+        url = url_key(o.url)
+        row["ident_hash"] = ident_hash(identity_of(o))
+        row["url_hash"] = hash64(url) if url else None
         rows.append(row)
     return rows
 
