@@ -402,7 +402,23 @@ def main() -> None:
     )
     parser.add_argument("--wrk-seconds", type=int, help="default: the scheduler's whole cycle")
     parser.add_argument("--keep", type=Path, help="keep the generated folders here")
+    parser.add_argument(
+        "--serve-only",
+        action="store_true",
+        help="only --serve, on the networks an earlier run kept in --keep (its database too)",
+    )
     args = parser.parse_args()
+    if args.serve_only:
+        if args.keep is None:
+            parser.error("--serve-only needs --keep: the folder of an earlier run")
+        for n in [int(n) for n in args.members.split(",")]:
+            folder = args.keep / f"{n}"
+            env = environment(folder / "bench.db")
+            serving = serve_under_load(
+                folder, folder / "sources.yaml", folder / "bench.db", env, n, n // 2 + 1, args
+            )
+            report_serving(Size(n, serving=serving))
+        return
     sizes = [int(n) for n in args.members.split(",")]
     serve_at = set()
     if args.serve:

@@ -138,12 +138,19 @@ class EventsMixin(StoreBase):
             .where(events.c.unpublished_at.is_(None))
             .order_by(events.c.start, events.c.id)
         )
+        published: list[NetworkEvent] = []
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        # thousands of events to unpack: in a thread, so the server keeps answering
-        return await asyncio.to_thread(_network_events, rows)
+            # a few thousand rows at a time: SQLAlchemy makes its rows in the event loop's
+            # thread, and 400,000 at once held every request for seconds; each part is
+            # unpacked in a thread, so the server keeps answering
+            result = await conn.stream(query)
+            async for rows in result.partitions(_READ_AT_A_TIME):
+                published += await asyncio.to_thread(_network_events, rows)
+        return published
 
 
+#: published events read at a time
+_READ_AT_A_TIME = 2000
 #: an event's row with its description's text
 _EVENTS = events.outerjoin(texts, texts.c.id == events.c.text_id)
 #: what an event's fields are read from: the packed bytes as they are (the VEVENT's
