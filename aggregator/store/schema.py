@@ -245,8 +245,7 @@ identities = Table(
     # 0005: the network id each member identity was published under; a group keeps its id
     # when members join or leave (rule 9)
     Column("identity", Text, primary_key=True),
-    # 0011: indexed, for the identities published under an id
-    Column("event_id", String(64), nullable=False, index=True),
+    Column("event_id", String(64), nullable=False),
     # 0010: the rows in the key's b-tree, not in a second one beside it
     sqlite_with_rowid=False,
 )
