@@ -48,7 +48,6 @@ from aggregator.model import (
     SourceState,
     SourceUpdate,
 )
-from aggregator.parse import read_source
 from aggregator.publish import publish
 from aggregator.store import Store
 
@@ -143,6 +142,9 @@ async def _cycle(
     digest = body_hash(fetched, now, settings)  # once: each question below would hash again
     parsed: SourceRead | ParseError | None = None
     if must_read(current.state, fetched, now, settings, digest=digest):
+        # loaded by the first feed to read (a cycle where nothing changed reads none)
+        from aggregator.parse import read_source  # noqa: PLC0415
+
         kept = await store.kept_pages(source.id)
         try:
             parsed = await read_source(
