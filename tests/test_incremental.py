@@ -155,6 +155,26 @@ def empty_database(tmp_path_factory) -> Path:
     return path
 
 
+def timed_network(count: int, day, minute) -> dict[str, Occurrence]:
+    """`count` timed occurrences over the sources and titles by turns, the n-th on day
+    `day(n)` at minute `minute(n)`."""
+    network: dict[str, Occurrence] = {}
+    for n in range(count):
+        fields = {
+            "source": n % len(SOURCES),
+            "uid": n,
+            "title": TITLES[n % len(TITLES)],
+            "day": day(n),
+            "minute": minute(n),
+            "all_day": False,
+            "place": "",
+            "url": None,
+            "status": Status.SCHEDULED,
+        }
+        network = edited(network, ("add", fields))
+    return network
+
+
 async def write(store: Store, network: dict[str, Occurrence], sources, now: datetime) -> None:
     for s in sources:
         await put_snapshot(store, s.id, [o for o in network.values() if o.source_id == s.id], now)
@@ -247,20 +267,7 @@ async def test_an_edit_merges_only_what_it_can_reach(store, tmp_path):
     the whole network: the full merge is not called, and few occurrences are merged."""
     settings = make_settings(tmp_path, SOURCES)
     await store.sync_sources(SOURCES)
-    network = {}
-    for n in range(200):
-        fields = {
-            "source": n % 4,
-            "uid": n,
-            "title": TITLES[n % len(TITLES)],
-            "day": n % 4,
-            "minute": 600 + 30 * (n % 20),
-            "all_day": False,
-            "place": "",
-            "url": None,
-            "status": Status.SCHEDULED,
-        }
-        network = edited(network, ("add", fields))
+    network = timed_network(200, day=lambda n: n % 4, minute=lambda n: 600 + 30 * (n % 20))
     await write(store, network, SOURCES, NOW)
     await publish(store, settings, NOW)
     key = next(iter(network))
@@ -326,20 +333,8 @@ async def test_a_whole_network_merge_writes_as_it_goes_and_merges_each_occurrenc
     occurrence was merged twice: once to group, once to write)."""
     settings = make_settings(tmp_path, SOURCES)
     await store.sync_sources(SOURCES)
-    network: dict[str, Occurrence] = {}
-    for n in range(120):
-        fields = {
-            "source": n % 4,
-            "uid": n,
-            "title": TITLES[n % len(TITLES)],
-            "day": n // 3,  # 40 days, three occurrences a day
-            "minute": 600 + 60 * (n % 3),
-            "all_day": False,
-            "place": "",
-            "url": None,
-            "status": Status.SCHEDULED,
-        }
-        network = edited(network, ("add", fields))
+    # 40 days, three occurrences a day
+    network = timed_network(120, day=lambda n: n // 3, minute=lambda n: 600 + 60 * (n % 3))
     await write(store, network, SOURCES, NOW)
     merged: list[int] = []
     parts_read: list[int] = []
