@@ -93,9 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     # tests run a refresh at a fixed time (the outputs carry it); not for operators
     refresh.add_argument("--now", type=_instant, help=argparse.SUPPRESS)
     export = command(
-        "export", cmd_export, "write calendar.ics, feed.atom and events.json to a folder"
+        "export",
+        cmd_export,
+        "copy the published folder (calendar.ics, feed.atom, events.json, the page, gzips)",
     )
     export.add_argument("--out", required=True, type=Path, help="folder to write to")
+    export.add_argument(
+        "--events",
+        action="store_true",
+        help="also write each event's page, JSON and .ics (events/ID.html, .json, .ics)",
+    )
     check = command("check", cmd_check, "read one feed (URL or file) without storing it")
     check.add_argument("target", help="a feed URL (http, https, webcal) or a file")
     check.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -182,6 +189,7 @@ async def _refresh(
                 stop=stop,
             )
         progress.close()
+        await write_folder(store, settings, now or datetime.now(UTC), changed=changed)
         states = await store.source_states()
         counts = await store.counts()
         owed = await store.publish_owed()
@@ -326,35 +334,50 @@ def cmd_prune(args) -> int:
     return 0
 
 
-def cmd_export(args) -> int:
-    from aggregator.render.atom import render_atom  # noqa: PLC0415
-    from aggregator.render.ics import render_calendar  # noqa: PLC0415
-    from aggregator.render.json import render_json  # noqa: PLC0415
+async def write_folder(
+    store: Store, settings: Settings, now: datetime, *, changed: bool = False
+) -> Path | None:
+    """Write the published folder when the data changed or it is not of this data (and
+    hour); the version written, None when it was up to date."""
+    from aggregator.published import Folder, stale  # noqa: PLC0415
 
+    folder = Folder(settings.outputs.folder)
+    if changed or stale(folder.manifest(), await store.data_version(), now):
+        return await folder.write(store, settings, now)
+    return None
+
+
+def cmd_export(args) -> int:
+    """Copy the published folder (written first when it is not of this data), and with
+    --events every published event's page, JSON and .ics, for a static host."""
     settings = _settings(args)
 
     async def run() -> list[Path]:
+        from aggregator.published import Folder, write_event_files  # noqa: PLC0415
+
         store = await Store.open(settings.database_url)
         try:
-            events = await store.published_events()
-            changes = await store.recent_changes()
-            history = await store.event_history()
+            now = datetime.now(UTC)
+            await write_folder(store, settings, now)
+            current = Folder(settings.outputs.folder).current()
+            args.out.mkdir(parents=True, exist_ok=True)
+            written = []
+            for path in sorted(current.iterdir()):
+                shutil.copyfile(path, args.out / path.name)
+                written.append(args.out / path.name)
+            if args.events:
+                written += await write_event_files(store, settings, now, args.out / "events")
         finally:
             await store.close()
-        args.out.mkdir(parents=True, exist_ok=True)
-        written = []
-        for name, data in (
-            ("calendar.ics", render_calendar(events, settings.network)),
-            ("feed.atom", render_atom(changes, settings.network)),
-            ("events.json", render_json(events, settings.network, history)),
-        ):
-            path = args.out / name
-            path.write_bytes(data)
-            written.append(path)
         return written
 
-    for path in asyncio.run(run()):
-        print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+    written = asyncio.run(run())
+    events = [p for p in written if p.parent.name == "events"]
+    for path in written:
+        if path.parent.name != "events":
+            print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+    if events:
+        print(f"wrote {len(events):,} files of single events in {events[0].parent}")
     return 0
 
 

@@ -10,6 +10,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,7 +29,15 @@ from pydantic import (
 )
 
 from aggregator.errors import ConfigError
-from aggregator.model import Limits, MergeSettings, Network, Settings, Source, SourceKind
+from aggregator.model import (
+    Limits,
+    MergeSettings,
+    Network,
+    OutputSettings,
+    Settings,
+    Source,
+    SourceKind,
+)
 
 DEFAULT_CONFIG = "sources.yaml"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///aggregator.db"
@@ -163,11 +172,19 @@ class MergeConfig(_Model):
     max_zone_shift_hours: int = Field(2, ge=0, le=12)
 
 
+class OutputsConfig(_Model):
+    calendar_past_days: int = Field(30, ge=0, le=3650)
+    calendar_future_days: int = Field(365, ge=1, le=3650)
+    folder: str | None = None
+    access_log: bool = True
+
+
 class FileConfig(_Model):
     network: NetworkConfig
     sources: list[SourceConfig] = Field(default_factory=list)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     merge: MergeConfig = Field(default_factory=MergeConfig)
+    outputs: OutputsConfig = Field(default_factory=OutputsConfig)
     database_url: str | None = None
 
 
@@ -187,7 +204,31 @@ def load_config(
         raise ConfigError(_describe(e, root, config_path)) from e
     _check_unique_ids(parsed, root, config_path)
     database_url = env.get("AGGREGATOR_DATABASE_URL") or parsed.database_url or DEFAULT_DATABASE_URL
-    return _settings(parsed, config_path, normalise_database_url(database_url))
+    settings = _settings(parsed, config_path, normalise_database_url(database_url))
+    return replace(settings, outputs=_outputs(parsed.outputs, config_path, env))
+
+
+def _outputs(parsed: OutputsConfig, config_path: Path, env: Mapping[str, str]) -> OutputSettings:
+    """outputs:, with AGGREGATOR_PUBLISHED (the folder) and AGGREGATOR_ACCESS_LOG (0/1)
+    over it; the folder resolves against the configuration's folder, 'published' there
+    when not given."""
+    folder = Path(env.get("AGGREGATOR_PUBLISHED") or parsed.folder or "published")
+    access_log = parsed.access_log
+    flag = env.get("AGGREGATOR_ACCESS_LOG", "").strip().lower()
+    if flag:
+        if flag not in _FLAGS:
+            raise ConfigError(f"AGGREGATOR_ACCESS_LOG={flag!r}: use 1 or 0 (true or false)")
+        access_log = _FLAGS[flag]
+    return OutputSettings(
+        calendar_past_days=parsed.calendar_past_days,
+        calendar_future_days=parsed.calendar_future_days,
+        folder=config_path.resolve().parent / folder,
+        access_log=access_log,
+    )
+
+
+_FLAGS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False,
+          "no": False, "off": False}
 
 
 #: libyaml's safe loader where PyYAML has it: a 1,000-source file in 0.04 s, not 0.4

@@ -1,130 +1,136 @@
-"""The outputs the web server keeps: each body rendered once per change of the data and kept
-as bytes (with its ETag and gzip) until the data changes again.
+"""What the web server answers from: the published folder's files, and a bounded cache of
+the bodies rendered on demand (windows, filters, pages, the event pages).
 
-Rendering, hashing and gzipping a body is seconds of work for a large network: it runs in a
-thread, so that the event loop answers every other request (the 304s of the subscribers
-above all) meanwhile. And a large body (a network's calendar) is served as it was until its
-new render is done: its subscribers do not all wait those seconds after every publish, they
-get the change a few seconds later (as if the publish had ended then)."""
+The folder (published.py) holds every plain output and its gzip, written at each publish:
+they are sent as they are (sendfile), with the ETag of their content, and the process holds
+none of them in memory. A change of its `current` version is seen at once by the process
+that wrote it (`reload`) and within `poll_every` seconds by any other.
+
+A body rendered on demand is kept until the data changes, or until newer ones push it out
+(KEPT_BODIES, and bytes: small bodies in memory up to KEPT_MEMORY, large ones in unlinked
+files up to KEPT_DISK). A large one is served as it was until its new render is done: its
+subscribers do not all wait those seconds after every publish.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import gc
-import inspect
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from functools import partial
+from pathlib import Path
 
 from aggregator import metrics
-from aggregator.model import NetworkEvent, Settings
-from aggregator.responses import Body
+from aggregator.model import Settings
+from aggregator.published import Folder
+from aggregator.responses import Body, KeptFile, Payload
 from aggregator.store import Store
 
 log = logging.getLogger(__name__)
 
 #: rendered bodies kept at most: filtered outputs each have their own
 KEPT_BODIES = 256
+#: bytes of the bodies kept in memory, and of those kept in files, at most
+KEPT_MEMORY = 24 * 1024 * 1024
+KEPT_DISK = 2 * 1024 * 1024 * 1024
 
-#: makes a body of the published events: a plain function (run in a thread) or a coroutine
-#: function (which reads the store, then renders in a thread)
-Render = Callable[[list[NetworkEvent]], Awaitable[Body] | Body]
+#: makes a body on demand (reads the store, hands its CPU work to threads)
+Render = Callable[[], Awaitable[Body]]
 
 
 class Outputs:
-    """Rendered bodies, kept until the data changes.
+    """The published folder's bodies, and the bodies rendered on demand (see the module)."""
 
-    The in-process scheduler says so at once (invalidate); a change made by another process
-    (`aggregator refresh` from cron, a second web process) is seen through the store's data
-    version, looked at no more than once a second.
-    """
-
-    def __init__(self, store: Store, settings: Settings, poll_every: float = 1.0) -> None:
+    def __init__(
+        self, store: Store, settings: Settings, folder: Folder, poll_every: float = 1.0
+    ) -> None:
         self.store = store
         self.settings = settings
+        self.folder = folder
         self.poll_every = poll_every
-        self._bodies: dict[str, Body] = {}
-        self._events: list[NetworkEvent] | None = None
+        #: the folder's version served, its manifest and its bodies by file name
+        self.current: Path | None = None
+        self.manifest: dict = {}
+        self._files: dict[str, Body] = {}
+        self._bodies: OrderedDict[str, Body] = OrderedDict()
         self._version: int | None = None
         self._polled = float("-inf")
-        self._lock = asyncio.Lock()
         #: bumped by every invalidation; what was read before one is never kept after it
         self._generation = 0
-        #: read the published events with the garbage collector paused, and freeze them
-        #: (web.serve, whose heap is frozen once started). A network's events are hundreds
-        #: of thousands of objects, all alive: collections while they are read walk them
-        #: again and again (pauses of 0.1-0.3 s that hold every thread), and frozen they are
-        #: not walked by the full collections after. They are freed as ever when the next
-        #: publish replaces them (nothing in them refers back to itself).
-        self.freeze_kept = False
-        self._reading = 0
         #: large bodies of before the last change, served until their new render is done
-        self._previous: dict[str, Body] = {}
+        self._previous: OrderedDict[str, Body] = OrderedDict()
         #: the render of each body under way since the last change
         self._rendering: dict[str, asyncio.Task[Body]] = {}
+        self._lock = asyncio.Lock()
+
+    # the published folder
+
+    def reload(self) -> bool:
+        """Serve the folder's current version, if it is not the one served; whether it
+        changed."""
+        current = self.folder.current()
+        if current == self.current:
+            return False
+        manifest = self.folder.manifest(current)
+        if manifest is None:
+            return False
+        files = {}
+        for name, entry in manifest["files"].items():
+            try:
+                files[name] = _file_body(current, name, entry)
+            except OSError as error:  # removed meanwhile: the next look finds the newer one
+                log.warning("published file %s/%s: %s", current, name, error)
+                return False
+        self.current, self.manifest, self._files = current, manifest, files
+        return True
+
+    def published(self, name: str) -> Body | None:
+        """A file of the published folder, as a body; None when there is none (yet)."""
+        return self._files.get(name)
+
+    def written(self) -> datetime | None:
+        """When the folder's current version was written."""
+        at = self.manifest.get("written")
+        return datetime.fromisoformat(at) if at else None
+
+    # the bodies rendered on demand
 
     def invalidate(self) -> None:
+        """The data changed: every body rendered on demand is made again when asked for."""
         self._generation += 1
         self._previous.update((n, b) for n, b in self._bodies.items() if b.large)
         while len(self._previous) > KEPT_BODIES:  # the oldest filter goes first
-            del self._previous[next(iter(self._previous))]
+            self._previous.popitem(last=False)
         self._bodies.clear()
         self._rendering.clear()
-        self._events = None
 
-    async def _poll(self) -> None:
-        now = asyncio.get_running_loop().time()
+    async def poll(self) -> None:
+        """Look (at most once in `poll_every` seconds) whether the folder or the store has
+        changed: another process's publish."""
+        now = time.monotonic()
         if now - self._polled < self.poll_every:
             return
         self._polled = now
+        self.reload()
         generation = self._generation
         version = await self.store.data_version()
         # invalidated meanwhile (a publish of this process): what this read is older than
         # what is kept now, and the next poll looks again
         if generation == self._generation and version != self._version:
-            self.invalidate()
+            if self._version is not None:
+                self.invalidate()
             self._version = version
-
-    async def events(self) -> list[NetworkEvent]:
-        await self._poll()
-        if self._events is not None:
-            return self._events
-        generation = self._generation
-        # the version first: the events read are at least as new as it. So the poll after
-        # an in-process publish (which invalidated already) finds this version and does not
-        # throw away, and render again, what was read after that publish
-        version = await self.store.data_version()
-        events = await self._read_events()
-        if generation == self._generation:  # no publish while we read: keep it
-            self._events = events
-            self._version = version
-        return events
-
-    async def _read_events(self) -> list[NetworkEvent]:
-        """The published events; with `freeze_kept`, read with the garbage collector paused
-        and then frozen (see there)."""
-        if not self.freeze_kept:
-            return await self.store.published_events()
-        self._reading += 1
-        gc.disable()
-        try:
-            return await self.store.published_events()
-        finally:
-            self._reading -= 1
-            if not self._reading:  # the last of the reads at once
-                gc.enable()
-                gc.freeze()
 
     async def body(self, name: str, render: Render) -> Body:
-        """The kept body `name`, rendered by `render` from the events when there is none;
-        while it renders, a large one is the body of before the change (see the module).
-
-        A `render` that is a plain function is CPU work: it runs in a thread. One that is a
-        coroutine function reads the store first, and hands its own CPU work to a thread."""
-        await self._poll()
+        """The kept body `name`, rendered by `render` when there is none; while it renders,
+        a large one is the body of before the change (see the module)."""
+        await self.poll()
         body = self._bodies.get(name)
         if body is not None:
+            self._bodies.move_to_end(name)
             return body
         task = self._rendering.get(name)
         if task is None:
@@ -152,17 +158,38 @@ class Outputs:
             body = self._bodies.get(name)
             if body is None:
                 generation = self._generation
-                events = await self.events()
                 started = time.perf_counter()
-                if inspect.iscoroutinefunction(render):
-                    body = await render(events)
-                else:
-                    body = await asyncio.to_thread(render, events)
+                body = await render()
                 took = time.perf_counter() - started
                 metrics.RENDER_SECONDS.labels(metrics.output_name(name)).observe(took)
                 if generation == self._generation:
-                    if len(self._bodies) >= KEPT_BODIES:  # the oldest filter goes first
-                        del self._bodies[next(iter(self._bodies))]
-                    self._bodies[name] = body
+                    self._keep(name, body)
                     self._previous.pop(name, None)
             return body
+
+    def _keep(self, name: str, body: Body) -> None:
+        """Keep a body, pushing out the least recently asked for beyond the bounds."""
+        self._bodies[name] = body
+        while len(self._bodies) > 1 and (
+            len(self._bodies) > KEPT_BODIES
+            or _bytes(self._bodies, large=False) > KEPT_MEMORY
+            or _bytes(self._bodies, large=True) > KEPT_DISK
+        ):
+            self._bodies.popitem(last=False)
+
+
+def _bytes(bodies: dict[str, Body], *, large: bool) -> int:
+    return sum(b.plain.size + b.gzipped.size for b in bodies.values() if b.large == large)
+
+
+def _file_body(folder: Path, name: str, entry: dict) -> Body:
+    """A file of the published folder and its gzip twin, opened (sent with sendfile)."""
+    plain = (folder / name).open("rb")
+    gzipped = (folder / f"{name}.gz").open("rb")
+    return Body(
+        entry["type"],
+        entry["etag"],
+        Payload(entry["size"], file=KeptFile(file=plain)),
+        Payload(entry["gzip_size"], file=KeptFile(file=gzipped)),
+        link=entry.get("link"),
+    )

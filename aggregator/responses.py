@@ -48,16 +48,63 @@ CHUNK = 256 * 1024
 
 
 class KeptFile:
-    """An unlinked temporary file that holds a body's bytes, closed once nothing refers to
-    it: not when its body is dropped, but when the last response sending it is done."""
+    """A file that holds a body's bytes (an unlinked temporary one, or one of the published
+    folder), closed once nothing refers to it: not when its body is dropped, but when the
+    last response sending it is done."""
 
-    def __init__(self, *parts: bytes) -> None:
-        self.file: BinaryIO = tempfile.TemporaryFile(prefix="aggregator-body-")
+    def __init__(self, *parts: bytes, file: BinaryIO | None = None) -> None:
+        self.file: BinaryIO = file or tempfile.TemporaryFile(prefix="aggregator-body-")
         for part in parts:
             self.file.write(part)
         self.file.flush()
         self.fd = self.file.fileno()
         weakref.finalize(self, self.file.close)
+
+
+class BodyWriter:
+    """Writes a body as it is made, a part at a time: its bytes and their gzip into two
+    files, hashed on the way (never the whole body in memory)."""
+
+    def __init__(self, content_type: str, plain: BinaryIO, gzipped: BinaryIO) -> None:
+        self.content_type = content_type
+        self.plain, self.gzipped = plain, gzipped
+        self._hash = hashlib.sha256()
+        # filename "": the header names no file, as gzip.compress writes it
+        self._gzip = gzip.GzipFile(
+            filename="", mode="wb", fileobj=gzipped, compresslevel=GZIP_LEVEL, mtime=0
+        )
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.plain.write(data)
+        self._hash.update(data)
+        self._gzip.write(data)
+        self.size += len(data)
+
+    def finish(self) -> str:
+        """Flush both files; the body's strong ETag."""
+        self._gzip.close()
+        self.plain.flush()
+        self.gzipped.flush()
+        return etag_of(self._hash)
+
+    @classmethod
+    def temporary(cls, content_type: str) -> BodyWriter:
+        return cls(
+            content_type,
+            tempfile.TemporaryFile(prefix="aggregator-body-"),
+            tempfile.TemporaryFile(prefix="aggregator-body-"),
+        )
+
+    def body(self) -> Body:
+        """finish() a temporary writer's files as a kept Body (in memory when small)."""
+        etag = self.finish()
+        gz_size = self.gzipped.tell()
+        return Body.kept(self.content_type, etag, self.plain, self.size, self.gzipped, gz_size)
+
+
+def etag_of(digest: hashlib._Hash) -> str:
+    return '"' + digest.hexdigest()[:32] + '"'
 
 
 @dataclass(frozen=True)
@@ -79,12 +126,14 @@ class Body:
     etag: str
     plain: Payload
     gzipped: Payload
+    #: a Link header it goes with (the next page of /events.json)
+    link: str | None = None
 
     @classmethod
     def of(cls, data: bytes, content_type: str) -> Body:
         """Hash and gzip the data (seconds for a large network's calendar: call this from a
         thread, where hashlib and zlib let go of the GIL), and keep it."""
-        etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+        etag = etag_of(hashlib.sha256(data))
         gz = gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
         if len(data) + len(gz) <= IN_MEMORY:
             return cls(content_type, etag, Payload(len(data), data), Payload(len(gz), gz))
@@ -94,6 +143,29 @@ class Body:
             etag,
             Payload(len(data), file=file),
             Payload(len(gz), file=file, offset=len(data)),
+        )
+
+    @classmethod
+    def kept(
+        cls,
+        content_type: str,
+        etag: str,
+        plain: BinaryIO,
+        size: int,
+        gzipped: BinaryIO,
+        gz_size: int,
+    ) -> Body:
+        """A body whose bytes are in two files (written, flushed): read into memory when
+        small (and the files closed), else sent from them."""
+        if size + gz_size <= IN_MEMORY:
+            with plain, gzipped:
+                data, gz = os.pread(plain.fileno(), size, 0), os.pread(gzipped.fileno(), gz_size, 0)
+            return cls(content_type, etag, Payload(size, data), Payload(gz_size, gz))
+        return cls(
+            content_type,
+            etag,
+            Payload(size, file=KeptFile(file=plain)),
+            Payload(gz_size, file=KeptFile(file=gzipped)),
         )
 
     @property
@@ -187,6 +259,8 @@ def answer(
     match = {t.strip() for t in request.headers.get("If-None-Match", "").split(",")}
     if etag in match or body.etag in match or "*" in match:
         return web.Response(status=304, headers=headers)
+    if body.link:
+        headers["Link"] = body.link
     if gz:
         headers["Content-Encoding"] = "gzip"
     headers["Content-Type"] = f"{body.content_type}; charset=utf-8"

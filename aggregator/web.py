@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 from aiohttp.abc import AbstractResolver
+from multidict import MultiDict, MultiMapping
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from aggregator import __version__, metrics
@@ -27,12 +33,23 @@ from aggregator.guard import Guard
 from aggregator.model import NetworkEvent, Settings
 from aggregator.outputs import Outputs
 from aggregator.publish import publish
-from aggregator.render.atom import render_atom
-from aggregator.render.html import render_event_page, render_index, render_source, render_sources
+from aggregator.published import (
+    CANCELLED_POLICIES,
+    MAX_LIMIT,
+    PAGE_LIMIT,
+    Folder,
+    FolderWriter,
+    render_page,
+    stale,
+    write_calendar,
+    write_events_page,
+    write_feed,
+)
+from aggregator.render.html import render_event_page, render_source, render_sources
 from aggregator.render.ics import render_calendar
-from aggregator.render.json import event_json, render_json
+from aggregator.render.json import event_json
 from aggregator.render.sources import health_json, source_health, source_json
-from aggregator.render.views import refused_filter
+from aggregator.render.views import network_zone, refused_filter
 from aggregator.request import Networks, page_language, trusted_proxies, wants_json
 from aggregator.responses import (
     ATOM,
@@ -42,6 +59,7 @@ from aggregator.responses import (
     JSON,
     PAGE_POLICY,
     Body,
+    BodyWriter,
     answer,
     dumps,
     fresh_json,
@@ -49,16 +67,15 @@ from aggregator.responses import (
     secure_headers,
 )
 from aggregator.schedule import Scheduler
+from aggregator.search import query_words
 from aggregator.selection import Selection, UnknownChoice
 from aggregator.store import Store
+from aggregator.windows import Window, asked_window, calendar_window, decode_cursor
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
-#: entries in the Atom feed (the newest changes, within 30 days)
-FEED_ENTRIES = 200
-CANCELLED_POLICIES = ("status", "prefix", "hide")
 
 
 def system_clock() -> datetime:
@@ -68,6 +85,7 @@ def system_clock() -> datetime:
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 OUTPUTS = web.AppKey("outputs", Outputs)
+WRITER = web.AppKey("writer", FolderWriter)
 CLOCK = web.AppKey("clock", Clock)
 CHECKER = web.AppKey("checker", Checker)
 #: allocations between two collections of the youngest objects (Python's default is 700)
@@ -77,16 +95,19 @@ PROXIES = web.AppKey("proxies", Networks)
 
 
 def serve(settings: Settings, host: str, port: int, scheduler: bool = True) -> None:
-    """Run the web server (and the scheduler) until SIGINT or SIGTERM."""
+    """Run the web server (and the scheduler) until SIGINT or SIGTERM. It answers from the
+    published folder at once; the store's catching up (sources, a publish, the folder) runs
+    behind it."""
     # merges and publishes run in threads; a thread that computes keeps the GIL for up to the
     # switch interval each time the event loop asks for it: 1 ms, not 5, keeps answers quick
     sys.setswitchinterval(0.001)
-    app = make_app(settings, scheduler=scheduler)
+    app = make_app(settings, scheduler=scheduler, catch_up=True)
     app.on_startup.append(_freeze_heap)
     web.run_app(
         app,
         host=host,
         port=port,
+        access_log=logging.getLogger("aiohttp.access") if settings.outputs.access_log else None,
         print=lambda _: print(
             f"Serving {settings.network.name} on http://{host}:{port}/", flush=True
         ),
@@ -94,8 +115,8 @@ def serve(settings: Settings, host: str, port: int, scheduler: bool = True) -> N
 
 
 async def _freeze_heap(app: web.Application) -> None:
-    """Once started (modules imported, the store open, what was stored published), keep what
-    the process holds for good out of the garbage collector's full collections.
+    """Once started (modules imported, the store open), keep what the process holds for good
+    out of the garbage collector's full collections.
 
     A full collection walks every tracked object, holding the GIL: the 140,000 objects of the
     imported modules alone took 0.27 s, and publishes and renders start a few such
@@ -104,11 +125,8 @@ async def _freeze_heap(app: web.Application) -> None:
     gc.collect()
     gc.freeze()
     # and collect the young far less often: a publish or a render allocates millions of
-    # objects that are freed by their reference counts, not by the collector (a full
-    # collection during one freed 0 to 40 objects), and every 70,000 allocations the
-    # collector weighed a full collection that walked the events being read
+    # objects that are freed by their reference counts, not by the collector
     gc.set_threshold(YOUNG_OBJECTS, *gc.get_threshold()[1:])
-    app[OUTPUTS].freeze_kept = True
 
 
 def make_app(
@@ -117,13 +135,17 @@ def make_app(
     store: Store | None = None,
     clock: Clock = system_clock,
     scheduler: bool = True,
+    catch_up: bool = False,
     check_guard: Guard | None = None,
     check_resolver: AbstractResolver | None = None,
 ) -> web.Application:
     """The web application; with scheduler=True it also refreshes sources on their schedule.
 
-    `check_guard` and `check_resolver` are for tests of /check: a guard that lets a local
-    server play a public one, and a resolver that sends its name there.
+    `catch_up`: answer at once from the published folder, while the sources are synced, what
+    is owed published and the folder written (`serve`); without it that is done before the
+    first request (tests). `check_guard` and `check_resolver` are for tests of /check: a
+    guard that lets a local server play a public one, and a resolver that sends its name
+    there.
     """
     app = web.Application(middlewares=[metrics.measured], client_max_size=settings.limits.max_bytes)
     app[SETTINGS] = settings
@@ -135,6 +157,7 @@ def make_app(
             _lifecycle,
             store=store,
             scheduler=scheduler,
+            catch_up=catch_up,
             check_guard=check_guard or Guard(),
             check_resolver=check_resolver,
         )
@@ -150,42 +173,84 @@ async def _lifecycle(
     *,
     store: Store | None,
     scheduler: bool,
+    catch_up: bool,
     check_guard: Guard,
     check_resolver: AbstractResolver | None,
 ) -> AsyncIterator[None]:
-    """The store, the sessions and the scheduler: set up before the first request, torn
-    down after the last (app.cleanup_ctx)."""
+    """The store, the published folder, the sessions and the scheduler: set up before the
+    first request (or, with `catch_up`, behind it), torn down after the last
+    (app.cleanup_ctx)."""
     settings, clock = app[SETTINGS], app[CLOCK]
     own_store = store is None
     app[STORE] = store or await Store.open(settings.database_url)
-    await app[STORE].sync_sources(
-        settings.sources, now=clock(), allow_removals=settings.allow_removals
-    )
-    # a changed configuration (base URL, languages) re-renders what is published; a bug
-    # there must not stop the start: what was published before is served meanwhile
-    try:
-        await publish(app[STORE], settings, clock())
-    except Exception:
-        log.exception("publishing at start failed; serving what was published before")
-    app[OUTPUTS] = Outputs(app[STORE], settings)
+    scratch = None
+    root = settings.outputs.folder
+    if root is None:  # settings made in code (tests): a folder of this process's own
+        scratch = tempfile.TemporaryDirectory(prefix="aggregator-published-")
+        root = Path(scratch.name)
+    folder = Folder(root)
+    app[OUTPUTS] = Outputs(app[STORE], settings, folder)
+    app[OUTPUTS].reload()
+    app[WRITER] = FolderWriter(folder, app[STORE], settings, clock, app[OUTPUTS].reload)
     session = open_session(settings.network, settings.limits)
     check_session = open_session(
         settings.network, settings.limits, check_guard.resolver(check_resolver)
     )
     app[CHECKER] = Checker(check_guard, check_session)
-    jobs = None
-    if scheduler:
-        fetcher = Fetcher(session, settings.limits)
-        jobs = Scheduler(app[STORE], fetcher, settings, clock, app[OUTPUTS].invalidate)
-        await jobs.start()
+    fetcher = Fetcher(session, settings.limits) if scheduler else None
+    jobs: list[Scheduler] = []
+    started = _catch_up(app, fetcher, jobs)
+    if catch_up:
+        task = asyncio.create_task(started)
+    else:
+        await started
     yield
-    if jobs is not None:
-        await jobs.stop()
+    if catch_up and not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    for job in jobs:
+        await job.stop()
+    await app[WRITER].close()
+    if fetcher is not None:
         await fetcher.close()
     await session.close()
     await app[CHECKER].session.close()
     if own_store:
         await app[STORE].close()
+    if scratch is not None:
+        scratch.cleanup()
+
+
+async def _catch_up(app: web.Application, fetcher: Fetcher | None, jobs: list[Scheduler]) -> None:
+    """Sync the sources with the configuration, publish what is owed, write the folder when
+    it is not of this data, then start the scheduler (its publishes write the folder again,
+    and so does every turn of the hour: the page shows what is coming from now)."""
+    settings, clock, store = app[SETTINGS], app[CLOCK], app[STORE]
+    outputs, writer = app[OUTPUTS], app[WRITER]
+    await store.sync_sources(settings.sources, now=clock(), allow_removals=settings.allow_removals)
+    # a changed configuration (base URL, languages) re-renders what is published; a bug
+    # there must not stop the start: what was published before is served meanwhile
+    try:
+        if await publish(store, settings, clock()):
+            outputs.invalidate()
+    except Exception:
+        log.exception("publishing at start failed; serving what was published before")
+    if stale(outputs.folder.manifest(), await store.data_version(), clock()):
+        await writer.request()
+
+    def published() -> None:
+        outputs.invalidate()
+        writer.request()
+
+    if fetcher is not None:
+        job = Scheduler(store, fetcher, settings, clock, published)
+        jobs.append(job)
+        await job.start()
+
+        async def write_again() -> None:  # the page shows what is coming from now
+            writer.request()
+
+        job.every_hour(write_again)
 
 
 async def check_page(request: web.Request) -> web.Response:
@@ -195,31 +260,69 @@ async def check_page(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    counts = await request.app[STORE].counts()
+    """Alive, and what the published folder holds: from memory, no query to the store."""
+    outputs = request.app[OUTPUTS]
+    manifest = outputs.manifest
+    body = dumps(
+        {
+            "status": "ok",
+            "version": __version__,
+            **manifest.get("counts", {}),
+            "published": manifest.get("written"),
+            "published_events": manifest.get("events"),
+        }
+    )
     return web.Response(
-        body=dumps({"status": "ok", "version": __version__, **counts}),
-        content_type=JSON,
-        charset="utf-8",
-        headers={"Cache-Control": "no-store"},
+        body=body, content_type=JSON, charset="utf-8", headers={"Cache-Control": "no-store"}
     )
 
 
 async def metrics_text(request: web.Request) -> web.Response:
     """Prometheus text format; each member source's occurrences and state read now."""
     states = await request.app[STORE].source_states()
-    events = len(await request.app[OUTPUTS].events())
+    outputs = request.app[OUTPUTS]
+    events = outputs.manifest.get("events") or await request.app[STORE].published_count()
     return web.Response(
         body=metrics.exposition(request.app[SETTINGS], states, events),
         headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"},
     )
 
 
-def selection(request: web.Request) -> Selection:
-    """The ?source=&category=&status= of a filtered output; 400 with the reason if wrong."""
+async def selection(request: web.Request, lang: str | None = None) -> Selection:
+    """The ?source=&category=&status= of a filtered output, or the filter saved as ?f=KEY;
+    400 with the reason if wrong (in the page's language when `lang` is given)."""
+    app = request.app
+    query: MultiMapping[str] = request.query
+    key = query.get("f")
+    if key:
+        saved = await app[STORE].saved_filter(key.strip()[:16], app[CLOCK]())
+        if saved is None:
+            raise web.HTTPNotFound(text=f"f={key[:40]!r}: no such saved filter\n")
+        query = MultiDict(
+            (name, value) for name, values in json.loads(saved).items() for value in values
+        )
     try:
-        return Selection.from_query(request.query, (s.id for s in request.app[SETTINGS].sources))
+        return Selection.from_query(query, (s.id for s in app[SETTINGS].sources))
+    except UnknownChoice as error:
+        text = refused_filter(error, lang) if lang else str(error)
+        raise web.HTTPBadRequest(text=f"{text}\n") from None
+
+
+def asked(request: web.Request) -> Window | None:
+    """The window ?from=, ?to=, ?days= ask for; 400 with the reason if wrong."""
+    tz = network_zone(request.app[SETTINGS].network)
+    try:
+        return asked_window(request.query, request.app[CLOCK]().astimezone(tz).date(), tz)
     except ValueError as error:
         raise web.HTTPBadRequest(text=f"{error}\n") from None
+
+
+def plain_window(request: web.Request) -> Window:
+    """What the plain outputs hold (outputs.calendar_past_days and calendar_future_days)."""
+    settings = request.app[SETTINGS]
+    return calendar_window(
+        settings.outputs, request.app[CLOCK](), network_zone(settings.network)
+    )
 
 
 def language(request: web.Request) -> str:
@@ -227,120 +330,196 @@ def language(request: web.Request) -> str:
     return page_language(request, request.app[SETTINGS].network.languages)
 
 
-async def index(request: web.Request) -> web.Response:
-    """The embeddable page: ?lang=, ?source=, ?category=, ?status=, ?embed=1 (render/index.py).
-    The filter is read as the feeds read it, and keys the kept page by its normalised form:
-    however a filter is written, it is one entry, and a value cannot spell another's."""
-    settings = request.app[SETTINGS]
+async def _published(request: web.Request, name: str) -> Body | None:
+    """The published folder's `name`, for a request that asks for nothing more."""
+    outputs = request.app[OUTPUTS]
+    await outputs.poll()
+    return outputs.published(name)
+
+
+async def _rendered(request: web.Request, name: str, content_type: str, write) -> Body:
+    """The body `name` rendered on demand by `write(out)` (kept: outputs.py)."""
+
+    async def render() -> Body:
+        out = BodyWriter.temporary(content_type)
+        link = await write(out)
+        body = await asyncio.to_thread(out.body)
+        return replace(body, link=link) if link else body
+
+    return await request.app[OUTPUTS].body(name, render)
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    """The embeddable page: the coming weeks, or ?month=YYYY-MM; ?q= searches; ?source=,
+    ?category=, ?status= (or ?f=) filter; ?lang=, ?embed=1 (render/index.py). The plain
+    page in each language is the published folder's, written within the hour."""
+    from aggregator.render.index import links_too_long, page_period  # noqa: PLC0415
+
+    app = request.app
+    settings, now = app[SETTINGS], app[CLOCK]()
     lang = language(request)
+    query = request.query
+    if set(query) <= {"lang"}:
+        body = await _published(request, f"index.{lang}.html")
+        written = app[OUTPUTS].written()
+        if body is not None and written and f"{written:%Y%m%d%H}" == f"{now:%Y%m%d%H}":
+            return _page_answer(request, body)
+    chosen = await selection(request, lang)
+    embed = query.get("embed") == "1"
+    month = query.get("month", "").strip() or None
+    q = " ".join(query_words(query.get("q")))
     try:
-        chosen = Selection.from_query(request.query, (s.id for s in settings.sources))
-    except UnknownChoice as error:
-        raise web.HTTPBadRequest(text=f"{refused_filter(error, lang)}\n") from None
-    embed = request.query.get("embed") == "1"
-    now = request.app[CLOCK]()
+        page_period(now, network_zone(settings.network), month)
+    except ValueError as error:
+        raise web.HTTPBadRequest(text=f"{error}\n") from None
+    saved = None
+    if chosen and links_too_long(settings.network.base_url, chosen.parameters()):
+        saved = await app[STORE].save_filter(_saved_query(chosen), now)
 
-    def render(events: list[NetworkEvent]) -> Body:
-        text = render_index(events, settings, lang=lang, now=now, filters=chosen, embed=embed)
-        return Body.of(text.encode("utf-8"), HTML)
+    async def render() -> Body:
+        data = await render_page(
+            app[STORE], settings, now, lang=lang, chosen=chosen, embed=embed, month=month,
+            q=q, saved=saved,
+        )
+        return await asyncio.to_thread(Body.of, data, HTML)
 
-    # "upcoming" moves with the clock: a kept page lives at most until the hour turns
-    name = f"index.html?lang={lang}&embed={embed}&hour={now:%Y%m%d%H}&{chosen.query()}"
-    body = await request.app[OUTPUTS].body(name, render)
+    # "coming" moves with the clock: a kept page lives at most until the hour turns
+    name = (
+        f"index.html?lang={lang}&embed={embed}&hour={now:%Y%m%d%H}&month={month}"
+        f"&q={quote(q)}&{chosen.query()}"
+    )
+    return _page_answer(request, await app[OUTPUTS].body(name, render))
+
+
+def _saved_query(chosen: Selection) -> str:
+    return json.dumps(chosen.parameters(), sort_keys=True, ensure_ascii=False)
+
+
+def _page_answer(request: web.Request, body: Body) -> web.StreamResponse:
     # no frame-ancestors: the page is made to be embedded anywhere
     response = answer(request, body, cors=False, max_age=60, policy=PAGE_POLICY)
     response.headers["Vary"] = "Accept-Encoding, Accept-Language"
     return response
 
 
-async def calendar(request: web.Request) -> web.Response:
-    network = request.app[SETTINGS].network
+async def calendar(request: web.Request) -> web.StreamResponse:
+    """The calendar: ?cancelled=status|prefix|hide, the filters, a window; plain, the
+    published folder's."""
+    if not request.query_string:
+        body = await _published(request, "calendar.ics")
+        if body is not None:
+            return _calendar_answer(request, body)
     policy = request.query.get("cancelled", "status")
     if policy not in CANCELLED_POLICIES:
         raise web.HTTPBadRequest(
             text=f"cancelled={policy!r}: use one of {', '.join(CANCELLED_POLICIES)}\n"
         )
-    chosen = selection(request)
-    body = await request.app[OUTPUTS].body(
-        f"calendar.ics?cancelled={policy}&{chosen.query()}",
-        lambda events: Body.of(
-            render_calendar([e for e in events if chosen.admits(e.event)], network, policy), ICS
-        ),
-    )
+    chosen = await selection(request)
+    window = asked(request) or plain_window(request)
+    store, settings = request.app[STORE], request.app[SETTINGS]
+
+    async def write(out: BodyWriter) -> None:
+        await write_calendar(store, settings, out, window, chosen, policy)
+
+    name = f"calendar.ics?cancelled={policy}&{chosen.query()}&{window.query()}"
+    return _calendar_answer(request, await _rendered(request, name, ICS, write))
+
+
+def _calendar_answer(request: web.Request, body: Body) -> web.StreamResponse:
     response = answer(request, body)
     response.headers["Content-Disposition"] = 'inline; filename="calendar.ics"'
     return response
 
 
-async def atom(request: web.Request) -> web.Response:
-    network = request.app[SETTINGS].network
-    store = request.app[STORE]
-    chosen = selection(request)
+async def atom(request: web.Request) -> web.StreamResponse:
+    """The newest changes; those of the events in a window or a selection when asked."""
+    if not request.query_string:
+        body = await _published(request, "feed.atom")
+        if body is not None:
+            return answer(request, body)
+    chosen = await selection(request)
+    window = asked(request)
+    store, settings = request.app[STORE], request.app[SETTINGS]
 
-    async def render(events) -> Body:
-        if not chosen:
-            changes = await store.recent_changes()
-        else:
-            # an event's changes are in when the event is (as it is now)
-            wanted = {e.event.id for e in events if chosen.admits(e.event)}
-            changes = [c for c in await store.recent_changes(None) if c.event_id in wanted]
-            changes = changes[:FEED_ENTRIES]
-        return await asyncio.to_thread(lambda: Body.of(render_atom(changes, network), ATOM))
+    async def write(out: BodyWriter) -> None:
+        await write_feed(store, settings, out, window, chosen)
 
-    name = f"feed.atom?{chosen.query()}"
-    return answer(request, await request.app[OUTPUTS].body(name, render))
+    name = f"feed.atom?{chosen.query()}&{window.query() if window else ''}"
+    return answer(request, await _rendered(request, name, ATOM, write))
 
 
-async def events_json(request: web.Request) -> web.Response:
-    network = request.app[SETTINGS].network
-    store = request.app[STORE]
-    chosen = selection(request)
+async def events_json(request: web.Request) -> web.StreamResponse:
+    """A page of the events: ?limit= (PAGE_LIMIT, at most MAX_LIMIT) from ?cursor= (the
+    previous page's "next"), in a window and a selection; `Link: <…>; rel="next"`."""
+    if not request.query_string:
+        body = await _published(request, "events.json")
+        if body is not None:
+            return answer(request, body)
+    query = request.query
+    try:
+        limit = int(query.get("limit", PAGE_LIMIT))
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"limit={query['limit']!r}: give a number\n") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise web.HTTPBadRequest(text=f"limit={limit}: give 1 to {MAX_LIMIT}\n")
+    cursor = query.get("cursor")
+    try:
+        after = decode_cursor(cursor) if cursor else None
+    except ValueError as error:
+        raise web.HTTPBadRequest(text=f"{error}\n") from None
+    chosen = await selection(request)
+    window = asked(request) or plain_window(request)
+    store, settings = request.app[STORE], request.app[SETTINGS]
 
-    async def render(events) -> Body:
-        history = await store.event_history()
+    def next_href(next_cursor: str) -> str:
+        kept = [(k, v) for k, v in query.items() if k != "cursor"]
+        return "/events.json?" + urlencode([*kept, ("cursor", next_cursor)])
 
-        def rendered() -> Body:
-            shown = [e for e in events if chosen.admits(e.event)]
-            return Body.of(render_json(shown, network, history), JSON)
+    async def write(out: BodyWriter) -> str | None:
+        following = await write_events_page(
+            store, settings, out, window, chosen, limit=limit, after=after, next_href=next_href
+        )
+        return f'<{following}>; rel="next"' if following else None
 
-        return await asyncio.to_thread(rendered)
-
-    name = f"events.json?{chosen.query()}"
-    return answer(request, await request.app[OUTPUTS].body(name, render))
+    name = f"events.json?limit={limit}&cursor={cursor}&{chosen.query()}&{window.query()}"
+    return answer(request, await _rendered(request, name, JSON, write))
 
 
 async def _find(request: web.Request) -> NetworkEvent:
     wanted = request.match_info["id"]
-    for item in await request.app[OUTPUTS].events():
-        if item.event.id == wanted:
-            return item
-    raise web.HTTPNotFound(text=f"no event with id {wanted!r}\n")
+    found = await request.app[STORE].published_events(ids=[wanted[:64]])
+    if not found or found[0].event.id != wanted:
+        raise web.HTTPNotFound(text=f"no event with id {wanted[:80]!r}\n")
+    return found[0]
 
 
-async def event_ics(request: web.Request) -> web.Response:
+async def event_ics(request: web.Request) -> web.StreamResponse:
     item = await _find(request)
     network = request.app[SETTINGS].network
-    body = await request.app[OUTPUTS].body(
-        f"events/{item.event.id}.ics", lambda _: Body.of(render_calendar([item], network), ICS)
-    )
+
+    async def render() -> Body:
+        return Body.of(render_calendar([item], network), ICS)
+
+    body = await request.app[OUTPUTS].body(f"events/{item.event.id}.ics#{item.sequence}", render)
     response = answer(request, body)
     response.headers["Content-Disposition"] = f'attachment; filename="{item.event.id}.ics"'
     return response
 
 
-async def event_detail(request: web.Request) -> web.Response:
+async def event_detail(request: web.Request) -> web.StreamResponse:
     item = await _find(request)
     network = request.app[SETTINGS].network
     store = request.app[STORE]
 
-    async def render(_events) -> Body:
-        history = (await store.event_history()).get(item.event.id, [])
+    async def render() -> Body:
+        history = (await store.event_history([item.event.id])).get(item.event.id, [])
         return Body.of(dumps(event_json(item, network, history)), JSON)
 
-    return answer(request, await request.app[OUTPUTS].body(f"events/{item.event.id}.json", render))
+    name = f"events/{item.event.id}.json#{item.sequence}"
+    return answer(request, await request.app[OUTPUTS].body(name, render))
 
 
-async def event_page(request: web.Request) -> web.Response:
+async def event_page(request: web.Request) -> web.StreamResponse:
     """One event as HTML, with its member copies and its history; JSON when asked for it."""
     if wants_json(request, by_default=False):
         return await event_detail(request)
@@ -349,12 +528,13 @@ async def event_page(request: web.Request) -> web.Response:
     store = request.app[STORE]
     lang = language(request)
 
-    async def render(_events) -> Body:
-        history = (await store.event_history()).get(item.event.id, [])
+    async def render() -> Body:
+        history = (await store.event_history([item.event.id])).get(item.event.id, [])
         text = render_event_page(item, settings, history, lang=lang)
         return Body.of(text.encode("utf-8"), HTML)
 
-    body = await request.app[OUTPUTS].body(f"events/{item.event.id}.html?lang={lang}", render)
+    name = f"events/{item.event.id}.html?lang={lang}#{item.sequence}"
+    body = await request.app[OUTPUTS].body(name, render)
     response = answer(request, body, cors=False, max_age=60, policy=FRAMED_POLICY)
     response.headers["Vary"] = "Accept-Encoding, Accept-Language"
     return response
@@ -376,12 +556,12 @@ async def source_page(request: web.Request) -> web.Response:
     try:
         source = settings.source(request.match_info["id"])
     except KeyError:
-        raise web.HTTPNotFound(text=f"no source {request.match_info['id']!r}\n") from None
+        raise web.HTTPNotFound(text=f"no source {request.match_info['id'][:80]!r}\n") from None
     store = request.app[STORE]
     state = (await store.source_states()).get(source.id)
     lang = language(request)
     fetches = await store.fetch_history(source.id, limit=500)
-    events = await request.app[OUTPUTS].events()
+    events = await store.published_events(ids=await store.source_event_ids(source.id))
     occurrences = await store.load_occurrences(source.id)
     report = source_health(
         source, state, settings, occurrences=occurrences, events=events, fetches=fetches

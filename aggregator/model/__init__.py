@@ -48,6 +48,7 @@ from aggregator.model.settings import (
     Limits,
     MergeSettings,
     Network,
+    OutputSettings,
     Settings,
     Source,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "FoundEvent",
     "Limits",
     "MergeSettings",
+    "OutputSettings",
     "MergedEvent",
     "Network",
     "NetworkEvent",

@@ -100,6 +100,21 @@ class MergeSettings:
 
 
 @dataclass(frozen=True)
+class OutputSettings:
+    """What the plain outputs hold and where they are written (issue 16)."""
+
+    #: the plain /calendar.ics holds events from this many days back...
+    calendar_past_days: int = 30
+    #: ...to this many days ahead (a window of ?from=/?to=/?days= asks for others)
+    calendar_future_days: int = 365
+    #: the published folder: every plain output and its gzip twin, written at each publish
+    #: (None: a temporary folder of the serving process)
+    folder: Path | None = None
+    #: one log line per request (off for the last bit of speed behind a proxy that logs)
+    access_log: bool = True
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything sources.yaml and the AGGREGATOR_* variables configure."""
 
@@ -107,6 +122,7 @@ class Settings:
     sources: tuple[Source, ...]
     limits: Limits = field(default_factory=Limits)
     merging: MergeSettings = field(default_factory=MergeSettings)
+    outputs: OutputSettings = field(default_factory=OutputSettings)
     database_url: str = "sqlite+aiosqlite:///aggregator.db"
     #: the file the settings came from (relative source paths resolve against its folder)
     config_path: Path | None = None

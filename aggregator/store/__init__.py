@@ -18,6 +18,7 @@ from sqlalchemy.pool import NullPool
 from aggregator.store import schema
 from aggregator.store.base import _configured
 from aggregator.store.events import EventsMixin
+from aggregator.store.filters import FiltersMixin
 from aggregator.store.merging import FullMergeMixin, MergingMixin
 from aggregator.store.occurrences import OccurrencesMixin
 from aggregator.store.sources import MAX_WARNINGS, SourcesMixin
@@ -106,7 +107,9 @@ def _begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN")
 
 
-class Store(SourcesMixin, OccurrencesMixin, EventsMixin, MergingMixin, FullMergeMixin):
+class Store(
+    SourcesMixin, OccurrencesMixin, EventsMixin, MergingMixin, FullMergeMixin, FiltersMixin
+):
     """The store: each part of it in a module of its own (sources, occurrences, events)."""
 
     @classmethod

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import LargeBinary, bindparam, func, insert, select, type_coerce, update
+from sqlalchemy import (
+    LargeBinary,
+    bindparam,
+    func,
+    insert,
+    select,
+    tuple_,
+    type_coerce,
+    update,
+)
 
 from aggregator.model import (
     ChangeRecord,
@@ -19,6 +28,7 @@ from aggregator.model import (
     Status,
 )
 from aggregator.normalise import from_iso, instant, iso
+from aggregator.search import search_text
 from aggregator.store.base import (
     StoreBase,
     _bump_version,
@@ -38,6 +48,7 @@ from aggregator.store.packing import (
 )
 from aggregator.store.rows import change_record
 from aggregator.store.schema import (
+    UTCMicros,
     changes,
     events,
     identities,
@@ -117,40 +128,125 @@ class EventsMixin(StoreBase):
             )
             return [change_record(row) for row in result]
 
-    async def event_history(self) -> dict[str, list[ChangeRecord]]:
-        """Every event's changes, oldest first, by event id; none of an unpublished event."""
+    async def stream_recent_changes(
+        self, days: int = 30, at_a_time: int = 1000
+    ) -> AsyncIterator[list[ChangeRecord]]:
+        """recent_changes without a limit, newest first, a part at a time (a filtered feed
+        reads until it has its entries)."""
+        shown = changes.c.event_id.not_in(_unpublished)
         async with self.engine.connect() as conn:
-            result = await conn.execute(
-                _CHANGES.where(changes.c.event_id.not_in(_unpublished)).order_by(
-                    changes.c.at, changes.c.id
+            newest = await conn.scalar(select(func.max(changes.c.at)).where(shown))
+            if newest is None:
+                return
+            result = await conn.stream(
+                _CHANGES.where(shown, changes.c.at >= newest - timedelta(days=days)).order_by(
+                    changes.c.at.desc(), changes.c.id.desc()
                 )
             )
-            history: dict[str, list[ChangeRecord]] = {}
-            for row in result:
-                history.setdefault(row.event_id, []).append(change_record(row))
-            return history
+            async for rows in result.partitions(at_a_time):
+                yield [change_record(row) for row in rows]
 
-    async def published_events(self) -> list[NetworkEvent]:
-        """Every published event, in a stable order: start, then id."""
-        query = (
-            select(*_EVENT_COLUMNS, events.c.sequence, events.c.last_modified, events.c.ics)
-            .select_from(_EVENTS)
-            .where(events.c.unpublished_at.is_(None))
-            .order_by(events.c.start, events.c.id)
-        )
-        published: list[NetworkEvent] = []
+    async def event_history(
+        self, ids: Collection[str] | None = None
+    ) -> dict[str, list[ChangeRecord]]:
+        """Every event's changes (or those of `ids`), oldest first, by event id; none of an
+        unpublished event."""
+        history: dict[str, list[ChangeRecord]] = {}
         async with self.engine.connect() as conn:
+            for chunk in [None] if ids is None else _chunks(sorted(ids)):
+                query = _CHANGES.where(changes.c.event_id.not_in(_unpublished))
+                if chunk is not None:
+                    query = query.where(changes.c.event_id.in_(chunk))
+                result = await conn.execute(query.order_by(changes.c.at, changes.c.id))
+                for row in result:
+                    history.setdefault(row.event_id, []).append(change_record(row))
+        return history
+
+    async def published_events(
+        self,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        *,
+        words: tuple[str, ...] = (),
+        after: Cursor | None = None,
+        ids: Collection[str] | None = None,
+    ) -> list[NetworkEvent]:
+        """The published events (see stream_published), all in one list."""
+        published: list[NetworkEvent] = []
+        async for part in self.stream_published(start, end, words=words, after=after, ids=ids):
+            published += part
+        return published
+
+    async def stream_published(
+        self,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        *,
+        words: tuple[str, ...] = (),
+        after: Cursor | None = None,
+        ids: Collection[str] | None = None,
+        at_a_time: int = 0,
+    ) -> AsyncIterator[list[NetworkEvent]]:
+        """The published events in order of their start (an all-day one's at midnight UTC),
+        then id, a part at a time: never the whole network in memory.
+
+        `start`/`end`: at least every event that ends after `start` and starts before `end`,
+        and a few around them (a day either side, for the all-day events of every zone): the
+        caller takes its exact window (windows.within). `words`: only events whose title,
+        place or organisers hold every word (search.query_words). `after`: only events after
+        this (start, id) in the order (a page's cursor). `ids`: only these."""
+        conditions = [events.c.unpublished_at.is_(None)]
+        async with self.engine.connect() as conn:
+            if end is not None:
+                conditions.append(events.c.starts_at < end + _SLACK)
+            if start is not None:
+                conditions.append(events.c.ends_at > start - _SLACK)
+                # lets the index skip what ended long before: no event is longer than this
+                longest = await conn.scalar(
+                    select(func.max(events.c.ends_at - events.c.starts_at)).where(
+                        events.c.unpublished_at.is_(None)
+                    )
+                )
+                reach = timedelta(microseconds=int(longest or 0))
+                conditions.append(events.c.starts_at >= start - reach - _SLACK)
+            if after is not None:
+                conditions.append(
+                    tuple_(events.c.starts_at, events.c.id) > tuple_(
+                        bindparam("after_at", after[0], type_=UTCMicros), after[1]
+                    )
+                )
+            for word in words:
+                conditions.append(events.c.search.contains(word, autoescape=True))
+            if ids is not None:
+                conditions.append(events.c.id.in_(sorted(ids)))
+            query = (
+                select(*_EVENT_COLUMNS, events.c.sequence, events.c.last_modified, events.c.ics)
+                .select_from(_EVENTS)
+                .where(*conditions)
+                .order_by(events.c.starts_at, events.c.id)
+            )
             # a few thousand rows at a time: SQLAlchemy makes its rows in the event loop's
             # thread, and 400,000 at once held every request for seconds; each part is
             # unpacked in a thread, so the server keeps answering
             result = await conn.stream(query)
-            async for rows in result.partitions(_READ_AT_A_TIME):
-                published += await asyncio.to_thread(_network_events, rows)
-        return published
+            async for rows in result.partitions(at_a_time or _READ_AT_A_TIME):
+                yield await asyncio.to_thread(_network_events, rows)
+
+    async def published_count(self) -> int:
+        """How many events are published."""
+        async with self.engine.connect() as conn:
+            return await conn.scalar(
+                select(func.count()).select_from(events).where(events.c.unpublished_at.is_(None))
+            )
 
 
 #: published events read at a time
 _READ_AT_A_TIME = 2000
+#: a window's rows are read this much wider: an all-day event's day starts at midnight UTC
+#: in the store, at local midnight in a window (anywhere from 14 hours before to 12 after)
+_SLACK = timedelta(days=1)
+#: where a page of events ends: the last one's start and id
+Cursor = tuple[datetime, str]
 #: an event's row with its description's text
 _EVENTS = events.outerjoin(texts, texts.c.id == events.c.text_id)
 #: what an event's fields are read from: the packed bytes as they are (the VEVENT's
@@ -227,6 +323,9 @@ def _rows(publication: Publication) -> tuple[list[dict], list[dict], list[dict]]
             "description": description,
             "unpublished_at": None,
             "expires_at": instant(new.event.end) if new.event.status in _GONE else None,
+            "starts_at": instant(new.event.start),
+            "ends_at": instant(new.event.end),
+            "search": search_text(new.event),
         }
         if new.new:
             inserts.append({"id": new.event.id, **values})

@@ -54,6 +54,16 @@ class OccurrencesMixin(StoreBase):
         # thousands of rows: made into occurrences in a thread, so the server keeps answering
         return await asyncio.to_thread(_occurrences_of, rows)
 
+    async def source_event_ids(self, source_id: str) -> set[str]:
+        """The network events a source's occurrences were merged into."""
+        async with self.engine.connect() as conn:
+            result = await conn.execute(
+                select(occurrences.c.event_id)
+                .where(occurrences.c.source_id == source_id, occurrences.c.event_id.is_not(None))
+                .distinct()
+            )
+            return {row.event_id for row in result}
+
     async def publish_owed(self) -> bool:
         """Whether occurrences or sources changed since the last publish (a process may have
         been stopped or killed between a source's write and the publish)."""

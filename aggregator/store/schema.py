@@ -184,6 +184,12 @@ events = Table(
     Column("expires_at", UTCMicros),
     # 0010: its description, in texts (none: no description)
     Column("text_id", Integer),
+    # 0011: its start and end as instants (all-day: midnight UTC), for windows
+    Column("starts_at", UTCMicros),
+    Column("ends_at", UTCMicros),
+    # 0011: its title, place and organisers, folded, for the page's search (search.py)
+    Column("search", Text),
+    Index("ix_events_window", "starts_at", "ends_at"),
 )
 
 fetches = Table(
@@ -305,6 +311,17 @@ merge_pending = Table(
     Column("key", String(64), primary_key=True),
     Column("event_id", String(64)),
     Column("set_id", Integer),
+)
+
+saved_filters = Table(
+    "saved_filters",
+    metadata,
+    # 0011: a selection too long for a subscribe link (Google Calendar fails on a URL of
+    # 256 characters or more), under a short key: /calendar.ics?f=KEY
+    Column("key", String(16), primary_key=True),
+    Column("query", Text, nullable=False),
+    Column("used_at", UTCMicros, nullable=False),
+    Index("ix_saved_filters_used_at", "used_at"),
 )
 
 meta = Table(

@@ -1,0 +1,553 @@
+"""The outputs as files: every output rendered from the store a part at a time (never the
+whole network in memory), and the published folder that holds the plain ones.
+
+    folder/
+      current -> v000042-20270301T101500123456     (a symlink, swapped by rename)
+      v000042-20270301T101500123456/
+        calendar.ics  calendar.ics.gz              (the plain /calendar.ics and its gzip)
+        feed.atom     feed.atom.gz
+        events.json   events.json.gz               (the first page of /events.json)
+        index.html    index.html.gz                (/ in the network's first language)
+        index.da.html index.da.html.gz ...         (/ in each language)
+        manifest.json                              (each file's type, ETag, sizes, links)
+
+A publish writes a new version beside the current one (each file written and fsynced), then
+swaps `current` to it with one rename: a reader sees the old folder or the new, never half of
+one. `serve` sends these files (sendfile) with their ETags; `aggregator export --out` copies
+them, so a static host serves the same bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from aggregator.model import ChangeRecord, NetworkEvent, Settings, Status
+from aggregator.render.views import network_zone
+from aggregator.responses import ATOM, HTML, ICS, JSON, BodyWriter, dumps
+from aggregator.search import matches, query_words
+from aggregator.selection import Selection
+from aggregator.store import Store
+from aggregator.windows import Window, calendar_window, encode_cursor
+
+log = logging.getLogger(__name__)
+
+#: events on a page of /events.json when ?limit= is not given, and at most
+PAGE_LIMIT = 500
+MAX_LIMIT = 5000
+#: entries in the Atom feed (the newest changes, within 30 days)
+FEED_ENTRIES = 200
+#: how cancelled and postponed events reach a calendar client (render_calendar)
+CANCELLED_POLICIES = ("status", "prefix", "hide")
+#: bytes copied at a time
+CHUNK = 1 << 20
+#: the selection of the plain outputs
+EVERYTHING = Selection()
+MANIFEST = "manifest.json"
+CURRENT = "current"
+#: a half-written version older than this is a crashed writer's: removed
+STALE_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class Written:
+    """One output written: its name in the folder, type, ETag, sizes and Link header."""
+
+    name: str
+    content_type: str
+    etag: str
+    size: int
+    gzip_size: int
+    link: str | None = None
+
+
+class _Render:
+    """What every render needs: the store, the settings, the network's zone."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store, self.settings = store, settings
+        self.network = settings.network
+        self.tz = network_zone(settings.network)
+
+    async def events(
+        self, window: Window | None, chosen: Selection, words: tuple[str, ...] = (), **kwargs
+    ) -> AsyncIterator[list[NetworkEvent]]:
+        """The published events in the window that the selection admits, a part at a time."""
+        start, end = (window.start, window.end) if window else (None, None)
+        async for part in self.store.stream_published(start, end, words=words, **kwargs):
+            kept = [
+                e
+                for e in part
+                if (window is None or window.admits(e.event, self.tz))
+                and chosen.admits(e.event)
+                and matches(e.event, words)
+            ]
+            if kept:
+                yield kept
+
+
+async def write_calendar(
+    store: Store,
+    settings: Settings,
+    out: BodyWriter,
+    window: Window | None,
+    chosen: Selection = EVERYTHING,
+    cancelled: str = "status",
+) -> None:
+    """The calendar (render.ics.render_calendar's bytes), a part at a time: the events go to
+    a scratch file first, so that the VTIMEZONEs they use can come before them."""
+    from aggregator.render.ics import calendar_header, vtimezone  # noqa: PLC0415
+
+    render = _Render(store, settings)
+    tzids: set[str] = set()
+    with tempfile.TemporaryFile(prefix="aggregator-calendar-") as scratch:
+        async for part in render.events(window, chosen):
+            if cancelled == "hide":
+                part = [e for e in part if e.event.status not in _OFF]
+            tzids.update(e.event.tzid for e in part if not e.event.all_day and e.event.tzid)
+            data = b"".join(_vevent(e, cancelled) for e in part)
+            await asyncio.to_thread(scratch.write, data)
+        head = calendar_header(settings.network).to_ical()
+        end = b"END:VCALENDAR\r\n"
+        from aggregator.normalise import zone  # noqa: PLC0415
+
+        parts = [head[: -len(end)], *(vtimezone(t) for t in sorted(tzids) if zone(t))]
+        await asyncio.to_thread(out.write, b"".join(parts))
+        scratch.seek(0)
+        while chunk := await asyncio.to_thread(scratch.read, CHUNK):
+            await asyncio.to_thread(out.write, chunk)
+        out.write(end)
+
+
+_OFF = (Status.CANCELLED, Status.POSTPONED)
+
+
+def _vevent(item: NetworkEvent, cancelled: str) -> bytes:
+    if cancelled == "prefix":
+        return item.ics.replace(b"\r\nSTATUS:CANCELLED\r\n", b"\r\nSTATUS:CONFIRMED\r\n")
+    return item.ics
+
+
+async def write_events_page(
+    store: Store,
+    settings: Settings,
+    out: BodyWriter,
+    window: Window | None,
+    chosen: Selection = EVERYTHING,
+    *,
+    limit: int = PAGE_LIMIT,
+    after: tuple[datetime, str] | None = None,
+    next_href: Callable[[str], str],
+) -> str | None:
+    """One page of /events.json: at most `limit` events after the cursor `after`, with their
+    histories, and "next": the next page's address (None on the last). Returns that address."""
+    from aggregator.render.json import event_json  # noqa: PLC0415
+
+    render = _Render(store, settings)
+    page: list[NetworkEvent] = []
+    more = False
+    async for part in render.events(window, chosen, after=after, at_a_time=min(limit + 1, 2000)):
+        page += part
+        if len(page) > limit:
+            more = True
+            break
+    page = page[:limit]
+    history = await store.event_history([e.event.id for e in page])
+    following = None
+    if more:
+        last = page[-1].event
+        following = next_href(encode_cursor(last.start, last.id))
+
+    def rendered() -> bytes:
+        return dumps(
+            {
+                "network": _network_json(settings),
+                "events": [
+                    event_json(e, settings.network, history.get(e.event.id)) for e in page
+                ],
+                "next": following,
+            }
+        )
+
+    out.write(await asyncio.to_thread(rendered))
+    return following
+
+
+def _network_json(settings: Settings) -> dict:
+    network = settings.network
+    return {
+        "name": network.name,
+        "description": network.description,
+        "timezone": network.timezone,
+        "url": network.base_url,
+    }
+
+
+async def feed_changes(
+    store: Store, settings: Settings, window: Window | None, chosen: Selection
+) -> list[ChangeRecord]:
+    """The newest changes (FEED_ENTRIES at most, within 30 days) of the events in the window
+    that the selection admits, each read a part at a time."""
+    if window is None and not chosen:
+        return await store.recent_changes(FEED_ENTRIES)
+    render = _Render(store, settings)
+    found: list[ChangeRecord] = []
+    async for part in store.stream_recent_changes():
+        ids = {c.event_id for c in part}
+        shown = {
+            e.event.id
+            async for events in render.events(window, chosen, ids=ids)
+            for e in events
+        }
+        found += [c for c in part if c.event_id in shown]
+        if len(found) >= FEED_ENTRIES:
+            break
+    return found[:FEED_ENTRIES]
+
+
+async def write_feed(
+    store: Store,
+    settings: Settings,
+    out: BodyWriter,
+    window: Window | None,
+    chosen: Selection = EVERYTHING,
+) -> None:
+    from aggregator.render.atom import render_atom  # noqa: PLC0415
+
+    changes = await feed_changes(store, settings, window, chosen)
+    out.write(await asyncio.to_thread(render_atom, changes, settings.network))
+
+
+async def page_events(
+    store: Store,
+    settings: Settings,
+    start: datetime,
+    end: datetime,
+    chosen: Selection,
+    q: str = "",
+    *,
+    at_least: int = 0,
+) -> list[NetworkEvent]:
+    """What the page (/) is made of: the events that overlap [start, end) and match, and
+    when they are fewer than `at_least`, the first `at_least` that end after `start`."""
+    render = _Render(store, settings)
+    words = query_words(q)
+    window = Window(start, end)
+    shown: list[NetworkEvent] = []
+    async for part in render.events(window, chosen, words):
+        shown += part
+    if len(shown) < at_least:
+        shown = []
+        async for part in render.events(Window(start, None), chosen, words):
+            shown += part
+            if len(shown) >= at_least:
+                break
+    return shown
+
+
+async def render_page(
+    store: Store,
+    settings: Settings,
+    now: datetime,
+    *,
+    lang: str,
+    chosen: Selection = EVERYTHING,
+    embed: bool = False,
+    month: str | None = None,
+    q: str = "",
+    saved: str | None = None,
+) -> bytes:
+    """The page at / (render.html.render_index) with the events of its period."""
+    from aggregator.render import index as index_view  # noqa: PLC0415
+    from aggregator.render.html import render_index  # noqa: PLC0415
+
+    tz = network_zone(settings.network)
+    period = index_view.page_period(now, tz, month)
+    events = await page_events(
+        store,
+        settings,
+        period.start,
+        period.end,
+        chosen,
+        q,
+        at_least=0 if month else index_view.PAGE_EVENTS,
+    )
+
+    def rendered() -> bytes:
+        text = render_index(
+            events,
+            settings,
+            lang=lang,
+            now=now,
+            filters=chosen,
+            embed=embed,
+            month=month,
+            q=q,
+            saved=saved,
+        )
+        return text.encode("utf-8")
+
+    return await asyncio.to_thread(rendered)
+
+
+async def write_event_files(
+    store: Store, settings: Settings, now: datetime, folder: Path
+) -> list[Path]:
+    """Every event in the plain calendar's window as files for a static host: ID.ics,
+    ID.json and ID.html (the network's first language; ID.LANG.html in each), a part at a
+    time."""
+    from aggregator.render.html import render_event_page  # noqa: PLC0415
+    from aggregator.render.ics import render_calendar  # noqa: PLC0415
+    from aggregator.render.json import event_json  # noqa: PLC0415
+
+    network, languages = settings.network, settings.network.languages
+    window = calendar_window(settings.outputs, now, network_zone(network))
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    def write(part: list[NetworkEvent], history: dict[str, list[ChangeRecord]]) -> list[Path]:
+        paths = []
+        for item in part:
+            changes = history.get(item.event.id, [])
+            files = {
+                f"{item.event.id}.ics": render_calendar([item], network),
+                f"{item.event.id}.json": dumps(event_json(item, network, changes)),
+            }
+            for position, lang in enumerate(languages):
+                page = render_event_page(item, settings, changes, lang=lang).encode("utf-8")
+                files[f"{item.event.id}.{lang}.html"] = page
+                if position == 0:
+                    files[f"{item.event.id}.html"] = page
+            for name, data in files.items():
+                (folder / name).write_bytes(data)
+                paths.append(folder / name)
+        return paths
+
+    async for part in _Render(store, settings).events(window, EVERYTHING):
+        history = await store.event_history([e.event.id for e in part])
+        written += await asyncio.to_thread(write, part, history)
+    return written
+
+
+class FolderWriter:
+    """Writes the folder again after each publish, one write at a time: a publish during a
+    write makes one more write after it, however many publishes there were."""
+
+    def __init__(
+        self,
+        folder: Folder,
+        store: Store,
+        settings: Settings,
+        clock: Callable[[], datetime],
+        on_written: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.folder, self.store, self.settings, self.clock = folder, store, settings, clock
+        self.on_written = on_written
+        self._task: asyncio.Task[None] | None = None
+        self._again = False
+
+    def request(self) -> asyncio.Task[None]:
+        """A write is due: start one, or have the running one followed by another."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._writes())
+        else:
+            self._again = True
+        return self._task
+
+    async def _writes(self) -> None:
+        while True:
+            self._again = False
+            try:
+                await self.folder.write(self.store, self.settings, self.clock())
+                self.on_written()
+            except Exception:
+                log.exception("writing the published folder %s failed", self.folder.root)
+            if not self._again:
+                return
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._again = False
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+def stale(manifest: dict | None, data_version: int, now: datetime) -> bool:
+    """Whether the folder must be written again: never written, older than the data, or
+    written in another hour (the page shows what is coming from now)."""
+    if manifest is None or manifest.get("data_version") != data_version:
+        return True
+    written = datetime.fromisoformat(manifest["written"])
+    return written.astimezone(UTC).strftime("%Y%m%d%H") != now.astimezone(UTC).strftime(
+        "%Y%m%d%H"
+    )
+
+
+class Folder:
+    """The published folder (see the module)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def current(self) -> Path | None:
+        """The version being served; None before the first write."""
+        try:
+            target = os.readlink(self.root / CURRENT)
+        except OSError:
+            return None
+        return self.root / target
+
+    def manifest(self, version: Path | None = None) -> dict | None:
+        version = version or self.current()
+        if version is None:
+            return None
+        try:
+            return json.loads((version / MANIFEST).read_bytes())
+        except (OSError, ValueError):
+            return None
+
+    async def write(self, store: Store, settings: Settings, now: datetime) -> Path:
+        """Render every plain output into a new version and make it current."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        data_version = await store.data_version()
+        name = f"v{data_version:06d}-{now.astimezone(UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}"
+        building = self.root / f".{name}.tmp"
+        building.mkdir()
+        try:
+            written = await self._render(building, store, settings, now)
+            manifest = {
+                "data_version": data_version,
+                "written": now.astimezone(UTC).isoformat(),
+                "events": await store.published_count(),
+                "counts": await store.counts(),
+                "files": {w.name: _entry(w) for w in written},
+            }
+            _write_synced(building / MANIFEST, json.dumps(manifest, indent=1).encode() + b"\n")
+            _sync(building)
+            version = self.root / name
+            building.rename(version)
+            link = self.root / f".{CURRENT}.{os.getpid()}.tmp"
+            link.unlink(missing_ok=True)
+            link.symlink_to(name)
+            previous = self.current()
+            link.rename(self.root / CURRENT)
+            _sync(self.root)
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+        self._forget(keep={version, previous})
+        return version
+
+    async def _render(
+        self, folder: Path, store: Store, settings: Settings, now: datetime
+    ) -> list[Written]:
+        tz = network_zone(settings.network)
+        window = calendar_window(settings.outputs, now, tz)
+        written = [
+            await _to_file(
+                folder,
+                "calendar.ics",
+                ICS,
+                lambda out: write_calendar(store, settings, out, window),
+            ),
+            await _to_file(
+                folder, "feed.atom", ATOM, lambda out: write_feed(store, settings, out, None)
+            ),
+        ]
+        links: list[str] = []
+
+        async def first_page(out: BodyWriter) -> None:
+            following = await write_events_page(
+                store,
+                settings,
+                out,
+                window,
+                next_href=lambda cursor: f"/events.json?cursor={cursor}",
+            )
+            if following:
+                links.append(f'<{following}>; rel="next"')
+
+        written.append(await _to_file(folder, "events.json", JSON, first_page))
+        if links:
+            written[-1] = Written(**{**written[-1].__dict__, "link": links[0]})
+        for position, lang in enumerate(settings.network.languages):
+            page = await render_page(store, settings, now, lang=lang)
+
+            async def write_page(out: BodyWriter, page: bytes = page) -> None:
+                out.write(page)
+
+            written.append(await _to_file(folder, f"index.{lang}.html", HTML, write_page))
+            if position == 0:
+                written.append(await _to_file(folder, "index.html", HTML, write_page))
+        return written
+
+    def _forget(self, keep: Iterable[Path | None]) -> None:
+        """Remove the versions no longer served (the one before the current is kept: a
+        server may be opening its files), and half-written ones of crashed writers."""
+        kept = {p.name for p in keep if p is not None}
+        for path in self.root.iterdir():
+            if path.name in kept or path.name == CURRENT or not path.is_dir():
+                continue
+            if path.name.startswith(".") and _age(path) < STALE_SECONDS:
+                continue  # another process's version being written
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _entry(written: Written) -> dict:
+    entry = {
+        "type": written.content_type,
+        "etag": written.etag,
+        "size": written.size,
+        "gzip_size": written.gzip_size,
+    }
+    if written.link:
+        entry["link"] = written.link
+    return entry
+
+
+async def _to_file(folder: Path, name: str, content_type: str, render) -> Written:
+    with (folder / name).open("wb") as plain, (folder / f"{name}.gz").open("wb") as gzipped:
+        out = BodyWriter(content_type, plain, gzipped)
+        await render(out)
+        etag = out.finish()
+        gzip_size = gzipped.tell()
+        await asyncio.to_thread(_fsync, plain, gzipped)
+    return Written(name, content_type, etag, out.size, gzip_size)
+
+
+def _fsync(*files: BinaryIO) -> None:
+    for file in files:
+        os.fsync(file.fileno())
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with path.open("wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _sync(folder: Path) -> None:
+    """fsync a folder: the names written in it survive a crash."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
