@@ -3,7 +3,11 @@ event's page, rendered from plain values; the page's language and filters."""
 
 from __future__ import annotations
 
+import json
+import re
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import lxml.html
 import pytest
@@ -23,10 +27,19 @@ from aggregator.model import (
 )
 from aggregator.problems import problem, say
 from aggregator.render.html import render_event_page, render_index, render_source
+from aggregator.render.index import (
+    MAX_LINK,
+    PAGE_DAYS,
+    PAGE_EVENTS,
+    Period,
+    feed_query,
+    links_too_long,
+    page_period,
+)
 from aggregator.render.sources import SourceHealth
 from aggregator.render.views import http_link
 from aggregator.request import choose_language
-from aggregator.selection import page_filters
+from aggregator.selection import Selection, page_filters
 from tests.conftest import NOW
 
 SETTINGS = Settings(
@@ -260,7 +273,7 @@ def test_the_unfiltered_subscription_has_no_query():
 
 def test_the_language_switch_keeps_the_filter():
     page = index(lang="da", filters={"category": ["klima"]})
-    (link,) = page.xpath("//nav//a")
+    (link,) = page.xpath("//nav[@class='switch']//a")
     assert link.get("href") == "/?category=klima&lang=en" and link.text == "English"
 
 
@@ -272,14 +285,16 @@ def test_the_full_page_has_one_h1_and_its_chrome():
 
 def test_embed_mode_has_no_chrome_and_opens_links_outside_the_iframe():
     page = index(embed=True)
-    assert not page.xpath("//header | //footer | //nav")
+    assert not page.xpath("//header | //footer | //nav[@class='switch']")
     assert len(page.xpath("//h1")) == 1  # for screen readers, visually hidden
     assert titles(page) == ["Koncert", "Foredrag", "Loppemarked"]
     assert page.xpath("//section[@class='subscribe']//a[starts-with(@href, 'webcal://')]")
-    assert all(a.get("target") == "_top" for a in page.xpath("//main//a"))
-    # filtering stays inside the iframe, in embed mode
+    months = page.xpath("//nav[@class='months']//a")
+    assert all(a.get("target") == "_top" for a in page.xpath("//main//a") if a not in months)
+    # filtering and the months stay inside the iframe, in embed mode
     assert page.xpath("//form//input[@name='embed' and @value='1']")
     assert page.xpath("//form")[0].get("target") is None
+    assert months and all(a.get("target") is None and "embed=1" in a.get("href") for a in months)
 
 
 def test_rendering_twice_gives_the_same_text():
@@ -306,7 +321,10 @@ def test_feed_text_is_escaped_and_javascript_urls_are_never_links(render):
         text = render_index([HOSTILE], SETTINGS, lang="da", now=NOW)
     else:
         text = render_event_page(HOSTILE, SETTINGS, [], lang="da")
-    assert "<script" not in text and "<img" not in text and "<b>" not in text
+    # the one <script> element is the event page's JSON-LD data block (never run)
+    json_ld = '<script type="application/ld+json">'
+    assert text.count("<script") == (0 if render == "index" else 1) == text.count(json_ld)
+    assert "<img" not in text and "<b>" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert "javascript:" not in text.lower()
     page = lxml.html.fromstring(text)
@@ -433,3 +451,332 @@ def test_the_source_page_says_warnings_and_fetches_in_its_language():
     assert say(no_end, "da") in danish.text_content()
     assert no_end.words not in danish.text_content()
     assert outcomes(danish) == [f"fejlede: {say(failed, 'da')}", "opdateret: read 3"]
+
+
+# -- the coming weeks, a month, the search, and links short enough for Google ----------------
+
+COPENHAGEN = ZoneInfo("Europe/Copenhagen")
+
+
+def test_the_default_period_is_the_coming_four_weeks():
+    period = page_period(NOW, COPENHAGEN, None)
+    assert period == Period(
+        start=NOW,
+        end=NOW + timedelta(days=PAGE_DAYS),
+        month=None,
+        previous_month="2026-10",
+        next_month="2026-12",
+    )
+    assert PAGE_DAYS == 28 and page_period(NOW, COPENHAGEN, "") == period
+
+
+def test_a_month_runs_from_local_midnight_to_local_midnight():
+    period = page_period(NOW, COPENHAGEN, "2027-03")
+    # summer time begins on 28 March: the month ends at midnight +02:00
+    assert period.start.isoformat() == "2027-03-01T00:00:00+01:00"
+    assert period.end.isoformat() == "2027-04-01T00:00:00+02:00"
+    assert (period.month, period.previous_month, period.next_month) == (
+        "2027-03",
+        "2027-02",
+        "2027-04",
+    )
+    assert page_period(NOW, COPENHAGEN, "2027-01").previous_month == "2026-12"
+    assert page_period(NOW, COPENHAGEN, "2027-12").next_month == "2028-01"
+    assert page_period(NOW, UTC, "1970-01").start == datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "month",
+    ["2027-3", "2027-13", "2027-00", "1969-12", "2201-01", "march", "2027-03-01", "٢٠٢٧-٠٣"],
+)
+def test_a_malformed_month_is_refused_by_name(month):
+    with pytest.raises(ValueError, match=re.escape(repr(month))):
+        page_period(NOW, COPENHAGEN, month)
+    with pytest.raises(ValueError):
+        index(month=month)
+
+
+def many(count: int, first: datetime, step: timedelta, prefix: str = "e") -> list[NetworkEvent]:
+    return [
+        network_event(f"{prefix}{i:03d}", f"Møde {prefix}{i:03d}", first + i * step)
+        for i in range(count)
+    ]
+
+
+def test_the_coming_weeks_show_four_weeks_when_they_hold_fifty_events_or_more():
+    soon = many(60, NOW + timedelta(hours=1), timedelta(hours=6))  # 15 days
+    later = many(5, NOW + timedelta(days=PAGE_DAYS + 1), timedelta(days=1), prefix="l")
+    assert len(titles(index(soon + later))) == 60
+
+
+def test_the_coming_weeks_show_fifty_events_when_four_weeks_hold_fewer():
+    assert PAGE_EVENTS == 50
+    soon = many(10, NOW + timedelta(days=1), timedelta(days=1))
+    later = many(60, NOW + timedelta(days=PAGE_DAYS + 1), timedelta(days=1), prefix="l")
+    past = many(3, NOW - timedelta(days=10), timedelta(days=1), prefix="p")
+    shown = titles(index(past + soon + later))
+    assert shown == [f"Møde e{i:03d}" for i in range(10)] + [f"Møde l{i:03d}" for i in range(40)]
+
+
+def test_a_month_shows_the_events_that_overlap_it_past_ones_too():
+    spanning = network_event("camp", "Lejr", date(2027, 1, 30), end=date(2027, 2, 2))
+    past = network_event("autumn", "Efterårsmøde", datetime(2026, 10, 8, 16, tzinfo=UTC))
+    # 23:30 on 31 January in Copenhagen is January, though it is February in no zone but UTC+1
+    late = network_event("late", "Sen koncert", datetime(2027, 1, 31, 22, 30, tzinfo=UTC))
+    events = [past, *EVENTS, spanning, late]
+    assert titles(index(events, month="2027-02")) == [
+        "Lejr",
+        "Sen koncert",
+        "Foredrag",
+        "Loppemarked",
+    ]
+    assert titles(index(events, month="2027-01")) == ["Koncert", "Lejr", "Sen koncert"]
+    assert titles(index(events, month="2026-10")) == ["Efterårsmøde"]
+    empty = index(events, month="2027-05", lang="en")
+    assert titles(empty) == [] and "No events this month." in empty.text_content()
+
+
+def month_links(page: lxml.html.HtmlElement) -> dict[str, str]:
+    return {
+        a.text_content().strip(" ←→"): a.get("href")
+        for a in page.xpath("//nav[@class='months']//a")
+    }
+
+
+def test_the_month_links_keep_the_filter_the_search_the_language_and_embed():
+    page = index(
+        month="2027-02",
+        q="foredrag",
+        filters={"source": ["beta"], "category": ["klima"]},
+        lang="en",
+        embed=True,
+    )
+    keep = "source=beta&category=klima&q=foredrag"
+    assert month_links(page) == {
+        "January 2027": f"/?{keep}&month=2027-01&lang=en&embed=1",
+        "March 2027": f"/?{keep}&month=2027-03&lang=en&embed=1",
+        "The coming weeks": f"/?{keep}&lang=en&embed=1",
+    }
+    assert page.xpath("//nav[@class='months']//*[@aria-current='page']")[0].text == "February 2027"
+    assert titles(page) == ["Foredrag"]
+    (form,) = page.xpath("//form")
+    assert form.xpath(".//input[@type='hidden' and @name='month']")[0].get("value") == "2027-02"
+
+
+def test_the_coming_weeks_link_the_months_around_now():
+    page = index(lang="da")
+    assert month_links(page) == {
+        "oktober 2026": "/?month=2026-10&lang=da",
+        "december 2026": "/?month=2026-12&lang=da",
+    }
+    assert (
+        page.xpath("//nav[@class='months']//*[@aria-current='page']")[0].text == "De kommende uger"
+    )
+    assert not page.xpath("//input[@name='month']")
+
+
+def test_the_language_switch_keeps_the_month_and_the_search():
+    page = index(lang="da", month="2027-02", q="loppe")
+    (link,) = page.xpath("//nav[@class='switch']//a")
+    assert link.get("href") == "/?q=loppe&month=2027-02&lang=en"
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [
+        ("koncert", ["Koncert"]),
+        ("  FOREDRAG ", ["Foredrag"]),
+        ("beta klub", ["Foredrag"]),  # an organiser
+        ("foreningshuset loppe", ["Loppemarked"]),  # the place and the title
+        ("", ["Koncert", "Foredrag", "Loppemarked"]),
+    ],
+)
+def test_the_search_finds_by_title_place_and_organiser(q, expected):
+    assert titles(index(q=q)) == expected
+
+
+def test_the_search_field_is_labelled_and_keeps_the_search():
+    page = index(q="kon<cert", lang="en")
+    (field,) = page.xpath("//form//input[@name='q']")
+    assert field.get("type") == "search" and field.get("value") == "kon<cert"
+    (label,) = page.xpath(f"//form//label[@for='{field.get('id')}']")
+    assert label.text == "Search"
+    assert "No upcoming events match the search." in page.text_content()
+    danish = index(q="ingenting")
+    assert "Ingen kommende arrangementer passer til søgningen." in danish.text_content()
+    # the search narrows the list, not the subscription, and says so
+    assert danish.xpath("//input[@id='calendar-url']")[0].get("value").endswith("/calendar.ics")
+    assert "Søgningen afgrænser listen, ikke abonnementet." in danish.text_content()
+    assert "Abonnementet følger dit filter." not in danish.text_content()
+    assert danish.xpath("//form//a[@href='/?lang=da']")  # clear the search
+
+
+def test_a_search_inside_a_filter_narrows_both():
+    page = index(q="loppemarked", filters={"category": ["klima"]}, month="2027-02")
+    assert titles(page) == ["Loppemarked"]
+    assert titles(index(q="koncert", filters={"category": ["klima"]})) == []
+
+
+def test_the_categories_offered_come_from_every_given_event():
+    page = index(month="2027-01")
+    assert titles(page) == ["Koncert"]
+    values = [o.get("value") for o in page.xpath("//select[@id='filter-category']/option")]
+    assert values == ["", "klima", "kultur"]
+
+
+#: forty member ids, long as real ones are ("frivilligcenter-nordvest-...")
+LONG = tuple(f"frivilligcenter-{i:02d}-nordvestjylland-og-omegn" for i in range(40))
+LONG_SETTINGS = replace(
+    SETTINGS, sources=tuple(Source(id=s, name=s, url=f"/{s}.ics") for s in LONG)
+)
+
+
+def subscribe_links(page: lxml.html.HtmlElement) -> list[str]:
+    """Every subscribe link the page offers, the relative ones made absolute."""
+    base = SETTINGS.network.base_url
+    found = [
+        *page.xpath("//section[@class='subscribe']//a/@href"),
+        *page.xpath("//section[@class='subscribe']//input/@value"),
+        *page.xpath("//head/link[@rel='alternate']/@href"),
+        *page.xpath(
+            "//footer//a[contains(@href, 'calendar.ics') or contains(@href, 'feed.atom')]/@href"
+        ),
+    ]
+    return [base + link if link.startswith("/") else link for link in found]
+
+
+def test_a_long_selection_goes_by_a_saved_key_under_256_characters():
+    chosen = {"source": LONG, "category": (), "status": ()}
+    assert links_too_long(SETTINGS.network.base_url, chosen)
+    assert MAX_LINK == 255
+
+    def render(saved):
+        text = render_index(
+            EVENTS,
+            LONG_SETTINGS,
+            lang="en",
+            now=NOW,
+            filters={"source": LONG},
+            saved=saved,
+            embed=True,
+        )
+        return lxml.html.fromstring(text)
+
+    assert max(len(link) for link in subscribe_links(render(None))) > MAX_LINK
+    links = subscribe_links(render("k7Qx2"))
+    assert len(links) == 6 and all(len(link) <= MAX_LINK for link in links), links
+    assert set(links) == {
+        "webcal://events.example/calendar.ics?f=k7Qx2",
+        "https://events.example/calendar.ics?f=k7Qx2",
+        "https://events.example/calendar.ics?f=k7Qx2&cancelled=prefix",
+        "https://events.example/feed.atom?f=k7Qx2",
+    }
+    # the page itself still lists the selection, and its form still shows it
+    page = render("k7Qx2")
+    assert len(page.xpath("//select[@id='filter-source']/option[@selected]")) == 40
+
+
+def test_a_short_selection_keeps_its_values_in_the_links():
+    base = SETTINGS.network.base_url
+    assert not links_too_long(base, {"source": ("alpha", "beta"), "category": ("klima",)})
+    assert not links_too_long(base, Selection(sources=frozenset({"alpha"})))
+    # the longest link counts: Google's, with its cancelled=prefix
+    values = {"source": ("x" * 195,)}
+    assert len(f"{base}/calendar.ics{feed_query(values, None)}") == 238
+    assert len(f"{base}/calendar.ics{feed_query(values, None, 'prefix')}") == 255
+    assert not links_too_long(base, values)
+    assert links_too_long(base, {"source": ("x" * 196,)})
+
+
+def test_feed_query():
+    chosen = {"source": ("alpha", "beta"), "category": ("kultur og fest",), "status": ()}
+    assert feed_query(chosen, None) == "?source=alpha&source=beta&category=kultur+og+fest"
+    assert feed_query(chosen, None, "prefix").endswith("&cancelled=prefix")
+    assert feed_query(chosen, "k7Qx2") == "?f=k7Qx2"
+    assert feed_query(chosen, "k7Qx2", "prefix") == "?f=k7Qx2&cancelled=prefix"
+    assert feed_query({}, None) == ""
+
+
+# -- schema.org Event JSON-LD on an event's page ----------------------------------------------
+
+
+def json_ld(item: NetworkEvent) -> dict:
+    page = lxml.html.fromstring(render_event_page(item, SETTINGS, [], lang="da"))
+    (script,) = page.xpath("//script")
+    assert script.get("type") == "application/ld+json"
+    return json.loads(script.text)
+
+
+def test_an_event_page_carries_schema_org_json_ld():
+    item = network_event(
+        "talk",
+        "Foredrag",
+        FEB,
+        source="beta",
+        description="Om vand.\nOg klima. " + "Meget mere. " * 60,
+        organisers=("Beta Klub", "Alpha Forening"),
+        source_ids=("beta", "alpha"),
+        copies=(("beta", "Foredrag", "https://beta.example/foredrag"), ("alpha", "F", None)),
+        previous_start=JAN,
+        status=Status.RESCHEDULED,
+    )
+    data = json_ld(item)
+    description = data.pop("description")
+    assert data == {
+        "@context": "https://schema.org",
+        "@type": "Event",
+        "name": "Foredrag",
+        "startDate": "2027-02-04T18:00:00+01:00",
+        "endDate": "2027-02-04T20:00:00+01:00",
+        "eventStatus": "https://schema.org/EventRescheduled",
+        "previousStartDate": "2027-01-14T13:00:00+01:00",
+        "location": {"@type": "Place", "name": "Foreningshuset", "address": "Foreningshuset"},
+        "organizer": [
+            {"@type": "Organization", "name": "Beta Klub", "url": "https://beta.example/foredrag"},
+            {"@type": "Organization", "name": "Alpha Forening"},
+        ],
+        "url": "https://events.example/events/talk",
+    }
+    assert description.startswith("Om vand. Og klima. Meget mere.")
+    assert description.endswith("…") and len(description) <= 300
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (Status.SCHEDULED, "EventScheduled"),
+        (Status.TENTATIVE, "EventScheduled"),
+        (Status.CANCELLED, "EventCancelled"),
+        (Status.POSTPONED, "EventPostponed"),
+    ],
+)
+def test_the_json_ld_event_status(status, expected):
+    data = json_ld(network_event("x", "X", FEB, status=status))
+    assert data["eventStatus"] == f"https://schema.org/{expected}"
+    assert "previousStartDate" not in data and "description" not in data
+
+
+def test_an_all_day_event_has_dates_in_json_ld():
+    data = json_ld(network_event("market", "Loppemarked", date(2027, 2, 6), location=""))
+    assert (data["startDate"], data["endDate"]) == ("2027-02-06", "2027-02-07")
+    assert "location" not in data
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "</script><script>alert(1)</script>",
+        "<!--<script>",
+        "</SCRIPT ><img src=x onerror=alert(1)>",
+        "a & b ' \" \u2028 \\u003c",
+    ],
+)
+def test_a_hostile_title_stays_inside_the_json_ld(title):
+    item = network_event("evil", title, FEB, location="<!-- </script>", description="</script>")
+    text = render_event_page(item, SETTINGS, [], lang="da")
+    block = text.split('<script type="application/ld+json">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in block and ">" not in block and "&" not in block
+    data = json.loads(block)
+    assert data["name"] == title and data["location"]["name"] == "<!-- </script>"
+    assert data["description"] == "</script>"
+    assert len(lxml.html.fromstring(text).xpath("//script")) == 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields
 from datetime import datetime
 from functools import cache
@@ -65,16 +65,31 @@ STYLE_HASH = _style_hash()
 
 
 def render_index(
-    events: Sequence[NetworkEvent],
+    events: Iterable[NetworkEvent],
     settings: Settings,
     *,
     lang: str,
     now: datetime,
     filters: Mapping[str, Sequence[str]] | Selection | None = None,
     embed: bool = False,
+    month: str | None = None,
+    q: str = "",
+    saved: str | None = None,
 ) -> str:
-    """The page at /: upcoming events by month, filters, subscribe block (index_page)."""
-    page = index_page(events, settings, lang=lang, now=now, filters=filters, embed=embed)
+    """The page at /: the coming weeks or `month` ("YYYY-MM") of the events the filter and the
+    search `q` find, by month; filters, month links, subscribe block (index_page, which says
+    what `events` must hold and what `saved` is). Raises ValueError for a malformed month."""
+    page = index_page(
+        events,
+        settings,
+        lang=lang,
+        now=now,
+        filters=filters,
+        embed=embed,
+        month=month,
+        q=q,
+        saved=saved,
+    )
     return render("index.html", page)
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, tzinfo
+from datetime import UTC, date, datetime, tzinfo
+from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from aggregator.i18n import N_, gettext_in, translations
@@ -38,6 +39,17 @@ STATUS_MARKS = {
     Status.TENTATIVE: N_("Tentative"),
     Status.RESCHEDULED: LABELS["rescheduled"],
 }
+#: schema.org's eventStatus for each status; a tentative event is still scheduled
+#: (schema.org has no tentative), a moved one says so with previousStartDate as well
+EVENT_STATUS = {
+    Status.SCHEDULED: "https://schema.org/EventScheduled",
+    Status.TENTATIVE: "https://schema.org/EventScheduled",
+    Status.CANCELLED: "https://schema.org/EventCancelled",
+    Status.POSTPONED: "https://schema.org/EventPostponed",
+    Status.RESCHEDULED: "https://schema.org/EventRescheduled",
+}
+#: the JSON-LD description is a summary: search engines show a line or two
+DESCRIPTION_CHARS = 300
 #: what a link that keeps the page's selection carries (the page's form offers no status,
 #: but /?status=cancelled works as on the feeds, and its subscription follows it)
 LINK_KEYS = ("source", "category", "status")
@@ -118,6 +130,9 @@ class EventPage(Page):
     copies: tuple[Copy, ...]
     history: tuple[HistoryRow, ...]
     json_href: str
+    #: schema.org Event for search engines; the template writes it with Jinja's `tojson`,
+    #: which escapes < > & ' as \u003c..., so member text cannot close the <script> element
+    json_ld: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -236,7 +251,65 @@ def event_page(
         ),
         history=tuple(history_row(c, event, lang, tz) for c in reversed(history)),
         json_href=f"{path}.json",
+        json_ld=event_json_ld(event, settings),
     )
+
+
+def event_json_ld(event: MergedEvent, settings: Settings) -> dict[str, Any]:
+    """The event as a schema.org Event (JSON-LD): what search engines list it by.
+
+    Times with the network's offset, dates alone for an all-day event; a Place whose address
+    is the location's text (all a feed gives us); an Organization per organiser, linked to
+    its member's copy when that is an http(s) link."""
+    tz = network_zone(settings.network)
+    names = {source.id: source.name for source in settings.sources}
+    links: dict[str, str] = {}
+    for source_id, _title, url in event.copies:
+        link = http_link(url)
+        if link:
+            links.setdefault(names.get(source_id, source_id), link)
+    base = settings.network.base_url.rstrip("/")
+    data: dict[str, Any] = {
+        "@context": "https://schema.org",
+        "@type": "Event",
+        "name": event.title,
+        "startDate": _schema_time(event.start, tz),
+        "endDate": _schema_time(event.end, tz),
+        "eventStatus": EVENT_STATUS.get(event.status, EVENT_STATUS[Status.SCHEDULED]),
+        "url": f"{base}/events/{quote(event.id, safe='')}",
+    }
+    if event.previous_start is not None:
+        data["previousStartDate"] = _schema_time(event.previous_start, tz)
+    if event.location:
+        data["location"] = {"@type": "Place", "name": event.location, "address": event.location}
+    if event.organisers:
+        organizers = [{"@type": "Organization", "name": name} for name in event.organisers]
+        for organizer in organizers:
+            if organizer["name"] in links:
+                organizer["url"] = links[organizer["name"]]
+        data["organizer"] = organizers
+    description = shorten(event.description, DESCRIPTION_CHARS)
+    if description:
+        data["description"] = description
+    return data
+
+
+def _schema_time(value: date | datetime, tz: tzinfo) -> str:
+    """ISO 8601 as schema.org reads it: a date alone, or a time with its offset (the
+    network's, so the listing shows the time as the page does)."""
+    if isinstance(value, datetime):
+        return value.astimezone(tz).isoformat()
+    return value.isoformat()
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` on one line, cut at a word before `limit` characters with an ellipsis."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[: limit - 1]
+    word = cut.rsplit(" ", 1)[0]
+    return (word if len(word) > limit // 2 else cut).rstrip(" ,.;:") + "…"
 
 
 def history_row(change: ChangeRecord, event: MergedEvent, lang: str, tz: tzinfo) -> HistoryRow:
@@ -337,11 +410,17 @@ def link_query(
     lang: str | None = None,
     embed: bool = False,
     cancelled: str | None = None,
+    q: str = "",
+    month: str | None = None,
 ) -> str:
-    """'?source=a&category=b&lang=en', or '' when there is nothing to say."""
+    """'?source=a&category=b&q=kor&month=2027-03&lang=en', or '' when there is nothing to say."""
     pairs = [(key, value) for key in LINK_KEYS for value in filters.get(key, ())]
     if cancelled:
         pairs.append(("cancelled", cancelled))
+    if q:
+        pairs.append(("q", q))
+    if month:
+        pairs.append(("month", month))
     if lang:
         pairs.append(("lang", lang))
     if embed:
