@@ -26,7 +26,7 @@ from pathlib import Path
 from aggregator import metrics
 from aggregator.model import Settings
 from aggregator.published import Folder
-from aggregator.responses import Body, KeptFile, Payload
+from aggregator.responses import IN_MEMORY, Body, KeptFile, Payload
 from aggregator.store import Store
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,10 @@ class Outputs:
         #: the render of each body under way since the last change
         self._rendering: dict[str, asyncio.Task[Body]] = {}
         self._lock = asyncio.Lock()
+        #: asked when the store's data is newer than the folder's (another process wrote
+        #: the store): starts writing the folder, and gives the write to wait for
+        self.on_behind: Callable[[], asyncio.Task[None] | None] = lambda: None
+        self.catching_up: asyncio.Task[None] | None = None
 
     # the published folder
 
@@ -123,6 +127,21 @@ class Outputs:
             if self._version is not None:
                 self.invalidate()
             self._version = version
+        if self.manifest.get("data_version", version) != version:
+            self.catching_up = self.on_behind()
+
+    async def published_now(self, name: str) -> Body | None:
+        """`published(name)` once the folder is of the store's data: while the folder is
+        written again, a large file is served as it was, a small one waits for it."""
+        await self.poll()
+        body = self._files.get(name)
+        catching_up = self.catching_up
+        if catching_up is not None and not catching_up.done():
+            if body is None or body.plain.size + body.gzipped.size <= IN_MEMORY:
+                await asyncio.shield(catching_up)
+                self.reload()
+                body = self._files.get(name)
+        return body
 
     async def body(self, name: str, render: Render) -> Body:
         """The kept body `name`, rendered by `render` when there is none; while it renders,
@@ -158,11 +177,16 @@ class Outputs:
             body = self._bodies.get(name)
             if body is None:
                 generation = self._generation
+                # the version first: what is rendered is at least as new as it. So the poll
+                # after an in-process publish (which invalidated already) finds this version
+                # and does not throw away, and render again, what was rendered after it
+                version = await self.store.data_version()
                 started = time.perf_counter()
                 body = await render()
                 took = time.perf_counter() - started
                 metrics.RENDER_SECONDS.labels(metrics.output_name(name)).observe(took)
                 if generation == self._generation:
+                    self._version = version
                     self._keep(name, body)
                     self._previous.pop(name, None)
             return body

@@ -23,6 +23,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -356,8 +357,15 @@ class FolderWriter:
         self._task: asyncio.Task[None] | None = None
         self._again = False
 
+    @property
+    def writing(self) -> asyncio.Task[None] | None:
+        """The writes under way, if any."""
+        return None if self._task is None or self._task.done() else self._task
+
     def request(self) -> asyncio.Task[None]:
-        """A write is due: start one, or have the running one followed by another."""
+        """A write is due: start one, or have the running one followed by another (each
+        looks first whether the folder is of the data and hour already: another process
+        may have written it)."""
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._writes())
         else:
@@ -368,7 +376,9 @@ class FolderWriter:
         while True:
             self._again = False
             try:
-                await self.folder.write(self.store, self.settings, self.clock())
+                now = self.clock()
+                if stale(self.folder.manifest(), await self.store.data_version(), now):
+                    await self.folder.write(self.store, self.settings, now)
                 self.on_written()
             except Exception:
                 log.exception("writing the published folder %s failed", self.folder.root)
@@ -419,7 +429,8 @@ class Folder:
         """Render every plain output into a new version and make it current."""
         self.root.mkdir(parents=True, exist_ok=True)
         data_version = await store.data_version()
-        name = f"v{data_version:06d}-{now.astimezone(UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}"
+        stamp = f"{now.astimezone(UTC):%Y%m%dT%H%M%S%f}"
+        name = f"v{data_version:06d}-{stamp}-{secrets.token_hex(4)}"
         building = self.root / f".{name}.tmp"
         building.mkdir()
         try:

@@ -192,6 +192,7 @@ async def _lifecycle(
     app[OUTPUTS] = Outputs(app[STORE], settings, folder)
     app[OUTPUTS].reload()
     app[WRITER] = FolderWriter(folder, app[STORE], settings, clock, app[OUTPUTS].reload)
+    app[OUTPUTS].on_behind = app[WRITER].request
     session = open_session(settings.network, settings.limits)
     check_session = open_session(
         settings.network, settings.limits, check_guard.resolver(check_resolver)
@@ -332,9 +333,7 @@ def language(request: web.Request) -> str:
 
 async def _published(request: web.Request, name: str) -> Body | None:
     """The published folder's `name`, for a request that asks for nothing more."""
-    outputs = request.app[OUTPUTS]
-    await outputs.poll()
-    return outputs.published(name)
+    return await request.app[OUTPUTS].published_now(name)
 
 
 async def _rendered(request: web.Request, name: str, content_type: str, write) -> Body:

@@ -1,17 +1,20 @@
-"""outputs.py and responses.py: kept bodies are rendered off the event loop, rendered once per
-publish, and a large one is sent from its file, as the same bytes."""
+"""outputs.py and responses.py: the published folder's files are sent as they are; bodies
+rendered on demand are rendered once per publish, bounded, and a large one is sent from its
+file, as the same bytes."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import gzip
-import threading
+import hashlib
 
 import pytest
 
+from aggregator import outputs as outputs_module
 from aggregator import responses
 from aggregator.outputs import Outputs
+from aggregator.published import Folder
 from aggregator.responses import Body
 from aggregator.web import OUTPUTS, YOUNG_OBJECTS, _freeze_heap, make_app
 from tests.conftest import NOW, make_settings
@@ -19,7 +22,7 @@ from tests.test_web import demo  # noqa: F401  (the fixture)
 
 
 class Published:
-    """A store with what Outputs reads: the data version and the published events."""
+    """A store with what Outputs reads: the data version."""
 
     def __init__(self) -> None:
         self.version = 1
@@ -27,34 +30,55 @@ class Published:
     async def data_version(self) -> int:
         return self.version
 
-    async def published_events(self) -> list:
-        return []
+
+def outputs_of(store, tmp_path, poll_every: float) -> Outputs:
+    return Outputs(
+        store, make_settings(tmp_path, []), Folder(tmp_path / "published"), poll_every=poll_every
+    )
 
 
-async def test_a_render_runs_in_a_thread_and_once_per_publish(tmp_path):
+async def test_a_body_is_rendered_once_per_publish(tmp_path):
     store = Published()
-    outputs = Outputs(store, make_settings(tmp_path, []), poll_every=0.0)
-    threads: list[int] = []
+    outputs = outputs_of(store, tmp_path, poll_every=0.0)
+    renders: list[int] = []
 
-    def render(events) -> Body:
-        threads.append(threading.get_ident())
+    async def render() -> Body:
+        renders.append(store.version)
         return Body.of(b"calendar %d" % store.version, "text/calendar")
 
     assert (await outputs.body("calendar.ics", render)).data == b"calendar 1"
-    assert threads and threading.get_ident() not in threads  # not on the event loop
+    assert (await outputs.body("calendar.ics", render)).data == b"calendar 1"
+    assert renders == [1]
     # a publish of this process: it tells the outputs at once, and bumps the data version
     store.version = 2
     outputs.invalidate()
     outputs.poll_every = 3600.0  # the request after it comes before the next poll
     assert (await outputs.body("calendar.ics", render)).data == b"calendar 2"
-    # the version the poll finds is the one read with the events: not rendered again
+    # the version the poll finds is that of the render: not rendered again
     outputs.poll_every = 0.0
+    outputs._polled = float("-inf")
     assert (await outputs.body("calendar.ics", render)).data == b"calendar 2"
-    assert len(threads) == 2
+    assert renders == [1, 2]
     # a publish by another process is seen by the poll
     store.version = 3
     assert (await outputs.body("calendar.ics", render)).data == b"calendar 3"
-    assert len(threads) == 3
+    assert renders == [1, 2, 3]
+
+
+async def test_the_kept_bodies_are_bounded_in_number_and_bytes(tmp_path, monkeypatch):
+    monkeypatch.setattr(outputs_module, "KEPT_BODIES", 5)
+    monkeypatch.setattr(outputs_module, "KEPT_MEMORY", 3000)
+    outputs = outputs_of(Published(), tmp_path, poll_every=3600.0)
+    for n in range(20):
+
+        async def render(n: int = n) -> Body:
+            return Body.of(bytes(range(256)) * 4 + b"%d" % n, "text/plain")
+
+        await outputs.body(f"filter {n}", render)
+    kept = outputs._bodies
+    assert 0 < len(kept) <= 5
+    assert sum(b.plain.size + b.gzipped.size for b in kept.values()) <= 3000
+    assert list(kept)[-1] == "filter 19"  # the newest stays
 
 
 @pytest.fixture
@@ -63,10 +87,9 @@ def in_files(monkeypatch):
     monkeypatch.setattr(responses, "IN_MEMORY", 0)
 
 
-async def test_a_large_body_is_sent_from_its_file_as_the_same_bytes(
+async def test_a_published_file_is_sent_from_the_folder_as_the_same_bytes(
     aiohttp_client,
     demo,  # noqa: F811
-    in_files,
 ):
     app = make_app(demo, clock=lambda: NOW, scheduler=False)
     client = await aiohttp_client(app)
@@ -74,17 +97,21 @@ async def test_a_large_body_is_sent_from_its_file_as_the_same_bytes(
     plain = await client.get("/calendar.ics", headers=identity)
     body = await plain.read()
     assert plain.status == 200 and body.startswith(b"BEGIN:VCALENDAR")
-    kept = app[OUTPUTS]._bodies[next(iter(app[OUTPUTS]._bodies))]
-    assert kept.plain.data is None and kept.plain.file is not None  # not in memory
-    assert int(plain.headers["Content-Length"]) == len(body) == len(kept.data)
+    published = app[OUTPUTS].published("calendar.ics")
+    assert published.plain.data is None and published.plain.file is not None  # not in memory
+    folder = app[OUTPUTS].current
+    assert body == (folder / "calendar.ics").read_bytes()
+    assert int(plain.headers["Content-Length"]) == len(body)
     assert plain.headers["Content-Type"] == "text/calendar; charset=utf-8"
     assert plain.headers["X-Content-Type-Options"] == "nosniff"
     zipped = await client.get(
         "/calendar.ics", headers={"Accept-Encoding": "gzip"}, auto_decompress=False
     )
     assert zipped.headers["Content-Encoding"] == "gzip"
-    assert gzip.decompress(await zipped.read()) == body
+    assert await zipped.read() == (folder / "calendar.ics.gz").read_bytes()
+    assert gzip.decompress((folder / "calendar.ics.gz").read_bytes()) == body
     etag = plain.headers["ETag"]
+    assert etag == '"' + hashlib.sha256(body).hexdigest()[:32] + '"'  # of the content
     assert (await client.get("/calendar.ics", headers={"If-None-Match": etag})).status == 304
     head = await client.head("/calendar.ics", headers=identity)
     assert head.status == 200 and int(head.headers["Content-Length"]) == len(body)
@@ -118,45 +145,14 @@ async def test_a_body_sent_without_sendfile_is_the_same_bytes(
     assert asked
 
 
-class Slow(Published):
-    """Published events that take a while to read: two reads overlap."""
-
-    async def published_events(self) -> list:
-        await asyncio.sleep(0.01)
-        return [object() for _ in range(1000)]
-
-
-async def test_serve_reads_the_events_with_the_collector_paused_and_freezes_them(tmp_path):
-    outputs = Outputs(Slow(), make_settings(tmp_path, []), poll_every=0.0)
-    outputs.freeze_kept = True  # as web.serve sets it
-    before = gc.get_freeze_count()
-    try:
-        paused = []
-
-        async def read() -> list:
-            task = asyncio.create_task(outputs.events())
-            await asyncio.sleep(0.005)
-            paused.append(gc.isenabled())
-            return await task
-
-        first, second = await asyncio.gather(read(), read())
-        assert paused == [False, False]  # while either read went on
-        assert gc.isenabled()  # and on again once both were done
-        assert gc.get_freeze_count() >= before + len(first)  # the events kept, frozen
-    finally:
-        gc.enable()
-        gc.unfreeze()
-
-
 async def test_serve_freezes_what_it_holds_once_started(aiohttp_client, demo):  # noqa: F811
     app = make_app(demo, clock=lambda: NOW, scheduler=False)
     await aiohttp_client(app)
     threshold = gc.get_threshold()
     try:
         await _freeze_heap(app)
-        assert gc.get_freeze_count() > 0 and app[OUTPUTS].freeze_kept
+        assert gc.get_freeze_count() > 0 and gc.isenabled()
         assert gc.get_threshold()[0] == YOUNG_OBJECTS
-        assert (await app[OUTPUTS].events()) and gc.isenabled()
     finally:
         gc.set_threshold(*threshold)
         gc.unfreeze()
@@ -167,11 +163,11 @@ async def test_a_large_body_is_served_as_it_was_until_its_new_render_is_done(
     in_files,
 ):
     store = Published()
-    outputs = Outputs(store, make_settings(tmp_path, []), poll_every=3600.0)
-    go = threading.Event()
+    outputs = outputs_of(store, tmp_path, poll_every=3600.0)
+    go = asyncio.Event()
 
-    def render(events) -> Body:
-        go.wait(5)  # a large network's calendar takes a while
+    async def render() -> Body:
+        await go.wait()  # a large network's calendar takes a while
         return Body.of(b"calendar %d" % store.version, "text/calendar")
 
     go.set()
@@ -183,16 +179,15 @@ async def test_a_large_body_is_served_as_it_was_until_its_new_render_is_done(
     for _ in range(3):
         assert (await outputs.body("calendar.ics", render)).data == b"calendar 1"
     go.set()
-    while (await outputs.body("calendar.ics", render)).data == b"calendar 1":
-        await asyncio.sleep(0.01)
+    await asyncio.shield(outputs._rendering["calendar.ics"])
     assert (await outputs.body("calendar.ics", render)).data == b"calendar 2"
 
 
 async def test_a_small_body_waits_for_its_new_render(tmp_path):
     store = Published()
-    outputs = Outputs(store, make_settings(tmp_path, []), poll_every=3600.0)
+    outputs = outputs_of(store, tmp_path, poll_every=3600.0)
 
-    def render(events) -> Body:
+    async def render() -> Body:
         return Body.of(b"page %d" % store.version, "text/html")
 
     assert (await outputs.body("index.html", render)).data == b"page 1"
@@ -202,10 +197,10 @@ async def test_a_small_body_waits_for_its_new_render(tmp_path):
 
 
 async def test_a_render_that_fails_is_tried_again_by_the_next_request(tmp_path, caplog):
-    outputs = Outputs(Published(), make_settings(tmp_path, []), poll_every=3600.0)
+    outputs = outputs_of(Published(), tmp_path, poll_every=3600.0)
     calls = []
 
-    def render(events) -> Body:
+    async def render() -> Body:
         calls.append(1)
         if len(calls) == 1:
             raise ValueError("a bug")

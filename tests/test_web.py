@@ -223,7 +223,7 @@ async def test_a_render_that_a_publish_overtakes_is_not_kept(aiohttp_client, dem
     await aiohttp_client(app)
     outputs = app[OUTPUTS]
 
-    async def render_while_publishing(events):
+    async def render_while_publishing():
         outputs.invalidate()  # a publish lands while this render is under way
         return Body.of(b"stale", "text/plain")
 

@@ -21,7 +21,7 @@ from aggregator.refresh import refresh_all
 from aggregator.store import Store
 from aggregator.web import make_app
 from tests import test_browser
-from tests.conftest import NOW, demo_sources, make_settings
+from tests.conftest import NOW, demo_sources, make_settings, source
 from tests.test_check import FEED, PublicTest
 
 HTML = {"Accept": "text/html"}
@@ -189,14 +189,14 @@ async def test_a_304_of_an_html_page_keeps_its_policy(aiohttp_client, demo):
 
 
 class BrokenCounts(Store):
-    """A store with a bug in one query: /healthz raises."""
+    """A store with a bug in one query: /sources/{id} raises."""
 
-    async def counts(self):
+    async def fetch_history(self, *args, **kwargs):
         raise RuntimeError("a bug in the store")
 
 
 async def test_a_handler_that_raises_is_counted_as_a_500(aiohttp_client, tmp_path):
-    settings = make_settings(tmp_path, [])
+    settings = make_settings(tmp_path, [source("a", "/nowhere.ics")])
     store = await BrokenCounts.open(settings.database_url)
     try:
         client = await client_for(aiohttp_client, settings, store=store)
@@ -208,11 +208,12 @@ async def test_a_handler_that_raises_is_counted_as_a_500(aiohttp_client, tmp_pat
                 for family in text_string_to_metric_families(text)
                 if family.name == "aggregator_requests"
                 for sample in family.samples
-                if sample.labels.get("route") == "/healthz" and sample.labels.get("status") == "500"
+                if sample.labels.get("route") == "/sources/{id}"
+                and sample.labels.get("status") == "500"
             )
 
         before = await errors()
-        response = await client.get("/healthz")
+        response = await client.get("/sources/a")
         assert response.status == 500
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert await errors() == before + 1
