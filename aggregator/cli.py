@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write each event's page, JSON and .ics (events/ID.html, .json, .ics)",
     )
+    export.add_argument("--now", type=_instant, help=argparse.SUPPRESS)
     check = command("check", cmd_check, "read one feed (URL or file) without storing it")
     check.add_argument("target", help="a feed URL (http, https, webcal) or a file")
     check.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -357,7 +358,7 @@ def cmd_export(args) -> int:
 
         store = await Store.open(settings.database_url)
         try:
-            now = datetime.now(UTC)
+            now = args.now or datetime.now(UTC)
             await write_folder(store, settings, now)
             current = Folder(settings.outputs.folder).current()
             args.out.mkdir(parents=True, exist_ok=True)

@@ -227,8 +227,16 @@ def _outputs(parsed: OutputsConfig, config_path: Path, env: Mapping[str, str]) -
     )
 
 
-_FLAGS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False,
-          "no": False, "off": False}
+_FLAGS = {
+    "1": True,
+    "true": True,
+    "yes": True,
+    "on": True,
+    "0": False,
+    "false": False,
+    "no": False,
+    "off": False,
+}
 
 
 #: libyaml's safe loader where PyYAML has it: a 1,000-source file in 0.04 s, not 0.4

@@ -146,7 +146,7 @@ async def write_events_page(
     window: Window | None,
     chosen: Selection = EVERYTHING,
     *,
-    limit: int = PAGE_LIMIT,
+    limit: int | None = None,
     after: tuple[datetime, str] | None = None,
     next_href: Callable[[str], str],
 ) -> str | None:
@@ -154,6 +154,7 @@ async def write_events_page(
     histories, and "next": the next page's address (None on the last). Returns that address."""
     from aggregator.render.json import event_json  # noqa: PLC0415
 
+    limit = limit or PAGE_LIMIT
     render = _Render(store, settings)
     page: list[NetworkEvent] = []
     more = False
@@ -173,9 +174,7 @@ async def write_events_page(
         return dumps(
             {
                 "network": _network_json(settings),
-                "events": [
-                    event_json(e, settings.network, history.get(e.event.id)) for e in page
-                ],
+                "events": [event_json(e, settings.network, history.get(e.event.id)) for e in page],
                 "next": following,
             }
         )
@@ -206,9 +205,7 @@ async def feed_changes(
     async for part in store.stream_recent_changes():
         ids = {c.event_id for c in part}
         shown = {
-            e.event.id
-            async for events in render.events(window, chosen, ids=ids)
-            for e in events
+            e.event.id async for events in render.events(window, chosen, ids=ids) for e in events
         }
         found += [c for c in part if c.event_id in shown]
         if len(found) >= FEED_ENTRIES:
@@ -397,9 +394,7 @@ def stale(manifest: dict | None, data_version: int, now: datetime) -> bool:
     if manifest is None or manifest.get("data_version") != data_version:
         return True
     written = datetime.fromisoformat(manifest["written"])
-    return written.astimezone(UTC).strftime("%Y%m%d%H") != now.astimezone(UTC).strftime(
-        "%Y%m%d%H"
-    )
+    return written.astimezone(UTC).strftime("%Y%m%d%H") != now.astimezone(UTC).strftime("%Y%m%d%H")
 
 
 class Folder:
@@ -561,4 +556,3 @@ def _sync(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-

@@ -26,7 +26,7 @@ from aiohttp.abc import AbstractResolver
 from multidict import MultiDict, MultiMapping
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from aggregator import __version__, metrics
+from aggregator import __version__, metrics, published
 from aggregator.check_page import Checker, answer_check
 from aggregator.fetch import Fetcher, open_session
 from aggregator.guard import Guard
@@ -36,7 +36,6 @@ from aggregator.publish import publish
 from aggregator.published import (
     CANCELLED_POLICIES,
     MAX_LIMIT,
-    PAGE_LIMIT,
     Folder,
     FolderWriter,
     render_page,
@@ -75,7 +74,6 @@ from aggregator.windows import Window, asked_window, calendar_window, decode_cur
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-
 
 
 def system_clock() -> datetime:
@@ -321,9 +319,7 @@ def asked(request: web.Request) -> Window | None:
 def plain_window(request: web.Request) -> Window:
     """What the plain outputs hold (outputs.calendar_past_days and calendar_future_days)."""
     settings = request.app[SETTINGS]
-    return calendar_window(
-        settings.outputs, request.app[CLOCK](), network_zone(settings.network)
-    )
+    return calendar_window(settings.outputs, request.app[CLOCK](), network_zone(settings.network))
 
 
 def language(request: web.Request) -> str:
@@ -377,8 +373,15 @@ async def index(request: web.Request) -> web.StreamResponse:
 
     async def render() -> Body:
         data = await render_page(
-            app[STORE], settings, now, lang=lang, chosen=chosen, embed=embed, month=month,
-            q=q, saved=saved,
+            app[STORE],
+            settings,
+            now,
+            lang=lang,
+            chosen=chosen,
+            embed=embed,
+            month=month,
+            q=q,
+            saved=saved,
         )
         return await asyncio.to_thread(Body.of, data, HTML)
 
@@ -456,7 +459,7 @@ async def events_json(request: web.Request) -> web.StreamResponse:
             return answer(request, body)
     query = request.query
     try:
-        limit = int(query.get("limit", PAGE_LIMIT))
+        limit = int(query.get("limit", published.PAGE_LIMIT))
     except ValueError:
         raise web.HTTPBadRequest(text=f"limit={query['limit']!r}: give a number\n") from None
     if not 1 <= limit <= MAX_LIMIT:

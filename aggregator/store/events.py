@@ -211,9 +211,8 @@ class EventsMixin(StoreBase):
                 conditions.append(events.c.starts_at >= start - reach - _SLACK)
             if after is not None:
                 conditions.append(
-                    tuple_(events.c.starts_at, events.c.id) > tuple_(
-                        bindparam("after_at", after[0], type_=UTCMicros), after[1]
-                    )
+                    tuple_(events.c.starts_at, events.c.id)
+                    > tuple_(bindparam("after_at", after[0], type_=UTCMicros), after[1])
                 )
             for word in words:
                 conditions.append(events.c.search.contains(word, autoescape=True))
