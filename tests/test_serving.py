@@ -21,13 +21,12 @@ from aggregator import published
 from aggregator import web as web_module
 from aggregator.cli import main
 from aggregator.config import load_config
-from aggregator.fetch import Fetcher
 from aggregator.model import OutputSettings
 from aggregator.published import Folder
 from aggregator.refresh import refresh_all
 from aggregator.render.index import MAX_LINK
 from aggregator.store import Store
-from aggregator.web import OUTPUTS, make_app
+from aggregator.web import make_app
 from tests.conftest import NOW, demo_sources, fetching, make_settings, source
 
 #: NOW is Wednesday 25 November 2026, 13:00 in Copenhagen
