@@ -175,7 +175,7 @@ class MergeConfig(_Model):
 class OutputsConfig(_Model):
     calendar_past_days: int = Field(30, ge=0, le=3650)
     calendar_future_days: int = Field(365, ge=1, le=3650)
-    folder: str | None = None
+    folder: str = "published"
     access_log: bool = True
 
 
@@ -212,7 +212,7 @@ def _outputs(parsed: OutputsConfig, config_path: Path, env: Mapping[str, str]) -
     """outputs:, with AGGREGATOR_PUBLISHED (the folder) and AGGREGATOR_ACCESS_LOG (0/1)
     over it; the folder resolves against the configuration's folder, 'published' there
     when not given."""
-    folder = Path(env.get("AGGREGATOR_PUBLISHED") or parsed.folder or "published")
+    folder = Path(env.get("AGGREGATOR_PUBLISHED") or parsed.folder)
     access_log = parsed.access_log
     flag = env.get("AGGREGATOR_ACCESS_LOG", "").strip().lower()
     if flag:

@@ -532,3 +532,32 @@ sources:
     assert f"{bad}:10: sources[1].refresh_intervall: unknown key" in err
     assert not database.exists()
     assert sorted(os.listdir(tmp_path)) == ["sources.yaml"]
+
+
+def test_the_outputs_section_and_its_environment(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        network: {name: N}
+        outputs:
+          calendar_past_days: 7
+          calendar_future_days: 90
+          folder: out/published
+          access_log: false
+        """,
+    )
+    outputs = load_config(path, environ={}).outputs
+    assert (outputs.calendar_past_days, outputs.calendar_future_days) == (7, 90)
+    assert outputs.folder == tmp_path / "out" / "published"  # next to sources.yaml
+    assert outputs.access_log is False
+    env = {"AGGREGATOR_PUBLISHED": str(tmp_path / "elsewhere"), "AGGREGATOR_ACCESS_LOG": "1"}
+    outputs = load_config(path, environ=env).outputs
+    assert outputs.folder == tmp_path / "elsewhere" and outputs.access_log is True
+    assert "AGGREGATOR_ACCESS_LOG='maybe'" in config_error(
+        path, {"AGGREGATOR_ACCESS_LOG": "maybe"}
+    )
+    default = load_config(write(tmp_path, "network: {name: N}\n"), environ={}).outputs
+    assert default.folder == tmp_path / "published" and default.access_log is True
+    assert (default.calendar_past_days, default.calendar_future_days) == (30, 365)
+    bad = write(tmp_path, "network: {name: N}\noutputs: {calendar_future_days: 0}\n")
+    assert "outputs.calendar_future_days" in config_error(bad)

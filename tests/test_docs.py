@@ -78,6 +78,8 @@ def _default_text(field: FieldInfo) -> str:
             if seconds % size == 0:
                 return f"`{seconds // size}{unit}`"
         return f"`{seconds}s`"
+    if isinstance(value, bool):  # as YAML writes it
+        return f"`{str(value).lower()}`"
     if isinstance(value, enum.Enum):
         value = value.value
     if isinstance(value, list):
