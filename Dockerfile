@@ -35,6 +35,7 @@ COPY sources.yaml ./
 COPY examples ./examples
 
 ENV AGGREGATOR_DATABASE_URL=sqlite+aiosqlite:////data/aggregator.db \
+    AGGREGATOR_PUBLISHED=/data/published \
     AGGREGATOR_CONFIG=/app/sources.yaml
 
 VOLUME /data

@@ -90,7 +90,9 @@ def test_the_container_command_is_aggregator_serve_on_every_interface() -> None:
     assert not any(name == "ENTRYPOINT" for name, _ in instructions())
 
 
-def test_the_data_volume_holds_the_database() -> None:
+def test_the_data_volume_holds_the_database_and_the_published_folder() -> None:
     assert "/data" in last("VOLUME")
     env = " ".join(arguments for name, arguments in instructions() if name == "ENV")
     assert "AGGREGATOR_DATABASE_URL=sqlite+aiosqlite:////data/" in env
+    # the image's /app is not the user's to write: the folder goes on the volume
+    assert "AGGREGATOR_PUBLISHED=/data/" in env
