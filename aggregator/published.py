@@ -39,7 +39,7 @@ from aggregator.responses import ATOM, HTML, ICS, JSON, BodyWriter, dumps
 from aggregator.search import matches, query_words
 from aggregator.selection import Selection
 from aggregator.store import Store
-from aggregator.windows import Window, calendar_window, encode_cursor
+from aggregator.windows import Window, calendar_window, decode_cursor, encode_cursor
 
 log = logging.getLogger(__name__)
 
@@ -235,21 +235,26 @@ async def page_events(
     q: str = "",
     *,
     at_least: int = 0,
+    at_most: int,
+    after: tuple[datetime, str] | None = None,
 ) -> list[NetworkEvent]:
-    """What the page (/) is made of: the events that overlap [start, end) and match, and
-    when they are fewer than `at_least`, the first `at_least` that end after `start`."""
+    """What the page (/) is made of: the first `at_most` events (after the cursor `after`)
+    that overlap [start, end) and match, and when they are fewer than `at_least`, the first
+    `at_least` that end after `start`. Never more than `at_most` in memory."""
     render = _Render(store, settings)
     words = query_words(q)
-    window = Window(start, end)
-    shown: list[NetworkEvent] = []
-    async for part in render.events(window, chosen, words):
-        shown += part
-    if len(shown) < at_least:
-        shown = []
-        async for part in render.events(Window(start, None), chosen, words):
-            shown += part
-            if len(shown) >= at_least:
+
+    async def first(window: Window, count: int) -> list[NetworkEvent]:
+        found: list[NetworkEvent] = []
+        async for part in render.events(window, chosen, words, after=after, at_a_time=count):
+            found += part
+            if len(found) >= count:
                 break
+        return found[:count]
+
+    shown = await first(Window(start, end), at_most)
+    if len(shown) < at_least:
+        shown = await first(Window(start, None), at_least)
     return shown
 
 
@@ -264,8 +269,10 @@ async def render_page(
     month: str | None = None,
     q: str = "",
     saved: str | None = None,
+    after: str | None = None,
 ) -> bytes:
-    """The page at / (render.html.render_index) with the events of its period."""
+    """The page at / (render.html.render_index) with the events of its period (after the
+    cursor `after`: the page before ended there)."""
     from aggregator.render import index as index_view  # noqa: PLC0415
     from aggregator.render.html import render_index  # noqa: PLC0415
 
@@ -279,6 +286,8 @@ async def render_page(
         chosen,
         q,
         at_least=0 if month else index_view.PAGE_EVENTS,
+        at_most=index_view.PAGE_MAX + 1,
+        after=decode_cursor(after) if after else None,
     )
 
     def rendered() -> bytes:
@@ -292,6 +301,7 @@ async def render_page(
             month=month,
             q=q,
             saved=saved,
+            after=after,
         )
         return text.encode("utf-8")
 

@@ -363,8 +363,11 @@ async def index(request: web.Request) -> web.StreamResponse:
     embed = query.get("embed") == "1"
     month = query.get("month", "").strip() or None
     q = " ".join(query_words(query.get("q")))
+    after = query.get("after", "").strip() or None
     try:
         page_period(now, network_zone(settings.network), month)
+        if after:
+            decode_cursor(after)
     except ValueError as error:
         raise web.HTTPBadRequest(text=f"{error}\n") from None
     saved = None
@@ -382,13 +385,14 @@ async def index(request: web.Request) -> web.StreamResponse:
             month=month,
             q=q,
             saved=saved,
+            after=after,
         )
         return await asyncio.to_thread(Body.of, data, HTML)
 
     # "coming" moves with the clock: a kept page lives at most until the hour turns
     name = (
         f"index.html?lang={lang}&embed={embed}&hour={now:%Y%m%d%H}&month={month}"
-        f"&q={quote(q)}&{chosen.query()}"
+        f"&q={quote(q)}&after={after}&{chosen.query()}"
     )
     return _page_answer(request, await app[OUTPUTS].body(name, render))
 

@@ -24,6 +24,7 @@ from aggregator.config import load_config
 from aggregator.model import OutputSettings
 from aggregator.published import Folder
 from aggregator.refresh import refresh_all
+from aggregator.render import index as index_view
 from aggregator.render.index import MAX_LINK
 from aggregator.store import Store
 from aggregator.web import make_app
@@ -378,3 +379,24 @@ async def test_the_page_searches_and_shows_a_month(aiohttp_client, windowed):
     found = await client.get("/?lang=en&q=inside")
     assert titles(await found.text()) == {"inside"}
     assert (await client.get("/?month=2026-13")).status == 400
+
+
+async def test_a_full_period_goes_on_after_its_last_event(aiohttp_client, windowed, monkeypatch):
+    monkeypatch.setattr(index_view, "PAGE_MAX", 3)
+    client = await client_of(aiohttp_client, windowed)
+    seen: list[str] = []
+    url, pages = "/?lang=en&month=2026-12&q=event", 0
+    while url:
+        response = await client.get(url)
+        assert response.status == 200
+        page = lxml.html.fromstring(await response.text())
+        shown = re.findall(r"Event ([\w-]+)", " ".join(page.xpath("//li//h3//text()")))
+        assert 0 < len(shown) <= 3
+        seen += shown
+        (later,) = page.xpath("//nav[@class='more']//a[@rel='next']/@href") or [None]
+        if later:
+            assert "month=2026-12" in later and "q=event" in later  # the page as it was
+        url, pages = later, pages + 1
+    assert sorted(seen) == sorted({"spanning", "first-day", "inside", "last-day"})
+    assert pages == 2
+    assert (await client.get("/?after=nonsense")).status == 400

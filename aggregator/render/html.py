@@ -75,6 +75,7 @@ def render_index(
     month: str | None = None,
     q: str = "",
     saved: str | None = None,
+    after: str | None = None,
 ) -> str:
     """The page at /: the coming weeks or `month` ("YYYY-MM") of the events the filter and the
     search `q` find, by month; filters, month links, subscribe block (index_page, which says
@@ -89,6 +90,7 @@ def render_index(
         month=month,
         q=q,
         saved=saved,
+        after=after,
     )
     return render("index.html", page)
 

@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 from aggregator.i18n import gettext_in
 from aggregator.model import MergedEvent, NetworkEvent, Settings
+from aggregator.normalise import instant
 from aggregator.render.dates import local_end, local_start, month_heading
 from aggregator.render.views import (
     EventView,
@@ -28,6 +29,7 @@ from aggregator.render.views import (
 )
 from aggregator.search import MAX_QUERY, matches, query_words
 from aggregator.selection import Selection, page_filters
+from aggregator.windows import encode_cursor
 
 #: links on the embedded page open in the embedding page's window, not inside the iframe
 #: (the event page is a full page) and not in a new tab (which surprises keyboard and screen
@@ -37,6 +39,9 @@ EMBED_TARGET = "_top"
 #: more: a big network's whole horizon is a page of tens of megabytes
 PAGE_DAYS = 28
 PAGE_EVENTS = 50
+#: but never more than this many on one page (a network of 1,000 members has tens of
+#: thousands of events in 4 weeks): a "later events" link goes on after the last shown
+PAGE_MAX = 100
 #: the longest subscribe link the page offers: Google Calendar silently fails to add a URL of
 #: 256 characters or more, so a longer selection goes by a saved key (?f=)
 MAX_LINK = 255
@@ -189,6 +194,10 @@ class IndexPage(Page):
     next: MonthLink
     #: back to the coming weeks, from a month; None when showing them
     upcoming_href: str | None
+    #: the events after the last shown, when the period holds more than PAGE_MAX
+    later_href: str | None
+    #: from the start of the period again, when this page goes on after an event
+    first_href: str | None
     #: what to say when nothing is shown
     empty: str
     #: the subscription, with the filter: https, webcal, and Google's (cancelled as a prefix)
@@ -210,6 +219,7 @@ def index_page(
     month: str | None = None,
     q: str = "",
     saved: str | None = None,
+    after: str | None = None,
 ) -> IndexPage:
     """The page at /: the coming weeks (or `month`, "YYYY-MM") of the events that the filter
     admits and the search `q` finds, by month; the filter form, month links, subscribe block.
@@ -219,7 +229,9 @@ def index_page(
     values. `embed` (?embed=1) leaves out the header, language switch and footer, for an
     iframe; its links open in the embedding window (EMBED_TARGET). `saved`: the key the
     handler stored this selection under (when links_too_long), which the subscribe links
-    carry instead of the selection. Raises ValueError for a malformed `month`.
+    carry instead of the selection. `after`: this page goes on after an event (the cursor
+    of the previous page's later_href; the handler gives only the events after it). Raises
+    ValueError for a malformed `month`.
     """
     network = settings.network
     tz = network_zone(network)
@@ -236,6 +248,12 @@ def index_page(
         if selection.admits(event) and matches(event, words):
             found.append(event)
     shown = shown_events(found, period, now, tz)
+    later = None
+    if len(shown) > PAGE_MAX:  # the first PAGE_MAX in the store's order, shown by local start
+        first = sorted(shown, key=_stored_order)[:PAGE_MAX]
+        later = encode_cursor(first[-1].start, first[-1].id)
+        kept = {event.id for event in first}
+        shown = [event for event in shown if event.id in kept]
     filtered = any(chosen.values())
 
     def here(**changed) -> str:
@@ -276,9 +294,17 @@ def index_page(
             here(month=period.next_month), month_heading(_month_date(period.next_month), lang)
         ),
         upcoming_href=here(month=None) if period.month else None,
+        later_href=here(after=later) if later else None,
+        first_href=here() if after else None,
         empty=_empty(_, month=period.month is not None, searched=bool(words), filtered=filtered),
         **links,
     )
+
+
+def _stored_order(event: MergedEvent) -> tuple[datetime, str]:
+    """The order of the store and of a cursor: the start as an instant (an all-day event's at
+    midnight UTC), then the id."""
+    return instant(event.start), event.id
 
 
 def _empty(_, *, month: bool, searched: bool, filtered: bool) -> str:

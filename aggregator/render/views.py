@@ -412,6 +412,7 @@ def link_query(
     cancelled: str | None = None,
     q: str = "",
     month: str | None = None,
+    after: str | None = None,
 ) -> str:
     """'?source=a&category=b&q=kor&month=2027-03&lang=en', or '' when there is nothing to say."""
     pairs = [(key, value) for key in LINK_KEYS for value in filters.get(key, ())]
@@ -421,6 +422,8 @@ def link_query(
         pairs.append(("q", q))
     if month:
         pairs.append(("month", month))
+    if after:
+        pairs.append(("after", after))
     if lang:
         pairs.append(("lang", lang))
     if embed:
