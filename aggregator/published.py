@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 #: events on a page of /events.json when ?limit= is not given, and at most
 PAGE_LIMIT = 500
 MAX_LIMIT = 5000
+#: and the bytes of its events at most (the first event always goes on a page): however
+#: long the members' descriptions, a page stays under a megabyte
+PAGE_BYTES = 900_000
 #: entries in the Atom feed (the newest changes, within 30 days)
 FEED_ENTRIES = 200
 #: how cancelled and postponed events reach a calendar client (render_calendar)
@@ -150,37 +153,52 @@ async def write_events_page(
     after: tuple[datetime, str] | None = None,
     next_href: Callable[[str], str],
 ) -> str | None:
-    """One page of /events.json: at most `limit` events after the cursor `after`, with their
-    histories, and "next": the next page's address (None on the last). Returns that address."""
-    from aggregator.render.json import event_json  # noqa: PLC0415
-
+    """One page of /events.json: at most `limit` events (and PAGE_BYTES) after the cursor
+    `after`, with their histories in brief, one event a line, and "next": the next page's
+    address (None on the last). Returns that address."""
     limit = limit or PAGE_LIMIT
     render = _Render(store, settings)
-    page: list[NetworkEvent] = []
+    entries: list[bytes] = []
+    size = 0
+    last: NetworkEvent | None = None
     more = False
     async for part in render.events(window, chosen, after=after, at_a_time=min(limit + 1, 2000)):
-        page += part
-        if len(page) > limit:
-            more = True
+        history = await store.event_history([e.event.id for e in part])
+        made = await asyncio.to_thread(_entries, part, history, settings)
+        for item, data in zip(part, made, strict=True):
+            # at most `limit` events, and at most PAGE_BYTES: however long the members'
+            # descriptions, a page stays small (the first event is always on it)
+            if len(entries) >= limit or (entries and size + len(data) > PAGE_BYTES):
+                more = True
+                break
+            entries.append(data)
+            size += len(data) + 2
+            last = item
+        if more:
             break
-    page = page[:limit]
-    history = await store.event_history([e.event.id for e in page])
     following = None
-    if more:
-        last = page[-1].event
-        following = next_href(encode_cursor(last.start, last.id))
-
-    def rendered() -> bytes:
-        return dumps(
-            {
-                "network": _network_json(settings),
-                "events": [event_json(e, settings.network, history.get(e.event.id)) for e in page],
-                "next": following,
-            }
-        )
-
-    out.write(await asyncio.to_thread(rendered))
+    if more and last is not None:
+        following = next_href(encode_cursor(last.event.start, last.event.id))
+    network = json.dumps(_network_json(settings), ensure_ascii=False).encode("utf-8")
+    out.write(b'{"network": ' + network + b',\n"events": [\n')
+    out.write(b",\n".join(entries))
+    out.write(b'\n],\n"next": ' + json.dumps(following).encode("ascii") + b"}\n")
     return following
+
+
+def _entries(
+    part: list[NetworkEvent], history: dict[str, list[ChangeRecord]], settings: Settings
+) -> list[bytes]:
+    """Each event of a page of /events.json as one line of JSON (event_json, brief)."""
+    from aggregator.render.json import event_json  # noqa: PLC0415
+
+    return [
+        json.dumps(
+            event_json(e, settings.network, history.get(e.event.id), brief=True),
+            ensure_ascii=False,
+        ).encode("utf-8")
+        for e in part
+    ]
 
 
 def _network_json(settings: Settings) -> dict:

@@ -400,3 +400,23 @@ async def test_a_full_period_goes_on_after_its_last_event(aiohttp_client, window
     assert sorted(seen) == sorted({"spanning", "first-day", "inside", "last-day"})
     assert pages == 2
     assert (await client.get("/?after=nonsense")).status == 400
+
+
+async def test_a_page_of_events_stays_under_its_bytes_and_briefs_the_history(
+    aiohttp_client, windowed, monkeypatch
+):
+    monkeypatch.setattr(published, "PAGE_BYTES", 1200)  # two or three of these events
+    client = await client_of(aiohttp_client, windowed)
+    seen, url = [], "/events.json?limit=5000&from=2026-01-01"
+    while url:
+        data = await (await client.get(url)).json()
+        assert 1 <= len(data["events"]) < len(WINDOWED)
+        assert len(json.dumps(data["events"])) <= 1200 + 600  # the last one may straddle
+        seen += [e["id"] for e in data["events"]]
+        url = data["next"]
+    assert len(seen) == len(set(seen)) == len(WINDOWED)
+    item = data["events"][-1]
+    assert [h["kind"] for h in item["history"]] == ["added"]
+    assert "after" not in item["history"][0]  # the whole change is on the event's own JSON
+    full = await (await client.get(f"/events/{item['id']}.json")).json()
+    assert full["history"][0]["after"]["title"] == item["title"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from aggregator.model import ChangeRecord, Network, NetworkEvent, Status
+from aggregator.model import ChangeKind, ChangeRecord, Network, NetworkEvent, Status
 from aggregator.normalise import iso
 from aggregator.render import event_url
 
@@ -19,8 +19,15 @@ _SCHEMA_STATUS = {
 
 
 def event_json(
-    item: NetworkEvent, network: Network, history: list[ChangeRecord] | None = None
+    item: NetworkEvent,
+    network: Network,
+    history: list[ChangeRecord] | None = None,
+    *,
+    brief: bool = False,
 ) -> dict:
+    """One event as /events/{id}.json gives it. `brief` (a page of /events.json): each change
+    of its history without the fields before and after (the event's page has them), only
+    which fields an update changed and where a move came from."""
     event = item.event
     status = _SCHEMA_STATUS[event.status]
     if event.previous_start is not None and event.status in (Status.SCHEDULED, Status.TENTATIVE):
@@ -49,15 +56,7 @@ def event_json(
         "sequence": item.sequence,
         "created": iso(item.created),
         "last_modified": iso(item.last_modified),
-        "history": [
-            {
-                "at": iso(change.at),
-                "kind": change.kind.value,
-                "before": change.before,
-                "after": change.after,
-            }
-            for change in history or ()
-        ],
+        "history": [_change(change, brief) for change in history or ()],
     }
 
 
@@ -78,3 +77,19 @@ def render_json(
         ],
     }
     return json.dumps(body, ensure_ascii=False, indent=1, sort_keys=False).encode("utf-8") + b"\n"
+
+
+def _change(change: ChangeRecord, brief: bool) -> dict:
+    if not brief:
+        return {
+            "at": iso(change.at),
+            "kind": change.kind.value,
+            "before": change.before,
+            "after": change.after,
+        }
+    summary = {"at": iso(change.at), "kind": change.kind.value}
+    if change.after.get("fields"):
+        summary["fields"] = change.after["fields"]
+    if change.kind is ChangeKind.MOVED and change.before:
+        summary["from"] = change.before.get("start")
+    return summary
