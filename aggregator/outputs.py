@@ -133,6 +133,10 @@ class Outputs:
     async def published_now(self, name: str) -> Body | None:
         """`published(name)` once the folder is of the store's data: while the folder is
         written again, a large file is served as it was, a small one waits for it."""
+        if self.catching_up is not None and self.catching_up.done():
+            self.catching_up = None
+        if self.catching_up is None and time.monotonic() - self._polled < self.poll_every:
+            return self._files.get(name)  # the hot path: looked a moment ago
         await self.poll()
         body = self._files.get(name)
         catching_up = self.catching_up

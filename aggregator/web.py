@@ -403,9 +403,10 @@ def _saved_query(chosen: Selection) -> str:
 
 def _page_answer(request: web.Request, body: Body) -> web.StreamResponse:
     # no frame-ancestors: the page is made to be embedded anywhere
-    response = answer(request, body, cors=False, max_age=60, policy=PAGE_POLICY)
-    response.headers["Vary"] = "Accept-Encoding, Accept-Language"
-    return response
+    return answer(request, body, cors=False, max_age=60, policy=PAGE_POLICY, extra=_BY_LANGUAGE)
+
+
+_BY_LANGUAGE = {"Vary": "Accept-Encoding, Accept-Language"}
 
 
 async def calendar(request: web.Request) -> web.StreamResponse:
@@ -432,9 +433,10 @@ async def calendar(request: web.Request) -> web.StreamResponse:
 
 
 def _calendar_answer(request: web.Request, body: Body) -> web.StreamResponse:
-    response = answer(request, body)
-    response.headers["Content-Disposition"] = 'inline; filename="calendar.ics"'
-    return response
+    return answer(request, body, extra=_INLINE_CALENDAR)
+
+
+_INLINE_CALENDAR = {"Content-Disposition": 'inline; filename="calendar.ics"'}
 
 
 async def atom(request: web.Request) -> web.StreamResponse:
