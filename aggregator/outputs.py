@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 #: rendered bodies kept at most: filtered outputs each have their own
 KEPT_BODIES = 256
 #: bytes of the bodies kept in memory, and of those kept in files, at most
-KEPT_MEMORY = 24 * 1024 * 1024
+KEPT_MEMORY = 16 * 1024 * 1024
 KEPT_DISK = 2 * 1024 * 1024 * 1024
 
 #: makes a body on demand (reads the store, hands its CPU work to threads)
@@ -129,6 +129,13 @@ class Outputs:
             self._version = version
         if self.manifest.get("data_version", version) != version:
             self.catching_up = self.on_behind()
+
+    def fresh(self, name: str) -> Body | None:
+        """The folder's `name` when it was looked at a moment ago and is not being written
+        again (the hot path: no await); None when published_now must look."""
+        if self.catching_up is None and time.monotonic() - self._polled < self.poll_every:
+            return self._files.get(name)
+        return None
 
     async def published_now(self, name: str) -> Body | None:
         """`published(name)` once the folder is of the store's data: while the folder is

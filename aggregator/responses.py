@@ -278,7 +278,7 @@ def answer(
         headers.update(extra)
     asked = request.headers.get("If-None-Match")
     if asked is not None and (asked == etag or _matches(asked, etag, body.etag)):
-        return web.Response(status=304, headers=headers)
+        return web.StreamResponse(status=304, headers=headers)  # lighter than a Response
     if body.link:
         headers["Link"] = body.link
     if gz:
@@ -335,7 +335,7 @@ def dumps(value: object) -> bytes:
     return json.dumps(value, ensure_ascii=False, indent=1).encode("utf-8") + b"\n"
 
 
-async def secure_headers(request: web.Request, response: web.StreamResponse) -> None:
+def secure_headers(response: web.StreamResponse) -> None:
     """On every response, errors and 304s too (on_response_prepare): no MIME sniffing (a
     feed's text served as text/plain never runs as HTML or script), no full URL (with its
     filter) in the Referer sent to other sites, and a Server header without versions. An

@@ -145,11 +145,11 @@ def make_app(
     guard that lets a local server play a public one, and a resolver that sends its name
     there.
     """
-    app = web.Application(middlewares=[metrics.measured], client_max_size=settings.limits.max_bytes)
+    app = web.Application(client_max_size=settings.limits.max_bytes)
     app[SETTINGS] = settings
     app[CLOCK] = clock
     app[PROXIES] = trusted_proxies(settings.network.trusted_proxies)
-    app.on_response_prepare.append(secure_headers)
+    app.on_response_prepare.append(_prepared)
     app.cleanup_ctx.append(
         partial(
             _lifecycle,
@@ -252,6 +252,12 @@ async def _catch_up(app: web.Application, fetcher: Fetcher | None, jobs: list[Sc
         job.every_hour(write_again)
 
 
+async def _prepared(request: web.Request, response: web.StreamResponse) -> None:
+    """Every response, as it is sent: the headers all carry, and the request counted."""
+    secure_headers(response)
+    metrics.count_request(request, response.status)
+
+
 async def check_page(request: web.Request) -> web.Response:
     """/check (GET and POST): see check_page.answer_check."""
     app = request.app
@@ -329,7 +335,8 @@ def language(request: web.Request) -> str:
 
 async def _published(request: web.Request, name: str) -> Body | None:
     """The published folder's `name`, for a request that asks for nothing more."""
-    return await request.app[OUTPUTS].published_now(name)
+    outputs = request.app[OUTPUTS]
+    return outputs.fresh(name) or await outputs.published_now(name)
 
 
 async def _rendered(request: web.Request, name: str, content_type: str, write) -> Body:
