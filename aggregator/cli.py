@@ -190,7 +190,6 @@ async def _refresh(
                 stop=stop,
             )
         progress.close()
-        await write_folder(store, settings, now or datetime.now(UTC), changed=changed)
         states = await store.source_states()
         counts = await store.counts()
         owed = await store.publish_owed()
@@ -335,15 +334,14 @@ def cmd_prune(args) -> int:
     return 0
 
 
-async def write_folder(
-    store: Store, settings: Settings, now: datetime, *, changed: bool = False
-) -> Path | None:
-    """Write the published folder when the data changed or it is not of this data (and
-    hour); the version written, None when it was up to date."""
+async def write_folder(store: Store, settings: Settings, now: datetime) -> Path | None:
+    """Write the published folder when it is not of this data (and hour); the version
+    written, None when it was up to date. (`refresh` does not: a serving process sees the
+    new data within a second and writes it, and `export` writes it when it copies it.)"""
     from aggregator.published import Folder, stale  # noqa: PLC0415
 
     folder = Folder(settings.outputs.folder)
-    if changed or stale(folder.manifest(), await store.data_version(), now):
+    if stale(folder.manifest(), await store.data_version(), now):
         return await folder.write(store, settings, now)
     return None
 

@@ -37,6 +37,9 @@ KEPT_BODIES = 256
 KEPT_MEMORY = 16 * 1024 * 1024
 KEPT_DISK = 2 * 1024 * 1024 * 1024
 
+#: a small file waits this long at most for the folder to be written again (seconds)
+CATCH_UP_WAIT = 2.0
+
 #: makes a body on demand (reads the store, hands its CPU work to threads)
 Render = Callable[[], Awaitable[Body]]
 
@@ -139,7 +142,8 @@ class Outputs:
 
     async def published_now(self, name: str) -> Body | None:
         """`published(name)` once the folder is of the store's data: while the folder is
-        written again, a large file is served as it was, a small one waits for it."""
+        written again, a large file is served as it was, a small one waits for it (up to
+        CATCH_UP_WAIT seconds)."""
         if self.catching_up is not None and self.catching_up.done():
             self.catching_up = None
         if self.catching_up is None and time.monotonic() - self._polled < self.poll_every:
@@ -149,7 +153,8 @@ class Outputs:
         catching_up = self.catching_up
         if catching_up is not None and not catching_up.done():
             if body is None or body.plain.size + body.gzipped.size <= IN_MEMORY:
-                await asyncio.shield(catching_up)
+                # a moment, not the half minute of a large network's write
+                await asyncio.wait([catching_up], timeout=CATCH_UP_WAIT)
                 self.reload()
                 body = self._files.get(name)
         return body

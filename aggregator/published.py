@@ -61,6 +61,10 @@ MANIFEST = "manifest.json"
 CURRENT = "current"
 #: a half-written version older than this is a crashed writer's: removed
 STALE_SECONDS = 3600
+#: between two writes of the folder, rest this many times as long as the last one took...
+REST = 4
+#: ...but no longer than this, in seconds
+MAX_REST = 600.0
 
 
 @dataclass(frozen=True)
@@ -400,6 +404,7 @@ class FolderWriter:
     async def _writes(self) -> None:
         while True:
             self._again = False
+            started = time.monotonic()
             try:
                 now = self.clock()
                 if stale(self.folder.manifest(), await self.store.data_version(), now):
@@ -409,6 +414,10 @@ class FolderWriter:
                 log.exception("writing the published folder %s failed", self.folder.root)
             if not self._again:
                 return
+            # publishes keep coming: the next write waits, so that writing takes at most a
+            # fifth of a core (a large network's calendar is half a minute to write;
+            # a small one's, milliseconds)
+            await asyncio.sleep(min(REST * (time.monotonic() - started), MAX_REST))
 
     async def close(self) -> None:
         if self._task is not None:

@@ -22,7 +22,7 @@ from aggregator import web as web_module
 from aggregator.cli import main
 from aggregator.config import load_config
 from aggregator.model import OutputSettings
-from aggregator.published import Folder
+from aggregator.published import Folder, FolderWriter
 from aggregator.refresh import refresh_all
 from aggregator.render import index as index_view
 from aggregator.render.index import MAX_LINK
@@ -420,3 +420,32 @@ async def test_a_page_of_events_stays_under_its_bytes_and_briefs_the_history(
     assert "after" not in item["history"][0]  # the whole change is on the event's own JSON
     full = await (await client.get(f"/events/{item['id']}.json")).json()
     assert full["history"][0]["after"]["title"] == item["title"]
+
+
+async def test_publishes_during_a_write_make_one_more_look_not_one_each(tmp_path, windowed):
+    store = await Store.open(windowed.database_url)
+    folder = Folder(tmp_path / "published")
+    written, looked = [], []
+    gate = asyncio.Event()
+    write = folder.write
+
+    async def slow_write(*args):
+        written.append(args[2])
+        await gate.wait()  # half a minute, for a large network
+        return await write(*args)
+
+    folder.write = slow_write
+    writer = FolderWriter(folder, store, windowed, lambda: NOW, lambda: looked.append(1))
+    try:
+        task = writer.request()
+        await asyncio.sleep(0)  # the write has started
+        assert writer.writing is task
+        for _ in range(5):  # five publishes meanwhile
+            assert writer.request() is task
+        gate.set()
+        await task
+        # one more look after the write, which finds the folder of the data: not rewritten
+        assert len(looked) == 2 and len(written) == 1
+        assert writer.writing is None and folder.current() is not None
+    finally:
+        await store.close()
