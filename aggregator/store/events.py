@@ -163,17 +163,12 @@ class EventsMixin(StoreBase):
         return history
 
     async def published_events(
-        self,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        *,
-        words: tuple[str, ...] = (),
-        after: Cursor | None = None,
-        ids: Collection[str] | None = None,
+        self, start: datetime | None = None, end: datetime | None = None, **which
     ) -> list[NetworkEvent]:
-        """The published events (see stream_published), all in one list."""
+        """The published events, all in one list: `stream_published`'s, with its keywords
+        (words, after, ids)."""
         published: list[NetworkEvent] = []
-        async for part in self.stream_published(start, end, words=words, after=after, ids=ids):
+        async for part in self.stream_published(start, end, **which):
             published += part
         return published
 
