@@ -553,9 +553,7 @@ def test_the_outputs_section_and_its_environment(tmp_path: Path) -> None:
     env = {"AGGREGATOR_PUBLISHED": str(tmp_path / "elsewhere"), "AGGREGATOR_ACCESS_LOG": "1"}
     outputs = load_config(path, environ=env).outputs
     assert outputs.folder == tmp_path / "elsewhere" and outputs.access_log is True
-    assert "AGGREGATOR_ACCESS_LOG='maybe'" in config_error(
-        path, {"AGGREGATOR_ACCESS_LOG": "maybe"}
-    )
+    assert "AGGREGATOR_ACCESS_LOG='maybe'" in config_error(path, {"AGGREGATOR_ACCESS_LOG": "maybe"})
     default = load_config(write(tmp_path, "network: {name: N}\n"), environ={}).outputs
     assert default.folder == tmp_path / "published" and default.access_log is True
     assert (default.calendar_past_days, default.calendar_future_days) == (30, 365)
