@@ -338,11 +338,14 @@ async def write_folder(store: Store, settings: Settings, now: datetime) -> Path 
     """Write the published folder when it is not of this data (and hour); the version
     written, None when it was up to date. (`refresh` does not: a serving process sees the
     new data within a second and writes it, and `export` writes it when it copies it.)"""
-    from aggregator.published import Folder, stale  # noqa: PLC0415
+    from aggregator.published import PAGES, Folder, stale  # noqa: PLC0415
+    from aggregator.render.views import network_zone  # noqa: PLC0415
 
     folder = Folder(settings.outputs.folder)
-    if stale(folder.manifest(), await store.data_version(), now):
-        return await folder.write(store, settings, now)
+    tz = network_zone(settings.network)
+    due = stale(folder.manifest(), await store.data_version(), now, tz)
+    if due:
+        return await folder.write(store, settings, now, pages_only=due == PAGES)
     return None
 
 

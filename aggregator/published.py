@@ -29,7 +29,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import BinaryIO
 
@@ -407,8 +407,10 @@ class FolderWriter:
             started = time.monotonic()
             try:
                 now = self.clock()
-                if stale(self.folder.manifest(), await self.store.data_version(), now):
-                    await self.folder.write(self.store, self.settings, now)
+                tz = network_zone(self.settings.network)
+                due = stale(self.folder.manifest(), await self.store.data_version(), now, tz)
+                if due:
+                    await self.folder.write(self.store, self.settings, now, pages_only=due == PAGES)
                 self.on_written()
             except Exception:
                 log.exception("writing the published folder %s failed", self.folder.root)
@@ -425,13 +427,22 @@ class FolderWriter:
             await asyncio.gather(self._task, return_exceptions=True)
 
 
-def stale(manifest: dict | None, data_version: int, now: datetime) -> bool:
-    """Whether the folder must be written again: never written, older than the data, or
-    written in another hour (the page shows what is coming from now)."""
+#: what stale() finds: everything to write again, or only the pages
+ALL, PAGES = "all", "pages"
+
+
+def stale(manifest: dict | None, data_version: int, now: datetime, tz: tzinfo) -> str | None:
+    """What of the folder must be written again: ALL when it was never written, is older
+    than the data or of another day (the calendar's days count from today), PAGES when it
+    was written in another hour (the page shows what is coming from now), else None."""
     if manifest is None or manifest.get("data_version") != data_version:
-        return True
+        return ALL
+    if manifest.get("day") != now.astimezone(tz).date().isoformat():
+        return ALL
     written = datetime.fromisoformat(manifest["written"])
-    return written.astimezone(UTC).strftime("%Y%m%d%H") != now.astimezone(UTC).strftime("%Y%m%d%H")
+    if f"{written.astimezone(UTC):%Y%m%d%H}" != f"{now.astimezone(UTC):%Y%m%d%H}":
+        return PAGES
+    return None
 
 
 class Folder:
@@ -457,8 +468,12 @@ class Folder:
         except (OSError, ValueError):
             return None
 
-    async def write(self, store: Store, settings: Settings, now: datetime) -> Path:
-        """Render every plain output into a new version and make it current."""
+    async def write(
+        self, store: Store, settings: Settings, now: datetime, *, pages_only: bool = False
+    ) -> Path:
+        """Render every plain output into a new version and make it current; `pages_only`:
+        only the pages, the other files linked from the current version (seconds less for
+        a large network, whose calendar is half a minute to write)."""
         self.root.mkdir(parents=True, exist_ok=True)
         data_version = await store.data_version()
         stamp = f"{now.astimezone(UTC):%Y%m%dT%H%M%S%f}"
@@ -466,10 +481,17 @@ class Folder:
         building = self.root / f".{name}.tmp"
         building.mkdir()
         try:
-            written = await self._render(building, store, settings, now)
+            before = self.manifest() if pages_only else None
+            if before is not None and before.get("data_version") == data_version:
+                written = await self._render_pages(building, store, settings, now, before)
+                day = before["day"]
+            else:
+                written = await self._render(building, store, settings, now)
+                day = now.astimezone(network_zone(settings.network)).date().isoformat()
             manifest = {
                 "data_version": data_version,
                 "written": now.astimezone(UTC).isoformat(),
+                "day": day,
                 "events": await store.published_count(),
                 "counts": await store.counts(),
                 "files": {w.name: _entry(w) for w in written},
@@ -493,6 +515,52 @@ class Folder:
     async def _render(
         self, folder: Path, store: Store, settings: Settings, now: datetime
     ) -> list[Written]:
+        data = await self._render_data(folder, store, settings, now)
+        return [*data, *(await self._pages(folder, store, settings, now))]
+
+    async def _render_pages(
+        self, folder: Path, store: Store, settings: Settings, now: datetime, before: dict
+    ) -> list[Written]:
+        """The pages anew; every other file linked from the current version, as it was."""
+        current = self.current()
+        kept = []
+        for name, entry in before["files"].items():
+            if name.startswith("index."):
+                continue
+            for file in (name, f"{name}.gz"):
+                os.link(current / file, folder / file)
+            kept.append(
+                Written(
+                    name,
+                    entry["type"],
+                    entry["etag"],
+                    entry["size"],
+                    entry["gzip_size"],
+                    entry.get("link"),
+                )
+            )
+        return [*kept, *(await self._pages(folder, store, settings, now))]
+
+    async def _pages(
+        self, folder: Path, store: Store, settings: Settings, now: datetime
+    ) -> list[Written]:
+        """The page (/) in each language, and index.html in the first."""
+        written = []
+        for position, lang in enumerate(settings.network.languages):
+            page = await render_page(store, settings, now, lang=lang)
+
+            async def write_page(out: BodyWriter, page: bytes = page) -> None:
+                out.write(page)
+
+            written.append(await _to_file(folder, f"index.{lang}.html", HTML, write_page))
+            if position == 0:
+                written.append(await _to_file(folder, "index.html", HTML, write_page))
+        return written
+
+    async def _render_data(
+        self, folder: Path, store: Store, settings: Settings, now: datetime
+    ) -> list[Written]:
+        """calendar.ics, feed.atom and the first page of events.json."""
         tz = network_zone(settings.network)
         window = calendar_window(settings.outputs, now, tz)
         written = [
@@ -522,15 +590,6 @@ class Folder:
         written.append(await _to_file(folder, "events.json", JSON, first_page))
         if links:
             written[-1] = Written(**{**written[-1].__dict__, "link": links[0]})
-        for position, lang in enumerate(settings.network.languages):
-            page = await render_page(store, settings, now, lang=lang)
-
-            async def write_page(out: BodyWriter, page: bytes = page) -> None:
-                out.write(page)
-
-            written.append(await _to_file(folder, f"index.{lang}.html", HTML, write_page))
-            if position == 0:
-                written.append(await _to_file(folder, "index.html", HTML, write_page))
         return written
 
     def _forget(self, keep: Iterable[Path | None]) -> None:

@@ -234,7 +234,13 @@ async def _catch_up(app: web.Application, fetcher: Fetcher | None, jobs: list[Sc
             outputs.invalidate()
     except Exception:
         log.exception("publishing at start failed; serving what was published before")
-    if stale(outputs.folder.manifest(), await store.data_version(), clock()):
+    due = stale(
+        outputs.folder.manifest(),
+        await store.data_version(),
+        clock(),
+        network_zone(settings.network),
+    )
+    if due:
         await writer.request()
 
     def published() -> None:

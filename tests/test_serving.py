@@ -429,10 +429,10 @@ async def test_publishes_during_a_write_make_one_more_look_not_one_each(tmp_path
     gate = asyncio.Event()
     write = folder.write
 
-    async def slow_write(*args):
+    async def slow_write(*args, **kwargs):
         written.append(args[2])
         await gate.wait()  # half a minute, for a large network
-        return await write(*args)
+        return await write(*args, **kwargs)
 
     folder.write = slow_write
     writer = FolderWriter(folder, store, windowed, lambda: NOW, lambda: looked.append(1))
@@ -447,5 +447,36 @@ async def test_publishes_during_a_write_make_one_more_look_not_one_each(tmp_path
         # one more look after the write, which finds the folder of the data: not rewritten
         assert len(looked) == 2 and len(written) == 1
         assert writer.writing is None and folder.current() is not None
+    finally:
+        await store.close()
+
+
+async def test_a_new_hour_writes_the_pages_again_and_a_new_day_everything(tmp_path, windowed):
+    store = await Store.open(windowed.database_url)
+    writer = FolderWriter(Folder(tmp_path / "published"), store, windowed, lambda: now)
+    folder = writer.folder
+    try:
+        now = NOW
+        await writer.request()
+        first = folder.current()
+        now = NOW + timedelta(minutes=30)  # the same hour: nothing to write
+        await writer.request()
+        assert folder.current() == first
+        now = NOW + timedelta(hours=1)
+        await writer.request()
+        hour = folder.current()
+        assert hour != first
+        # the calendar, feed and events linked as they were; the pages made anew
+        assert (hour / "calendar.ics").stat().st_ino == (first / "calendar.ics").stat().st_ino
+        assert (hour / "events.json.gz").stat().st_ino == (first / "events.json.gz").stat().st_ino
+        assert (hour / "index.html").stat().st_ino != (first / "index.html").stat().st_ino
+        assert (
+            folder.manifest(hour)["files"]["calendar.ics"]
+            == (folder.manifest(first)["files"]["calendar.ics"])
+        )
+        now = NOW + timedelta(days=1)  # the calendar's days count from today
+        await writer.request()
+        day = folder.current()
+        assert (day / "calendar.ics").stat().st_ino != (hour / "calendar.ics").stat().st_ino
     finally:
         await store.close()
