@@ -334,21 +334,6 @@ def cmd_prune(args) -> int:
     return 0
 
 
-async def write_folder(store: Store, settings: Settings, now: datetime) -> Path | None:
-    """Write the published folder when it is not of this data (and hour); the version
-    written, None when it was up to date. (`refresh` does not: a serving process sees the
-    new data within a second and writes it, and `export` writes it when it copies it.)"""
-    from aggregator.published import PAGES, Folder, stale  # noqa: PLC0415
-    from aggregator.render.views import network_zone  # noqa: PLC0415
-
-    folder = Folder(settings.outputs.folder)
-    tz = network_zone(settings.network)
-    due = stale(folder.manifest(), await store.data_version(), now, tz)
-    if due:
-        return await folder.write(store, settings, now, pages_only=due == PAGES)
-    return None
-
-
 def cmd_export(args) -> int:
     """Copy the published folder (written first when it is not of this data), and with
     --events every published event's page, JSON and .ics, for a static host."""
@@ -360,8 +345,11 @@ def cmd_export(args) -> int:
         store = await Store.open(settings.database_url)
         try:
             now = args.now or datetime.now(UTC)
-            await write_folder(store, settings, now)
-            current = Folder(settings.outputs.folder).current()
+            # written when stale (`refresh` does not write it: a serving process sees the
+            # new data within a second and writes it, and export when it copies it)
+            folder = Folder(settings.outputs.folder)
+            await folder.update(store, settings, now)
+            current = folder.current()
             args.out.mkdir(parents=True, exist_ok=True)
             written = []
             for path in sorted(current.iterdir()):

@@ -406,11 +406,7 @@ class FolderWriter:
             self._again = False
             started = time.monotonic()
             try:
-                now = self.clock()
-                tz = network_zone(self.settings.network)
-                due = stale(self.folder.manifest(), await self.store.data_version(), now, tz)
-                if due:
-                    await self.folder.write(self.store, self.settings, now, pages_only=due == PAGES)
+                await self.folder.update(self.store, self.settings, self.clock())
                 self.on_written()
             except Exception:
                 log.exception("writing the published folder %s failed", self.folder.root)
@@ -467,6 +463,15 @@ class Folder:
             return json.loads((version / MANIFEST).read_bytes())
         except (OSError, ValueError):
             return None
+
+    async def update(self, store: Store, settings: Settings, now: datetime) -> Path | None:
+        """Write what is stale (see stale()): everything, or the pages; the version written,
+        None when the folder was of the data and the hour already."""
+        tz = network_zone(settings.network)
+        due = stale(self.manifest(), await store.data_version(), now, tz)
+        if due is None:
+            return None
+        return await self.write(store, settings, now, pages_only=due == PAGES)
 
     async def write(
         self, store: Store, settings: Settings, now: datetime, *, pages_only: bool = False

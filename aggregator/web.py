@@ -39,7 +39,6 @@ from aggregator.published import (
     Folder,
     FolderWriter,
     render_page,
-    stale,
     write_calendar,
     write_events_page,
     write_feed,
@@ -234,14 +233,7 @@ async def _catch_up(app: web.Application, fetcher: Fetcher | None, jobs: list[Sc
             outputs.invalidate()
     except Exception:
         log.exception("publishing at start failed; serving what was published before")
-    due = stale(
-        outputs.folder.manifest(),
-        await store.data_version(),
-        clock(),
-        network_zone(settings.network),
-    )
-    if due:
-        await writer.request()
+    await writer.request()  # when the folder is not of the data and the hour
 
     def published() -> None:
         outputs.invalidate()
