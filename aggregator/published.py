@@ -36,7 +36,7 @@ from typing import BinaryIO
 from aggregator.model import ChangeRecord, NetworkEvent, Settings, Status
 from aggregator.render.views import network_zone
 from aggregator.responses import ATOM, HTML, ICS, JSON, BodyWriter, dumps
-from aggregator.search import matches, query_words
+from aggregator.search import query_words
 from aggregator.selection import Selection
 from aggregator.store import Store
 from aggregator.windows import Window, calendar_window, decode_cursor, encode_cursor
@@ -90,7 +90,8 @@ class _Render:
     async def events(
         self, window: Window | None, chosen: Selection, words: tuple[str, ...] = (), **kwargs
     ) -> AsyncIterator[list[NetworkEvent]]:
-        """The published events in the window that the selection admits, a part at a time."""
+        """The published events in the window that the selection admits and whose text holds
+        the `words` (the store's search column, search.matches' rule), a part at a time."""
         start, end = (window.start, window.end) if window else (None, None)
         async for part in self.store.stream_published(start, end, words=words, **kwargs):
             kept = [
@@ -98,7 +99,6 @@ class _Render:
                 for e in part
                 if (window is None or window.admits(e.event, self.tz))
                 and chosen.admits(e.event)
-                and matches(e.event, words)
             ]
             if kept:
                 yield kept
