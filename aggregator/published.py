@@ -97,8 +97,7 @@ class _Render:
             kept = [
                 e
                 for e in part
-                if (window is None or window.admits(e.event, self.tz))
-                and chosen.admits(e.event)
+                if (window is None or window.admits(e.event, self.tz)) and chosen.admits(e.event)
             ]
             if kept:
                 yield kept
