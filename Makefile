@@ -1,6 +1,7 @@
 # Two commands: `make run` serves the bundled demo network; `make test` runs the suite.
 # Both set everything up first (a .venv with the package, ical.js for the client tests, and
-# for `make test` only, Debian's chromium for the browser tests).
+# for `make test` only, Debian's chromium for the browser tests and postgresql for the store's
+# tests on PostgreSQL).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -12,8 +13,11 @@ PORT   ?= 8080
 # Debian's build, driven by Playwright (never `playwright install`, which downloads its own);
 # DejaVu so that screenshots have the same glyphs on every machine.
 CHROMIUM_PKGS := chromium fonts-dejavu-core
+# Debian's PostgreSQL server: the suite starts its own cluster (initdb, pg_ctl) in a temporary
+# folder and runs every store, refresh and web test on it as well as on SQLite
+POSTGRES_PKGS := postgresql
 
-.PHONY: install run test chromium lint bench fuzz translations clean
+.PHONY: install run test chromium postgresql lint bench fuzz translations clean
 
 install: $(STAMP)
 
@@ -33,12 +37,19 @@ chromium:
 	  apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(CHROMIUM_PKGS) >/dev/null; }
 
+# Installed only when missing (no initdb on PATH nor under /usr/lib/postgresql); needs root.
+postgresql:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing Debian postgresql for the PostgreSQL tests"; \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(POSTGRES_PKGS) >/dev/null; }
+
 run: $(STAMP)
 	$(BIN)/aggregator migrate
 	-$(BIN)/aggregator refresh
 	$(BIN)/aggregator serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP) $(JS) chromium
+test: $(STAMP) $(JS) chromium postgresql
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

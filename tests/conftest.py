@@ -1,9 +1,14 @@
-"""Shared fixtures: a fixed clock, a real local feed server, real SQLite stores."""
+"""Shared fixtures: a fixed clock, a real local feed server, real stores: SQLite files and
+databases of a real PostgreSQL server that the suite starts (tests/postgres.py).
+
+A test that asks for `database` (or `store`, which does) runs once on each: its
+`make_settings` and `database_url` name the database of that run."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Awaitable, Callable
@@ -19,6 +24,7 @@ from aiohttp.test_utils import TestServer
 from aggregator.fetch import Fetcher, open_session
 from aggregator.model import Attempt, Limits, Network, Settings, Source, SourceKind, Validators
 from aggregator.store import Store
+from tests.postgres import ACTIVE, Database, Postgres, binaries
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
@@ -92,6 +98,40 @@ async def feed_server() -> FeedServer:
     await feeds.server.close()
 
 
+def database_url(folder: Path, name: str = "test", driver: bool = True, empty: bool = False) -> str:
+    """The URL of the running test's database `name` (a file in `folder` on SQLite); with
+    `empty`, one with no tables yet."""
+    return ACTIVE.database.url(folder, name, driver, empty)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The suite's PostgreSQL server, started on first use. Missing PostgreSQL skips its
+    tests, but in CI (CI set) it fails them: `make test` installs it."""
+    bindir = binaries()
+    if bindir is None:
+        message = "PostgreSQL (initdb, pg_ctl) is not installed: Debian package postgresql"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    server = Postgres(bindir)
+    server.start()
+    server.make_template()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request) -> Database:
+    """Run the test on SQLite and on PostgreSQL."""
+    server = request.getfixturevalue("postgres_server") if request.param == "postgresql" else None
+    ACTIVE.database = Database(request.param, server)
+    yield ACTIVE.database
+    active, ACTIVE.database = ACTIVE.database, Database("sqlite")
+    if server is not None:
+        active.drop()
+
+
 def make_settings(tmp_path: Path, sources: list[Source], **limits) -> Settings:
     return Settings(
         network=Network(
@@ -102,7 +142,7 @@ def make_settings(tmp_path: Path, sources: list[Source], **limits) -> Settings:
         ),
         sources=tuple(sources),
         limits=replace(Limits(total_timeout=2.0, connect_timeout=1.0), **limits),
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'test.db'}",
+        database_url=database_url(tmp_path),
     )
 
 
@@ -112,8 +152,8 @@ def source(id: str, url: str, name: str | None = None, **kwargs) -> Source:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> Store:
-    opened = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'test.db'}")
+async def store(tmp_path: Path, database: Database) -> Store:
+    opened = await Store.open(database.url(tmp_path))
     yield opened
     await opened.close()
 

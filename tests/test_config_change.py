@@ -23,6 +23,9 @@ from aggregator.schedule import Scheduler
 from tests.conftest import fetching, make_settings, source
 from tests.test_cli import write_config
 
+#: every test here runs on SQLite and on PostgreSQL (conftest's `database`)
+pytestmark = pytest.mark.usefixtures("database")
+
 
 def calendar(name: str, count: int, title: str = "Møde") -> bytes:
     """A member's feed: `count` events in 2027, each with its own UID, on days and at hours

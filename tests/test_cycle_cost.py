@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
+import pytest
+
 from aggregator import decide
 from aggregator.model import FetchOutcome
 from aggregator.refresh import refresh_source
 from tests.conftest import FEEDS, fetching, make_settings, source
+
+#: every test here runs on SQLite and on PostgreSQL (conftest's `database`)
+pytestmark = pytest.mark.usefixtures("database")
 
 
 def _counted_hashes(monkeypatch) -> list[int]:

@@ -16,6 +16,9 @@ from aggregator.store import Store
 from aggregator.web import make_app
 from tests.conftest import FEEDS, NOW, fetching, make_settings, source
 
+#: every test here runs on SQLite and on PostgreSQL (conftest's `database`)
+pytestmark = pytest.mark.usefixtures("database")
+
 HTML = {"Accept": "text/html"}
 
 #: an Outlook feed (Windows zone name) with one event whose start cannot be read

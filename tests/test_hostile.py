@@ -44,6 +44,9 @@ from aggregator.render.json import render_json
 from aggregator.schedule import Scheduler
 from tests.conftest import DATA, fetching, make_settings, put_snapshot, source
 
+#: every test here runs on SQLite and on PostgreSQL (conftest's `database`)
+pytestmark = pytest.mark.usefixtures("database")
+
 ZONE = "Europe/Copenhagen"
 
 

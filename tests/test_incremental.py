@@ -30,6 +30,9 @@ from aggregator.publish import publish, retained
 from aggregator.store import Store
 from tests.conftest import make_settings, put_snapshot, source
 
+#: every test here runs on SQLite and on PostgreSQL (conftest's `database`)
+pytestmark = pytest.mark.usefixtures("database")
+
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 SOURCES = [
     source("a", "/a.ics", "Grøn Omstilling", homepage="https://gron.dk"),

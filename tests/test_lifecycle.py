@@ -9,12 +9,16 @@ from zoneinfo import ZoneInfo
 
 import feedparser
 import icalendar
+import pytest
 from lxml import etree
 
 from aggregator.refresh import refresh_all
 from aggregator.store import Store
 from aggregator.web import make_app
 from tests.conftest import fetching, ical_js, make_settings, source
+
+#: every test here runs on SQLite and on PostgreSQL (conftest's `database`)
+pytestmark = pytest.mark.usefixtures("database")
 
 CPH = ZoneInfo("Europe/Copenhagen")
 T0 = datetime(2026, 11, 25, 12, tzinfo=UTC)

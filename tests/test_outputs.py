@@ -20,6 +20,9 @@ from aggregator.web import OUTPUTS, YOUNG_OBJECTS, _freeze_heap, make_app
 from tests.conftest import NOW, make_settings
 from tests.test_web import demo  # noqa: F401  (the fixture)
 
+#: every test here runs on SQLite and on PostgreSQL (conftest's `database`)
+pytestmark = pytest.mark.usefixtures("database")
+
 
 class Published:
     """A store with what Outputs reads: the data version."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import icalendar
+import pytest
 import recurring_ical_events
 import x_wr_timezone
 
@@ -14,6 +15,9 @@ from aggregator.refresh import refresh_all
 from aggregator.store import Store
 from aggregator.web import make_app
 from tests.conftest import CORPUS, DATA, FEEDS, NOW, fetching, make_settings, source
+
+#: every test here runs on SQLite and on PostgreSQL (conftest's `database`)
+pytestmark = pytest.mark.usefixtures("database")
 
 
 def demo_over_http(feed_server, tmp_path):

@@ -7,6 +7,7 @@ from datetime import date, timedelta
 
 import feedparser
 import icalendar
+import pytest
 
 from aggregator.merge import merge
 from aggregator.model import ChangeKind
@@ -17,6 +18,9 @@ from aggregator.render.json import render_json
 from aggregator.versioning import prepare_publication
 from tests.conftest import make_settings, put_snapshot, source
 from tests.test_merge import occ
+
+#: every test here runs on SQLite and on PostgreSQL (conftest's `database`)
+pytestmark = pytest.mark.usefixtures("database")
 
 
 async def stored(store, tmp_path, now, *occurrences):

@@ -23,6 +23,9 @@ from aggregator.refresh import refresh_all, refresh_source
 from aggregator.web import make_app
 from tests.conftest import DATA, FEEDS, fetching, make_settings, source
 
+#: every test here runs on SQLite and on PostgreSQL (conftest's `database`)
+pytestmark = pytest.mark.usefixtures("database")
+
 GOOD = (FEEDS / "kulturhuset.ics").read_bytes()
 
 

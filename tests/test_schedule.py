@@ -6,9 +6,14 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
+
 from aggregator.model import Attempt
 from aggregator.schedule import STARTS_PER_TICK, Scheduler
 from tests.conftest import FEEDS, fetching, make_settings, source
+
+#: every test here runs on SQLite and on PostgreSQL (conftest's `database`)
+pytestmark = pytest.mark.usefixtures("database")
 
 #: the starts of a tick's sources not spread out: a test does not wait
 NONE = timedelta(0)

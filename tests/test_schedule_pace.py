@@ -7,11 +7,16 @@ import asyncio
 import math
 from datetime import timedelta
 
+import pytest
+
 from aggregator import schedule
 from aggregator.model import Attempt, FetchOutcome
 from aggregator.refresh import SourceReport
 from aggregator.schedule import STARTS_PER_TICK, TICK, Scheduler, starts_per_tick
 from tests.conftest import fetching, make_settings, source
+
+#: every test here runs on SQLite and on PostgreSQL (conftest's `database`)
+pytestmark = pytest.mark.usefixtures("database")
 
 #: the starts of a tick's sources not spread out: a test does not wait
 NONE = timedelta(0)

@@ -12,11 +12,15 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import unused_port
 
 from aggregator.config import normalise_database_url
 from aggregator.store import Store
 from tests.conftest import ROOT
+
+#: every test here runs on SQLite and on PostgreSQL (conftest's `database`)
+pytestmark = pytest.mark.usefixtures("database")
 
 #: events far enough ahead of the real clock that serve uses
 GOOD = (

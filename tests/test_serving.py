@@ -30,6 +30,9 @@ from aggregator.store import Store
 from aggregator.web import make_app
 from tests.conftest import NOW, demo_sources, fetching, make_settings, source
 
+#: every test here runs on SQLite and on PostgreSQL (conftest's `database`)
+pytestmark = pytest.mark.usefixtures("database")
+
 #: NOW is Wednesday 25 November 2026, 13:00 in Copenhagen
 WINDOWED = {
     # uid: (DTSTART, DTEND) in Europe/Copenhagen, or dates

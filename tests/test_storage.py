@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict, replace
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
@@ -24,9 +25,12 @@ from aggregator.store.occurrences import _occurrence_row
 from aggregator.store.packing import pack_event, pack_text, unpack_event, unpack_text
 from aggregator.store.schema import UTCDateTime
 from aggregator.versioning import event_change
-from tests.conftest import make_settings, put_snapshot, source
+from tests.conftest import database_url, make_settings, put_snapshot, source
 from tests.test_merge import occ
 from tests.test_store import migrate
+
+#: every test here runs on SQLite and on PostgreSQL (conftest's `database`)
+pytestmark = pytest.mark.usefixtures("database")
 
 LONG = "Kom og vær med; alle er velkomne, også nye.\nTilmelding: kontakt@x.dk\\ " * 20
 OTHER = "Et andet arrangement, med en anden tekst.\n" * 30
@@ -312,6 +316,7 @@ def change_row_0009(number: int, old, new, at) -> dict:
 async def database_0009(tmp_path, now):
     """A database of version 0009 with rows_0009; its settings, occurrences and rows."""
     settings = make_settings(tmp_path, [source("old", "/old.ics")])
+    settings = replace(settings, database_url=database_url(tmp_path, "old", empty=True))
     kept, rows = rows_0009(settings, now)
     engine = create_async_engine(settings.database_url)
     async with engine.begin() as conn:

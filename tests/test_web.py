@@ -19,6 +19,9 @@ from aggregator.web import OUTPUTS, make_app
 from tests.conftest import FEEDS as FEEDS_DIR
 from tests.conftest import NOW, demo_sources, fetching, ical_js, make_settings, source
 
+#: every test here runs on SQLite and on PostgreSQL (conftest's `database`)
+pytestmark = pytest.mark.usefixtures("database")
+
 DEMO_OCCURRENCES = 34 + 9 + 10 + 3 + 3
 #: the CSRD workshop is published by two members and merged into one event
 DEMO_EVENTS = DEMO_OCCURRENCES - 1

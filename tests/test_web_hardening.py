@@ -24,6 +24,9 @@ from tests import test_browser
 from tests.conftest import NOW, demo_sources, make_settings, source
 from tests.test_check import FEED, PublicTest
 
+#: every test here runs on SQLite and on PostgreSQL (conftest's `database`)
+pytestmark = pytest.mark.usefixtures("database")
+
 HTML = {"Accept": "text/html"}
 
 

@@ -9,7 +9,7 @@
 - changes: the summaries packed without their descriptions; the time in microseconds.
 - identities: WITHOUT ROWID, its rows in the key's b-tree rather than in a second one.
 
-The counts are kept by SQLite triggers: PostgreSQL (not supported yet) is refused.
+The counts are kept by triggers: SQLite's own, PL/pgSQL functions on PostgreSQL.
 
 Revision ID: 0010
 Revises: 0009
@@ -50,9 +50,6 @@ _BATCH = 2000
 
 
 def upgrade() -> None:
-    bind = op.get_bind()
-    if bind.dialect.name != "sqlite":
-        raise RuntimeError("texts are counted by SQLite triggers: PostgreSQL is not supported yet")
     texts = op.create_table(
         "texts",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
@@ -61,7 +58,13 @@ def upgrade() -> None:
         sa.Column("body", sa.LargeBinary, nullable=False),
     )
     op.create_index("ix_texts_key", "texts", ["key"])
-    op.create_index("ix_texts_unused", "texts", ["id"], sqlite_where=sa.text("refs <= 0"))
+    op.create_index(
+        "ix_texts_unused",
+        "texts",
+        ["id"],
+        sqlite_where=sa.text("refs <= 0"),
+        postgresql_where=sa.text("refs <= 0"),
+    )
     kept = _Texts(texts)
     _occurrences_up(kept)
     _swap(
@@ -78,15 +81,20 @@ def upgrade() -> None:
     )
     kept.count()
     _identities(rowid=False)
+    make = _triggers if op.get_bind().dialect.name == "sqlite" else _pg_triggers
     for table, column in _REFERENCES:
-        for statement in _triggers(table, column):
+        for statement in make(table, column):
             op.execute(statement)
 
 
 def downgrade() -> None:
+    postgresql = op.get_bind().dialect.name == "postgresql"
     for table, column in _REFERENCES:
         for name in ("insert", "delete", "update"):
-            op.execute(f"DROP TRIGGER IF EXISTS texts_{table}_{column}_{name}")
+            on = f" ON {table}" if postgresql else ""
+            op.execute(f"DROP TRIGGER IF EXISTS texts_{table}_{column}_{name}{on}")
+        if postgresql:
+            op.execute(f"DROP FUNCTION IF EXISTS texts_{table}_{column}()")
     texts = sa.table("texts", sa.column("id"), sa.column("body"))
     _occurrences_down(texts)
     _swap(
@@ -359,4 +367,29 @@ def _triggers(table: str, column: str) -> list[str]:
         f"WHEN old.{column} IS NOT NULL BEGIN {less} END",
         f"CREATE TRIGGER {name}_update AFTER UPDATE OF {column} ON {table} "
         f"WHEN old.{column} IS NOT new.{column} BEGIN {more} {less} END",
+    ]
+
+
+def _pg_triggers(table: str, column: str) -> list[str]:
+    """The same counts on PostgreSQL: one PL/pgSQL function, called by a trigger for each
+    kind of change."""
+    name = f"texts_{table}_{column}"
+    function = f"""CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP <> 'DELETE' AND NEW.{column} IS NOT NULL THEN
+        UPDATE texts SET refs = refs + 1 WHERE id = NEW.{column};
+    END IF;
+    IF TG_OP <> 'INSERT' AND OLD.{column} IS NOT NULL THEN
+        UPDATE texts SET refs = refs - 1 WHERE id = OLD.{column};
+    END IF;
+    RETURN NULL;
+END $$"""
+    each = f"FOR EACH ROW EXECUTE FUNCTION {name}()"
+    return [
+        function,
+        f"CREATE TRIGGER {name}_insert AFTER INSERT ON {table} {each}",
+        f"CREATE TRIGGER {name}_delete AFTER DELETE ON {table} {each}",
+        f"CREATE TRIGGER {name}_update AFTER UPDATE OF {column} ON {table} "
+        f"FOR EACH ROW WHEN (OLD.{column} IS DISTINCT FROM NEW.{column}) "
+        f"EXECUTE FUNCTION {name}()",
     ]
