@@ -80,6 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="only serve what is stored (another process refreshes)",
     )
     allow_removals(serve)
+    schedule = command(
+        "schedule",
+        cmd_schedule,
+        "refresh sources on schedule, without the web outputs (one of several processes: "
+        "exactly one of them fetches at a time)",
+    )
+    schedule.add_argument("--host", default="127.0.0.1", help="for /healthz and /metrics")
+    schedule.add_argument("--port", type=int, default=8081, help="for /healthz and /metrics")
+    allow_removals(schedule)
     refresh = command(
         "refresh", cmd_refresh, "fetch every source (or those named) once, publish, and exit"
     )
@@ -114,6 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="RSS/Atom: do not read the pages the items link to (only the feed itself)",
     )
     command("migrate", cmd_migrate, "create or upgrade the database schema, and exit")
+    copy = command(
+        "copy",
+        cmd_copy,
+        "copy the whole database (from database_url) into another, empty one, and check "
+        "the counts: SQLite to PostgreSQL or back",
+    )
+    copy.add_argument(
+        "--to",
+        required=True,
+        help="the database to copy into (sqlite:///path.db or postgresql://user@host/name)",
+    )
     prune = command(
         "prune", cmd_prune, "delete at once what is kept of sources no longer in sources.yaml"
     )
@@ -148,6 +168,19 @@ def cmd_serve(args) -> int:
 
     serve(_settings(args), args.host, args.port, scheduler=not args.no_scheduler)
     return 0
+
+
+def cmd_schedule(args) -> int:
+    from aggregator.web import schedule  # noqa: PLC0415
+
+    schedule(_settings(args), args.host, args.port)
+    return 0
+
+
+def cmd_copy(args) -> int:
+    from aggregator.copy import copy_command  # noqa: PLC0415
+
+    return asyncio.run(copy_command(load_config(args.config), args.to))
 
 
 def cmd_refresh(args) -> int:

@@ -34,6 +34,7 @@ from aggregator.model import (
     MergeSettings,
     Network,
     OutputSettings,
+    SchedulerSettings,
     Settings,
     Source,
     SourceKind,
@@ -179,12 +180,17 @@ class OutputsConfig(_Model):
     access_log: bool = True
 
 
+class SchedulerConfig(_Model):
+    lease_seconds: float = Field(30.0, ge=2, le=3600)
+
+
 class FileConfig(_Model):
     network: NetworkConfig
     sources: list[SourceConfig] = Field(default_factory=list)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     merge: MergeConfig = Field(default_factory=MergeConfig)
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     database_url: str | None = None
 
 
@@ -205,7 +211,11 @@ def load_config(
     _check_unique_ids(parsed, root, config_path)
     database_url = env.get("AGGREGATOR_DATABASE_URL") or parsed.database_url or DEFAULT_DATABASE_URL
     settings = _settings(parsed, config_path, normalise_database_url(database_url))
-    return replace(settings, outputs=_outputs(parsed.outputs, config_path, env))
+    return replace(
+        settings,
+        outputs=_outputs(parsed.outputs, config_path, env),
+        scheduler=SchedulerSettings(lease_seconds=parsed.scheduler.lease_seconds),
+    )
 
 
 def _outputs(parsed: OutputsConfig, config_path: Path, env: Mapping[str, str]) -> OutputSettings:

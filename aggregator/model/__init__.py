@@ -49,6 +49,7 @@ from aggregator.model.settings import (
     MergeSettings,
     Network,
     OutputSettings,
+    SchedulerSettings,
     Settings,
     Source,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "Limits",
     "MergeSettings",
     "OutputSettings",
+    "SchedulerSettings",
     "MergedEvent",
     "Network",
     "NetworkEvent",

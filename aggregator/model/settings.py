@@ -115,6 +115,15 @@ class OutputSettings:
 
 
 @dataclass(frozen=True)
+class SchedulerSettings:
+    """How the processes that may fetch elect the one that does (issue 17)."""
+
+    #: a scheduler that died is replaced within this: the others try for the lease this
+    #: often (a third of it), and the holder gives up fetching when it cannot confirm it
+    lease_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything sources.yaml and the AGGREGATOR_* variables configure."""
 
@@ -123,6 +132,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     merging: MergeSettings = field(default_factory=MergeSettings)
     outputs: OutputSettings = field(default_factory=OutputSettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     database_url: str = "sqlite+aiosqlite:///aggregator.db"
     #: the file the settings came from (relative source paths resolve against its folder)
     config_path: Path | None = None
