@@ -4,7 +4,8 @@ the bodies rendered on demand (windows, filters, pages, the event pages).
 The folder (published.py) holds every plain output and its gzip, written at each publish:
 they are sent as they are (sendfile), with the ETag of their content, and the process holds
 none of them in memory. A change of its `current` version is seen at once by the process
-that wrote it (`reload`) and within `poll_every` seconds by any other.
+that wrote it (`reload`), at once by those told of the publish (PostgreSQL's NOTIFY: `told`),
+and within `poll_every` seconds by any other.
 
 A body rendered on demand is kept until the data changes, or until newer ones push it out
 (KEPT_BODIES, and bytes: small bodies in memory up to KEPT_MEMORY, large ones in unlinked
@@ -72,6 +73,7 @@ class Outputs:
         #: the store): starts writing the folder, and gives the write to wait for
         self.on_behind: Callable[[], asyncio.Task[None] | None] = lambda: None
         self.catching_up: asyncio.Task[None] | None = None
+        self._told: asyncio.Task[None] | None = None
 
     # the published folder
 
@@ -113,6 +115,13 @@ class Outputs:
             self._previous.popitem(last=False)
         self._bodies.clear()
         self._rendering.clear()
+
+    def told(self) -> None:
+        """Another process told of a publish (PostgreSQL's NOTIFY): look now, not at the
+        next request after `poll_every`."""
+        self._polled = float("-inf")
+        if self._told is None or self._told.done():
+            self._told = asyncio.create_task(self.poll())
 
     async def poll(self) -> None:
         """Look (at most once in `poll_every` seconds) whether the folder or the store has

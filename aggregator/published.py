@@ -20,6 +20,8 @@ them, so a static host serves the same bytes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -58,6 +60,9 @@ CHUNK = 1 << 20
 #: the selection of the plain outputs
 EVERYTHING = Selection()
 MANIFEST = "manifest.json"
+#: the write lock of the folder (Folder.update), and how often a waiting writer looks again
+LOCK = ".lock"
+LOCK_WAIT = 0.05
 CURRENT = "current"
 #: a half-written version older than this is a crashed writer's: removed
 STALE_SECONDS = 3600
@@ -465,12 +470,33 @@ class Folder:
 
     async def update(self, store: Store, settings: Settings, now: datetime) -> Path | None:
         """Write what is stale (see stale()): everything, or the pages; the version written,
-        None when the folder was of the data and the hour already."""
+        None when the folder was of the data and the hour already.
+
+        The processes of one machine share the folder: one writes at a time (an flock on
+        LOCK), and the others, once it is theirs, find the folder written already."""
         tz = network_zone(settings.network)
-        due = stale(self.manifest(), await store.data_version(), now, tz)
-        if due is None:
-            return None
-        return await self.write(store, settings, now, pages_only=due == PAGES)
+        async with self._lock():
+            due = stale(self.manifest(), await store.data_version(), now, tz)
+            if due is None:
+                return None
+            return await self.write(store, settings, now, pages_only=due == PAGES)
+
+    @contextlib.asynccontextmanager
+    async def _lock(self) -> AsyncIterator[None]:
+        """The folder's write lock, waited for a little at a time (cancellable; the kernel
+        lets go of it when its process ends, however it ends)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    await asyncio.sleep(LOCK_WAIT)
+            yield
+        finally:
+            os.close(fd)
 
     async def write(
         self, store: Store, settings: Settings, now: datetime, *, pages_only: bool = False

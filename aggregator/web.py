@@ -14,9 +14,9 @@ import json
 import logging
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -30,6 +30,7 @@ from aggregator import __version__, metrics, published
 from aggregator.check_page import Checker, answer_check
 from aggregator.fetch import Fetcher, open_session
 from aggregator.guard import Guard
+from aggregator.lease import Candidate, Listener, lease_for
 from aggregator.model import NetworkEvent, Settings
 from aggregator.outputs import Outputs
 from aggregator.publish import publish
@@ -85,6 +86,7 @@ OUTPUTS = web.AppKey("outputs", Outputs)
 WRITER = web.AppKey("writer", FolderWriter)
 CLOCK = web.AppKey("clock", Clock)
 CHECKER = web.AppKey("checker", Checker)
+CANDIDATE = web.AppKey("candidate", Candidate)
 #: allocations between two collections of the youngest objects (Python's default is 700)
 YOUNG_OBJECTS = 10_000
 #: network.trusted_proxies, parsed: peers whose X-Forwarded-For names the client
@@ -108,6 +110,74 @@ def serve(settings: Settings, host: str, port: int, scheduler: bool = True) -> N
         print=lambda _: print(
             f"Serving {settings.network.name} on http://{host}:{port}/", flush=True
         ),
+    )
+
+
+def schedule(settings: Settings, host: str, port: int) -> None:
+    """Refresh the sources on schedule, without the outputs (`aggregator schedule`): one of
+    any number of such processes, of which the one holding the lease fetches. /healthz and
+    /metrics answer on `port`. The processes that serve hear of its publishes (PostgreSQL's
+    NOTIFY, or the store's version on one machine) and write the published folder."""
+    sys.setswitchinterval(0.001)
+    web.run_app(
+        make_scheduler_app(settings),
+        host=host,
+        port=port,
+        access_log=None,
+        print=lambda _: print(
+            f"Scheduling {settings.network.name}; /healthz and /metrics on http://{host}:{port}/",
+            flush=True,
+        ),
+    )
+
+
+def make_scheduler_app(settings: Settings, *, clock: Clock = system_clock) -> web.Application:
+    """`aggregator schedule`'s application: the scheduler while it holds the lease, and
+    /healthz and /metrics."""
+    app = web.Application()
+    app[SETTINGS] = settings
+    app[CLOCK] = clock
+    app.on_response_prepare.append(_prepared)
+    app.cleanup_ctx.append(_schedule_lifecycle)
+    app.router.add_get("/healthz", scheduler_healthz)
+    app.router.add_get("/metrics", metrics_text)
+    return app
+
+
+async def _schedule_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[STORE] = await Store.open(settings.database_url)
+    session = open_session(settings.network, settings.limits)
+    fetcher = Fetcher(session, settings.limits)
+
+    async def lead() -> Callable[[], Awaitable[None]]:
+        await _owed(app)
+        return await _scheduling(app, fetcher, lambda: None)
+
+    lease = lease_for(settings.database_url, settings.scheduler.lease_seconds)
+    app[CANDIDATE] = Candidate(lease, settings.scheduler.lease_seconds, lead)
+    await app[CANDIDATE].try_lead()
+    app[CANDIDATE].run()
+    yield
+    await app[CANDIDATE].stop()
+    await fetcher.close()
+    await session.close()
+    await app[STORE].close()
+
+
+async def scheduler_healthz(request: web.Request) -> web.Response:
+    """Alive; whether this process fetches (holds the lease), and the data's version."""
+    body = dumps(
+        {
+            "status": "ok",
+            "version": __version__,
+            "role": "scheduler",
+            "fetching": request.app[CANDIDATE].leading,
+            "data_version": await request.app[STORE].data_version(),
+        }
+    )
+    return web.Response(
+        body=body, content_type=JSON, charset="utf-8", headers={"Cache-Control": "no-store"}
     )
 
 
@@ -196,8 +266,16 @@ async def _lifecycle(
     )
     app[CHECKER] = Checker(check_guard, check_session)
     fetcher = Fetcher(session, settings.limits) if scheduler else None
-    jobs: list[Scheduler] = []
-    started = _catch_up(app, fetcher, jobs)
+    lease = lease_for(settings.database_url, settings.scheduler.lease_seconds)
+    app[CANDIDATE] = Candidate(
+        lease, settings.scheduler.lease_seconds, partial(_lead, app, fetcher)
+    )
+    background = [asyncio.create_task(_hourly(app[WRITER], clock))]
+    if app[STORE].engine.dialect.name == "postgresql":
+        listener = Listener(settings.database_url, app[OUTPUTS].told)
+        listener.run()
+        background.append(listener)
+    started = _catch_up(app, fetcher is not None)
     if catch_up:
         task = asyncio.create_task(started)
     else:
@@ -206,8 +284,8 @@ async def _lifecycle(
     if catch_up and not task.done():
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    for job in jobs:
-        await job.stop()
+    await app[CANDIDATE].stop()
+    await _stop(background)
     await app[WRITER].close()
     if fetcher is not None:
         await fetcher.close()
@@ -219,35 +297,73 @@ async def _lifecycle(
         scratch.cleanup()
 
 
-async def _catch_up(app: web.Application, fetcher: Fetcher | None, jobs: list[Scheduler]) -> None:
-    """Sync the sources with the configuration, publish what is owed, write the folder when
-    it is not of this data, then start the scheduler (its publishes write the folder again,
-    and so does every turn of the hour: the page shows what is coming from now)."""
+async def _catch_up(app: web.Application, scheduler: bool) -> None:
+    """What is owed (the sources synced with the configuration, a publish), done by the
+    process that holds the scheduler's lease; then the folder written when it is not of
+    this data, and a scheduler runs while this process holds the lease (or waits for it)."""
+    candidate = app[CANDIDATE]
+    if scheduler:
+        await candidate.try_lead()
+        candidate.run()
+    else:
+        # a process that only serves does what is owed when no scheduler holds the lease
+        # (one machine, one process): never beside a scheduler, which does it
+        async with candidate.lease.turn() as ours:
+            if ours:
+                await _owed(app)
+    await app[WRITER].request()  # when the folder is not of the data and the hour
+
+
+async def _owed(app: web.Application) -> None:
+    """Sync the sources with the configuration and publish what is owed: a changed
+    configuration (base URL, languages) re-renders what is published. A bug there must not
+    stop the start: what was published before is served meanwhile."""
     settings, clock, store = app[SETTINGS], app[CLOCK], app[STORE]
-    outputs, writer = app[OUTPUTS], app[WRITER]
     await store.sync_sources(settings.sources, now=clock(), allow_removals=settings.allow_removals)
-    # a changed configuration (base URL, languages) re-renders what is published; a bug
-    # there must not stop the start: what was published before is served meanwhile
     try:
-        if await publish(store, settings, clock()):
-            outputs.invalidate()
+        if await publish(store, settings, clock()) and OUTPUTS in app:
+            _published(app)
     except Exception:
         log.exception("publishing at start failed; serving what was published before")
-    await writer.request()  # when the folder is not of the data and the hour
 
-    def published() -> None:
-        outputs.invalidate()
+
+async def _lead(app: web.Application, fetcher: Fetcher) -> Callable[[], Awaitable[None]]:
+    """This process holds the scheduler's lease: catch up, then fetch on schedule (its
+    publishes write the folder again); how to stop it when the lease is lost."""
+    await _owed(app)
+    return await _scheduling(app, fetcher, partial(_published, app))
+
+
+def _published(app: web.Application) -> None:
+    app[OUTPUTS].invalidate()
+    app[WRITER].request()
+
+
+async def _scheduling(
+    app: web.Application, fetcher: Fetcher, published: Callable[[], None]
+) -> Callable[[], Awaitable[None]]:
+    job = Scheduler(app[STORE], fetcher, app[SETTINGS], app[CLOCK], published)
+    await job.start()
+    return job.stop
+
+
+async def _hourly(writer: FolderWriter, clock: Clock) -> None:
+    """The page shows what is coming from now: the folder is written again at the turn of
+    every hour (by one process of those sharing it; the others find it written)."""
+    while True:
+        now = clock()
+        turn = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        await asyncio.sleep(max((turn - now).total_seconds(), 1.0))
         writer.request()
 
-    if fetcher is not None:
-        job = Scheduler(store, fetcher, settings, clock, published)
-        jobs.append(job)
-        await job.start()
 
-        async def write_again() -> None:  # the page shows what is coming from now
-            writer.request()
-
-        job.every_hour(write_again)
+async def _stop(background: list) -> None:
+    for job in background:
+        if isinstance(job, asyncio.Task):
+            job.cancel()
+            await asyncio.gather(job, return_exceptions=True)
+        else:
+            await job.stop()
 
 
 async def _prepared(request: web.Request, response: web.StreamResponse) -> None:
@@ -263,7 +379,8 @@ async def check_page(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Alive, and what the published folder holds: from memory, no query to the store."""
+    """Alive, and what the published folder holds: from memory, no query to the store.
+    `fetching`: this process holds the scheduler's lease (only one of them does)."""
     outputs = request.app[OUTPUTS]
     manifest = outputs.manifest
     body = dumps(
@@ -273,6 +390,7 @@ async def healthz(request: web.Request) -> web.Response:
             **manifest.get("counts", {}),
             "published": manifest.get("written"),
             "published_events": manifest.get("events"),
+            "fetching": request.app[CANDIDATE].leading,
         }
     )
     return web.Response(
@@ -283,8 +401,10 @@ async def healthz(request: web.Request) -> web.Response:
 async def metrics_text(request: web.Request) -> web.Response:
     """Prometheus text format; each member source's occurrences and state read now."""
     states = await request.app[STORE].source_states()
-    outputs = request.app[OUTPUTS]
-    events = outputs.manifest.get("events") or await request.app[STORE].published_count()
+    outputs = request.app.get(OUTPUTS)  # none in `aggregator schedule`
+    events = (outputs and outputs.manifest.get("events")) or await request.app[
+        STORE
+    ].published_count()
     return web.Response(
         body=metrics.exposition(request.app[SETTINGS], states, events),
         headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"},

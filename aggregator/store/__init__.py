@@ -41,9 +41,21 @@ def _at_head(connection: Connection) -> bool:
     return [tuple(v) for v in versions] == [(_head(),)]
 
 
+#: PostgreSQL: the advisory lock that lets one process at a time migrate (several start
+#: together: web processes and a scheduler)
+MIGRATION_LOCK = 0x61676772_6D696772
+
+
 def _upgrade(connection: Connection) -> None:
     if _at_head(connection):
         return
+    if connection.dialect.name == "postgresql":
+        # held by the session until it ends; the others wait here, then find the schema at
+        # its head already
+        connection.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
+        connection.commit()
+        if _at_head(connection):
+            return
     from alembic import command  # noqa: PLC0415  (only when a migration is due)
     from alembic.config import Config  # noqa: PLC0415
 

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 
-from sqlalchemy import ColumnElement, Integer, Text, cast, exists, insert, select, update
+from sqlalchemy import ColumnElement, Integer, Text, cast, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aggregator.store.schema import events, meta, sources
@@ -76,14 +76,24 @@ async def _owe_publish(conn) -> None:
         await conn.execute(insert(meta).values(key="writes", value="1"))
 
 
+#: the PostgreSQL channel a publish is told on (lease.Listener hears it)
+PUBLISHED_CHANNEL = "aggregator_published"
+
+
 async def _bump_version(conn) -> None:
+    """The data changed: its version one more, and on PostgreSQL a NOTIFY of it, which
+    every serving process hears when this transaction commits (never before, never for a
+    transaction rolled back)."""
     current = await conn.scalar(select(meta.c.value).where(meta.c.key == "data_version"))
+    version = 1 if current is None else int(current) + 1
     if current is None:
         await conn.execute(insert(meta).values(key="data_version", value="1"))
     else:
         await conn.execute(
-            update(meta).where(meta.c.key == "data_version").values(value=str(int(current) + 1))
+            update(meta).where(meta.c.key == "data_version").values(value=str(version))
         )
+    if conn.dialect.name == "postgresql":
+        await conn.execute(select(func.pg_notify(PUBLISHED_CHANNEL, str(version))))
 
 
 #: rows per statement of a large write: each batch's parameters are prepared on the event loop
