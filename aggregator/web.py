@@ -653,9 +653,12 @@ async def event_detail(request: web.Request) -> web.StreamResponse:
 
 
 async def event_page(request: web.Request) -> web.StreamResponse:
-    """One event as HTML, with its member copies and its history; JSON when asked for it."""
+    """One event as HTML, with its member copies and its history; JSON when asked for it
+    (Accept: so both vary by it, for the caches between)."""
     if wants_json(request, by_default=False):
-        return await event_detail(request)
+        response = await event_detail(request)
+        response.headers["Vary"] = ", ".join(filter(None, (response.headers.get("Vary"), "Accept")))
+        return response
     item = await _find(request)
     settings = request.app[SETTINGS]
     store = request.app[STORE]
@@ -669,7 +672,7 @@ async def event_page(request: web.Request) -> web.StreamResponse:
     name = f"events/{item.event.id}.html?lang={lang}#{item.sequence}"
     body = await request.app[OUTPUTS].body(name, render)
     response = answer(request, body, cors=False, max_age=60, policy=FRAMED_POLICY)
-    response.headers["Vary"] = "Accept-Encoding, Accept-Language"
+    response.headers["Vary"] = "Accept-Encoding, Accept-Language, Accept"
     return response
 
 

@@ -331,7 +331,7 @@ def test_the_cache_key_holds_the_encoding_the_app_is_asked_for() -> None:
 
 
 def test_an_event_is_cached_per_accept_header() -> None:
-    # /events/{id} answers its page or its JSON by Accept, which its Vary does not name
+    # /events/{id} answers its page or its JSON by Accept (its Vary names it): one entry each
     assert "$http_accept" in " ".join(one(LOCATIONS["/events/"], "proxy_cache_key")[1])
 
 

@@ -195,7 +195,8 @@ async def test_the_scheduler_start_honours_allow_removals(store, network, now):
 
 
 @pytest.fixture
-def database(tmp_path, monkeypatch) -> Path:
+def cli_database(tmp_path, monkeypatch) -> Path:
+    """A SQLite file the command line uses (the tests read it with sqlite3)."""
     path = tmp_path / "cli.db"
     monkeypatch.setenv("AGGREGATOR_DATABASE_URL", f"sqlite:///{path}")
     return path
@@ -217,7 +218,9 @@ def export(config, out) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
 
 
-def test_refresh_refuses_a_config_without_most_sources_with_exit_code_2(tmp_path, database, capsys):
+def test_refresh_refuses_a_config_without_most_sources_with_exit_code_2(
+    tmp_path, cli_database, capsys
+):
     full = write_config(tmp_path, members(tmp_path, "abcde"))
     assert main(["refresh", "--config", str(full)]) == 0
     before = export(full, tmp_path / "before")
@@ -235,7 +238,9 @@ def test_refresh_refuses_a_config_without_most_sources_with_exit_code_2(tmp_path
     assert b"hos x" in calendar_ics and b"hos a" in calendar_ics and b"hos b" not in calendar_ics
 
 
-def test_prune_deletes_what_is_kept_of_removed_sources_and_says_what(tmp_path, database, capsys):
+def test_prune_deletes_what_is_kept_of_removed_sources_and_says_what(
+    tmp_path, cli_database, capsys
+):
     config = write_config(tmp_path, members(tmp_path, "abc"))
     assert main(["refresh", "--config", str(config)]) == 0
     assert main(["prune", "--config", str(config)]) == 0
@@ -248,12 +253,14 @@ def test_prune_deletes_what_is_kept_of_removed_sources_and_says_what(tmp_path, d
     out = capsys.readouterr().out
     assert "deleted c: 3 occurrences, 1 fetches, 3 events" in out
     assert "deleted 1 sources" in out
-    with sqlite3.connect(database) as db:
+    with sqlite3.connect(cli_database) as db:
         query = "select count(*) from occurrences where source_id = 'c'"
         assert db.execute(query).fetchone() == (0,)
 
 
-def test_prune_takes_out_a_source_still_published_and_its_events_leave(tmp_path, database, capsys):
+def test_prune_takes_out_a_source_still_published_and_its_events_leave(
+    tmp_path, cli_database, capsys
+):
     config = write_config(tmp_path, members(tmp_path, "abc"))
     assert main(["refresh", "--config", str(config)]) == 0
     smaller = write_config(tmp_path, members(tmp_path, "ab"))
@@ -262,7 +269,9 @@ def test_prune_takes_out_a_source_still_published_and_its_events_leave(tmp_path,
     assert b"hos c" not in export(smaller, tmp_path / "site")["calendar.ics"]
 
 
-def test_prune_refuses_to_take_out_most_sources_without_allow_removals(tmp_path, database, capsys):
+def test_prune_refuses_to_take_out_most_sources_without_allow_removals(
+    tmp_path, cli_database, capsys
+):
     config = write_config(tmp_path, members(tmp_path, "abc"))
     assert main(["refresh", "--config", str(config)]) == 0
     only_a = write_config(tmp_path, members(tmp_path, "a"))

@@ -14,7 +14,16 @@ from aggregator.normalise import normalised_title, to_utc
 from aggregator.refresh import refresh_all
 from aggregator.store import Store
 from aggregator.web import make_app
-from tests.conftest import CORPUS, DATA, FEEDS, NOW, fetching, make_settings, source
+from tests.conftest import (
+    CORPUS,
+    DATA,
+    FEEDS,
+    NOW,
+    database_url,
+    fetching,
+    make_settings,
+    source,
+)
 
 #: every test here runs on SQLite and on PostgreSQL (conftest's `database`)
 pytestmark = pytest.mark.usefixtures("database")
@@ -39,7 +48,7 @@ def demo_over_http(feed_server, tmp_path):
         encoding="utf-8",
     )
     return load_config(
-        path, environ={"AGGREGATOR_DATABASE_URL": f"sqlite:///{tmp_path / 'pipeline.db'}"}
+        path, environ={"AGGREGATOR_DATABASE_URL": database_url(tmp_path, "pipeline", driver=False)}
     )
 
 

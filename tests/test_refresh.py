@@ -195,6 +195,23 @@ async def test_awkward_but_good_calendars_are_read(
         assert any("Windows-1252" in w.words for w in state.warnings)
 
 
+async def test_a_uid_with_a_nul_is_stored_on_every_database(store, feed_server, tmp_path, now):
+    """PostgreSQL's text holds no NUL: such a UID is stored without it (found by copying a
+    SQLite installation to PostgreSQL), and the feed reads as on SQLite."""
+    url = feed_server.serve(
+        "/nul.ics",
+        b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nBEGIN:VEVENT\r\n"
+        b"UID:nul\x00inside@x\r\nDTSTAMP:20261101T000000Z\r\n"
+        b"DTSTART:20261210T170000Z\r\nSUMMARY:Koncert\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+    )
+    settings = make_settings(tmp_path, [source("nul", url)])
+    await store.sync_sources(settings.sources, now=now)
+    async with fetching(settings) as fetcher:
+        report = await refresh_source(store, fetcher, settings.sources[0], settings, now)
+    assert report.outcome == "updated", report.error
+    assert [o.uid for o in await store.load_occurrences("nul")] == ["nulinside@x"]
+
+
 # -- retries and backoff ---------------------------------------------------------------------
 
 

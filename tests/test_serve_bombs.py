@@ -17,7 +17,7 @@ from aiohttp.test_utils import unused_port
 
 from aggregator.config import normalise_database_url
 from aggregator.store import Store
-from tests.conftest import ROOT
+from tests.conftest import ROOT, database_url
 
 #: every test here runs on SQLite and on PostgreSQL (conftest's `database`)
 pytestmark = pytest.mark.usefixtures("database")
@@ -87,7 +87,7 @@ async def test_healthz_answers_while_cpu_bombs_are_read(feed_server, tmp_path: P
     port = unused_port()
     env = {
         **os.environ,
-        "AGGREGATOR_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
+        "AGGREGATOR_DATABASE_URL": database_url(tmp_path, "serve", driver=False),
         "PYTHONUNBUFFERED": "1",
     }
     log_path = tmp_path / "serve.log"

@@ -28,7 +28,7 @@ from aggregator.render import index as index_view
 from aggregator.render.index import MAX_LINK
 from aggregator.store import Store
 from aggregator.web import make_app
-from tests.conftest import NOW, demo_sources, fetching, make_settings, source
+from tests.conftest import NOW, database_url, demo_sources, fetching, make_settings, source
 
 #: every test here runs on SQLite and on PostgreSQL (conftest's `database`)
 pytestmark = pytest.mark.usefixtures("database")
@@ -222,7 +222,7 @@ def write_config(tmp_path: Path) -> Path:
     config.write_text(
         "network:\n  name: Eksport\n  timezone: Europe/Copenhagen\n"
         "  base_url: http://export.test\n"
-        f"database_url: sqlite:///{tmp_path / 'export.db'}\n"
+        f"database_url: {database_url(tmp_path, 'export', driver=False)}\n"
         f"sources:\n{listed}\n",
         encoding="utf-8",
     )

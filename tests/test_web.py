@@ -238,13 +238,17 @@ async def test_an_event_page_shows_the_event_and_its_history(aiohttp_client, dem
     client = await client_for(aiohttp_client, demo)
     data = await (await client.get("/events.json")).json()
     concert = next(e for e in data["events"] if "Brass" in e["title"])
-    page = await (await client.get(f"/events/{concert['id']}")).text()
+    answered = await client.get(f"/events/{concert['id']}")
+    page = await answered.text()
     assert '<span class="mark">Aflyst</span> <del>Koncert: Nørrebro Brass</del>' in page
     assert "Historik" in page and "</time>: Ny</li>" in page
     english = await (await client.get(f"/events/{concert['id']}?lang=en")).text()
     assert '<span class="mark">Cancelled</span>' in english and "History" in english
     asked = await client.get(f"/events/{concert['id']}", headers={"Accept": "application/json"})
     assert (await asked.json())["id"] == concert["id"]
+    # one address, two answers by Accept: a cache between must keep them apart
+    for response in (answered, asked):
+        assert "Accept" in map(str.strip, response.headers["Vary"].split(","))
 
 
 async def test_an_unknown_cancelled_policy_is_refused(aiohttp_client, demo):

@@ -177,7 +177,9 @@ class OccurrenceReader:
         marker, title = title_status(clean_line(one(written.get("SUMMARY"))) or "(untitled)")
         said = _Said(
             title=title,
-            uid=str(written.get("UID", "")).strip(),
+            # no NUL: PostgreSQL's text cannot hold one (every other character is kept: the
+            # UID is the member's identity of the event)
+            uid=str(written.get("UID", "")).replace("\x00", "").strip(),
             has_end="DTEND" in written or "DURATION" in written,
             description=clean_text(one(written.get("DESCRIPTION")))[:MAX_DESCRIPTION],
             # only http(s), no control characters: a bad URL costs the link, not the event
