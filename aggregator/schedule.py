@@ -22,11 +22,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from aggregator.decide import is_due
@@ -113,12 +112,6 @@ class Scheduler:
             self.prune, IntervalTrigger(hours=24), id="prune-history", next_run_time=now
         )
         self._scheduler.start()
-
-    def every_hour(self, job: Callable[[], Awaitable[object]]) -> None:
-        """Run `job` (a coroutine function) at the turn of every hour."""
-        self._scheduler.add_job(
-            job, CronTrigger(minute=0, timezone="UTC"), id="hourly", coalesce=True
-        )
 
     async def prune(self) -> None:
         await self.store.prune_history(

@@ -16,13 +16,15 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
 from aiohttp.abc import AbstractResolver
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 from multidict import MultiDict, MultiMapping
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -270,11 +272,17 @@ async def _lifecycle(
     app[CANDIDATE] = Candidate(
         lease, settings.scheduler.lease_seconds, partial(_lead, app, fetcher)
     )
-    background = [asyncio.create_task(_hourly(app[WRITER], clock))]
-    if app[STORE].engine.dialect.name == "postgresql":
+    # the page shows what is coming from now: the folder is written again at the turn of
+    # every hour (by one of the processes sharing it; the others find it written)
+    hourly = AsyncIOScheduler(timezone="UTC")
+    hourly.add_job(
+        _write_again, CronTrigger(minute=0, timezone="UTC"), args=[app[WRITER]], coalesce=True
+    )
+    hourly.start()
+    listener = None
+    if app[STORE].engine.dialect.name == "postgresql":  # told of other processes' publishes
         listener = Listener(settings.database_url, app[OUTPUTS].told)
         listener.run()
-        background.append(listener)
     started = _catch_up(app, fetcher is not None)
     if catch_up:
         task = asyncio.create_task(started)
@@ -285,7 +293,9 @@ async def _lifecycle(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     await app[CANDIDATE].stop()
-    await _stop(background)
+    hourly.shutdown(wait=False)
+    if listener is not None:
+        await listener.stop()
     await app[WRITER].close()
     if fetcher is not None:
         await fetcher.close()
@@ -347,23 +357,8 @@ async def _scheduling(
     return job.stop
 
 
-async def _hourly(writer: FolderWriter, clock: Clock) -> None:
-    """The page shows what is coming from now: the folder is written again at the turn of
-    every hour (by one process of those sharing it; the others find it written)."""
-    while True:
-        now = clock()
-        turn = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-        await asyncio.sleep(max((turn - now).total_seconds(), 1.0))
-        writer.request()
-
-
-async def _stop(background: list) -> None:
-    for job in background:
-        if isinstance(job, asyncio.Task):
-            job.cancel()
-            await asyncio.gather(job, return_exceptions=True)
-        else:
-            await job.stop()
+async def _write_again(writer: FolderWriter) -> None:
+    writer.request()
 
 
 async def _prepared(request: web.Request, response: web.StreamResponse) -> None:
