@@ -75,6 +75,12 @@ EVENTS = Gauge(
     "Network events published.",
     registry=REGISTRY,
 )
+FETCHING = Gauge(
+    "aggregator_scheduler_fetching",
+    "1 when this process holds the scheduler's lease and fetches; summed over the processes "
+    "of one database, exactly 1.",
+    registry=REGISTRY,
+)
 
 
 def output_name(name: str) -> str:
@@ -85,9 +91,12 @@ def output_name(name: str) -> str:
     return path
 
 
-def exposition(settings: Settings, states: Mapping[str, SourceState], events: int) -> bytes:
+def exposition(
+    settings: Settings, states: Mapping[str, SourceState], events: int, fetching: bool = False
+) -> bytes:
     """The Prometheus text format, with each member source's occurrences and state as
-    `states` has them and the number of network `events` published."""
+    `states` has them, the number of network `events` published, and whether this process
+    is the one `fetching`."""
     OCCURRENCES.clear()
     for source in settings.sources:
         state = states.get(source.id)
@@ -95,6 +104,7 @@ def exposition(settings: Settings, states: Mapping[str, SourceState], events: in
         count = state.occurrence_count if state else 0
         OCCURRENCES.labels(source.id, health).set(count)
     EVENTS.set(events)
+    FETCHING.set(int(fetching))
     return generate_latest(REGISTRY)
 
 

@@ -401,7 +401,9 @@ async def metrics_text(request: web.Request) -> web.Response:
         STORE
     ].published_count()
     return web.Response(
-        body=metrics.exposition(request.app[SETTINGS], states, events),
+        body=metrics.exposition(
+            request.app[SETTINGS], states, events, request.app[CANDIDATE].leading
+        ),
         headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"},
     )
 

@@ -279,7 +279,9 @@ async def test_a_schedule_process_fetches_and_a_web_process_serves_what_it_publi
             assert health["role"] == "scheduler"
             async with client.get(f"{scheduler.base}/metrics") as response:
                 assert response.status == 200
-                assert "aggregator_source_occurrences" in await response.text()
+                exposed = await response.text()
+            assert "aggregator_source_occurrences" in exposed
+            assert "aggregator_scheduler_fetching 1.0" in exposed
 
             async def served():
                 assert web.alive(), web.output()
@@ -293,6 +295,8 @@ async def test_a_schedule_process_fetches_and_a_web_process_serves_what_it_publi
             await until(served, 30, "the web process serving every source's event", 0.1)
             web_health = await get_json(client, f"{web.base}/healthz")
             assert web_health["fetching"] is False
+            async with client.get(f"{web.base}/metrics") as response:
+                assert "aggregator_scheduler_fetching 0.0" in await response.text()
             assert sorted(r.path for r in feed_server.requests) == [f"/{n}.ics" for n in SOURCES]
     finally:
         for process in (scheduler, web):
