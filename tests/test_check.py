@@ -16,6 +16,9 @@ from aggregator.store import Store
 from aggregator.web import make_app
 from tests.conftest import FEEDS, NOW, ROOT, make_settings
 
+#: every test here runs on SQLite and on PostgreSQL (conftest's `database`)
+pytestmark = pytest.mark.usefixtures("database")
+
 FEED = (FEEDS / "groen-omstilling.ics").read_bytes()
 
 
