@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/scale.py --members 100,300,1000 --events 200 [--serve [SIZES]]
                                     [--rounds 2] [--keep DIR] [--wrk-seconds S]
+                                    [--databases sqlite,postgresql] [--pg-statements N]
 
 For each size, in a fresh folder (a temporary one unless --keep), bench/generate.py writes the
 network (local files and their sources.yaml); then, each in its own process, only through the
@@ -19,15 +20,27 @@ command line and the database file (never aggregator's own functions, which chan
   reads every source, one of them changed (every source is made due in the database once
   the server answers): the latency of 304s while the cycle and its publish run.
 
+With --databases sqlite,postgresql each size is measured on both, from the same feeds (restored
+before each database's run) and the same baseline: SQLite a file in the size's folder,
+PostgreSQL a database of a private throwaway cluster this run starts (tests/postgres.py's
+Postgres, with production's durability: fsync and synchronous_commit on, shared_buffers
+256MB, 127.0.0.1 on a free port), given as AGGREGATOR_DATABASE_URL=postgresql://...; its
+size is pg_database_size (no WAL), and pg_stat_statements' top statements of the cold
+refresh and of the rest are printed (--pg-statements N, 0 for none).
+
 Memory is the peak of the child's process tree (bench/measure.py: ru_maxrss, and the sum over
-the tree sampled every 50 ms). Each figure is printed next to the issue's target, and a
-markdown table of all sizes closes the run (for the README). Timings taken while other
+the tree sampled every 50 ms); on PostgreSQL also the peak of the server's process tree (its
+RSS counts the shared buffers once per backend that touched them; PSS splits them).
+
+Each figure is printed next to the issue's target, and a markdown table of all sizes (and
+databases) closes the run (for the README). Timings taken while other
 programs run are noisy: compare the ratios, taken in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import math
 import os
 import re
@@ -46,11 +59,28 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
+import measure
 from generate import edit_member, write_network
-from measure import MB, Measured, TreeSampler, run_measured
+from measure import MB, Measured, TreeSampler, descendants, run_measured
+
+ROOT = Path(__file__).resolve().parent.parent
 
 #: the issue's targets (for 1,000 members)
 COLD_RATIO, COLD_MB, CHANGE_S, CHANGE_MB, WARM_S, P99_MS, BYTES = 0.6, 1024, 1, 300, 3, 50, 2048
+#: the benchmark's PostgreSQL: durable as in production (tests/postgres.py's suite turns
+#: fsync off), pg_stat_statements loaded to say where the time goes
+PG_SETTINGS = {
+    "fsync": "on",
+    "synchronous_commit": "on",
+    "full_page_writes": "on",
+    "max_connections": "100",
+    "shared_buffers": "256MB",
+    "listen_addresses": "127.0.0.1",
+    "shared_preload_libraries": "pg_stat_statements",
+}
+#: how often the PostgreSQL server's process tree is sampled (seconds)
+SERVER_INTERVAL = 1.0
 #: the scheduler's pace (aggregator/schedule.py: TICK, STARTS_PER_TICK): a cycle of N due
 #: sources takes about N / 20 ticks of 10 s
 TICK_S, STARTS_PER_TICK = 10, 20
@@ -110,6 +140,7 @@ class Size:
     """The figures of one network size."""
 
     members: int
+    database: str = "sqlite"
     vevents: int = 0
     feeds_mb: float = 0
     baseline: Measured | None = None
@@ -121,6 +152,11 @@ class Size:
     db_bytes: int = 0
     occurrences: int = 0
     serving: Serving | None = None
+    #: PostgreSQL's server process tree: peak RSS and PSS over the steps, RSS at the end (MB)
+    server_rss: float = 0
+    server_pss: float = 0
+    server_idle_rss: float = 0
+    target: Target | None = None
 
     @property
     def ratio(self) -> float:
@@ -144,66 +180,260 @@ def aggregator(*args: str) -> list[str]:
     return [sys.executable, "-m", "aggregator", *args]
 
 
+class ServerSampler(TreeSampler):
+    """TreeSampler of the PostgreSQL server, once a second: its memory changes slowly, and
+    reading smaps_rollup of backends that map the shared buffers every 50 ms took most of a
+    core of this 2-core machine away from the refresh measured."""
+
+    def run(self) -> None:
+        while not self._done.is_set():
+            sums = [measure.memory(pid) for pid in descendants(self.root)]
+            self.peak_rss = max(self.peak_rss, sum(r for r, _ in sums))
+            self.peak_pss = max(self.peak_pss, sum(p for _, p in sums))
+            self._done.wait(SERVER_INTERVAL)
+
+
+class Cluster:
+    """The run's private PostgreSQL server: tests/postgres.py's Postgres (initdb and pg_ctl in
+    a temporary folder, as user postgres when root, on a free port of 127.0.0.1) with
+    PG_SETTINGS; one empty database per size."""
+
+    def __init__(self, overrides: dict[str, str]) -> None:
+        sys.path.insert(0, str(ROOT))
+        from tests.postgres import Postgres, binaries  # noqa: PLC0415
+
+        bindir = binaries()
+        if bindir is None:
+            sys.exit("--databases postgresql: no initdb (Debian: apt-get install -y postgresql)")
+        settings = {**PG_SETTINGS, **overrides}
+        self.server = Postgres(bindir, settings=settings)
+        self.server.start()
+        self.pid = int((self.server.data / "postmaster.pid").read_text().split()[0])
+        asyncio.run(self._execute("postgres", "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
+        version = asyncio.run(self._fetchval("postgres", "SHOW server_version"))
+        print(
+            f"PostgreSQL {version} on 127.0.0.1:{self.server.port} ({self.server.root}), "
+            + ", ".join(f"{k}={v}" for k, v in settings.items() if k != "listen_addresses"),
+            flush=True,
+        )
+
+    def url(self, name: str) -> str:
+        return self.server.url(name, "postgresql")
+
+    async def _execute(self, name: str, statement: str, *params) -> None:
+        conn = await asyncpg.connect(self.url(name))
+        try:
+            await conn.execute(statement, *params)
+        finally:
+            await conn.close()
+
+    async def _fetchval(self, name: str, query: str, *params):
+        conn = await asyncpg.connect(self.url(name))
+        try:
+            return await conn.fetchval(query, *params)
+        finally:
+            await conn.close()
+
+    async def _fetch(self, name: str, query: str, *params) -> list:
+        conn = await asyncpg.connect(self.url(name))
+        try:
+            return await conn.fetch(query, *params)
+        finally:
+            await conn.close()
+
+    def memory(self) -> tuple[float, float]:
+        """The server's process tree now: summed RSS and PSS in MB."""
+        sums = [measure.memory(pid) for pid in descendants(self.pid)]
+        return sum(r for r, _ in sums) / MB, sum(p for _, p in sums) / MB
+
+    def reset_statements(self) -> None:
+        asyncio.run(self._execute("postgres", "SELECT pg_stat_statements_reset()"))
+
+    def print_statements(self, database: str, what: str, top: int) -> None:
+        """pg_stat_statements' top statements of one database by total time since the reset."""
+        rows = asyncio.run(
+            self._fetch(
+                "postgres",
+                "SELECT calls, total_exec_time, rows, query, "
+                " sum(total_exec_time) OVER () AS everything,"
+                " sum(calls) OVER () AS all_calls"
+                " FROM pg_stat_statements"
+                " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1)"
+                " ORDER BY total_exec_time DESC",
+                database,
+            )
+        )
+        if not rows:
+            return
+        print(
+            f"  pg_stat_statements, {what}: {rows[0]['everything'] / 1000:.2f} s in the server "
+            f"over {rows[0]['all_calls']:,} calls of {len(rows)} statements; the top {top}:"
+        )
+        for r in rows[:top]:
+            query = " ".join(r["query"].split())
+            print(
+                f"  {r['total_exec_time'] / 1000:8.2f} s {r['calls']:9,} calls "
+                f"{r['total_exec_time'] / max(r['calls'], 1):8.3f} ms/call {r['rows']:10,} rows  "
+                f"{query[:150]}"
+            )
+        sys.stdout.flush()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+@dataclass
+class Target:
+    """Where one run's refreshes store: a SQLite file in the size's folder, or a database of
+    the run's PostgreSQL cluster."""
+
+    kind: str
+    #: the SQLite file
+    file: Path | None = None
+    cluster: Cluster | None = None
+    #: the PostgreSQL database's name
+    name: str = ""
+
+    def environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")}
+        if self.cluster is None:
+            env["AGGREGATOR_DATABASE_URL"] = f"sqlite+aiosqlite:///{self.file}"
+        else:
+            env["AGGREGATOR_DATABASE_URL"] = self.cluster.url(self.name)
+            # the SQLite run's folder stays its own: a publish compares with what is there
+            env["AGGREGATOR_PUBLISHED"] = f"published-{self.kind}"
+        return env
+
+    def fetchval(self, query: str, *params):
+        """The first value of a query written with ? parameters."""
+        if self.cluster is None:
+            with sqlite3.connect(f"file:{self.file}?mode=ro", uri=True, timeout=60) as conn:
+                return conn.execute(query, params).fetchone()[0]
+        numbered = iter(range(1, len(params) + 1))
+        query = re.sub(r"\?", lambda _: f"${next(numbered)}", query)
+        return asyncio.run(self.cluster._fetchval(self.name, query, *params))
+
+    def execute(self, statement: str, *params) -> None:
+        if self.cluster is None:
+            with sqlite3.connect(self.file, timeout=60) as conn:
+                conn.execute(statement, params)
+            return
+        numbered = iter(range(1, len(params) + 1))
+        statement = re.sub(r"\?", lambda _: f"${next(numbered)}", statement)
+        asyncio.run(self.cluster._execute(self.name, statement, *params))
+
+
 def environment(db: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")}
-    env["AGGREGATOR_DATABASE_URL"] = f"sqlite+aiosqlite:///{db}"
-    return env
+    return Target("sqlite", file=db).environment()
 
 
-def step(what: str, command: list[str], env: dict[str, str], folder: Path) -> Measured:
-    """Run one measured step; stop the bench when it fails (its figure would mean nothing)."""
+def step(
+    what: str, command: list[str], env: dict[str, str], folder: Path, size: Size | None = None
+) -> Measured:
+    """Run one measured step; stop the bench when it fails (its figure would mean nothing).
+    On PostgreSQL the server's process tree is sampled meanwhile, its peaks kept in size."""
     print(f"  {what} ...", end=" ", flush=True)
+    cluster = size.target.cluster if size is not None and size.target else None
+    sampler = ServerSampler(cluster.pid) if cluster else None
+    if sampler:
+        sampler.start()
     measured = run_measured(command, env, folder)
-    print(f"{measured.wall:.2f} s", flush=True)
+    if sampler:
+        sampler.stop()
+        size.server_rss = max(size.server_rss, sampler.peak_rss / MB)
+        size.server_pss = max(size.server_pss, sampler.peak_pss / MB)
+        print(
+            f"{measured.wall:.2f} s (PostgreSQL's tree peak RSS "
+            f"{sampler.peak_rss / MB:,.0f} MB, PSS {sampler.peak_pss / MB:,.0f})",
+            flush=True,
+        )
+    else:
+        print(f"{measured.wall:.2f} s", flush=True)
     if measured.returncode != 0:
         sys.exit(f"{what} failed (exit {measured.returncode}):\n{measured.output[-3000:]}")
     return measured
 
 
-def storage(db: Path) -> tuple[int, int]:
-    """The database's bytes (with its -wal) and its rows in `occurrences`."""
-    size = sum(p.stat().st_size for p in (db, Path(f"{db}-wal")) if p.exists())
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60) as conn:
-        return size, conn.execute("SELECT count(*) FROM occurrences").fetchone()[0]
+def storage(target: Target) -> tuple[int, int]:
+    """The database's bytes (SQLite: with its -wal; PostgreSQL: pg_database_size, without
+    the cluster's WAL) and its rows in `occurrences`."""
+    rows = target.fetchval("SELECT count(*) FROM occurrences")
+    if target.cluster is None:
+        db = target.file
+        return sum(p.stat().st_size for p in (db, Path(f"{db}-wal")) if p.exists()), rows
+    return target.fetchval("SELECT pg_database_size(current_database())"), rows
 
 
-def measure_size(members: int, args: argparse.Namespace, folder: Path, serve: bool) -> Size:
-    """Every figure of one size, in the folder given (emptied first)."""
+def measure_size(
+    members: int, args: argparse.Namespace, folder: Path, serve: bool, cluster: Cluster | None
+) -> list[Size]:
+    """Every figure of one size on each database asked, in the folder given (emptied first)."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    size, started = Size(members), time.perf_counter()
+    started = time.perf_counter()
     config = write_network(folder, members, args.events, args.seed)
     feeds = sorted((folder / "feeds").glob("*.ics"))
-    size.vevents = sum(f.read_bytes().count(b"BEGIN:VEVENT") for f in feeds)
-    size.feeds_mb = sum(f.stat().st_size for f in feeds) / MB
+    vevents = sum(f.read_bytes().count(b"BEGIN:VEVENT") for f in feeds)
+    feeds_mb = sum(f.stat().st_size for f in feeds) / MB
     print(
-        f"\n== {members} members x {args.events} events: {size.vevents:,} VEVENTs, "
-        f"{size.feeds_mb:.1f} MB of feeds (written in {time.perf_counter() - started:.1f} s) "
+        f"\n== {members} members x {args.events} events: {vevents:,} VEVENTs, "
+        f"{feeds_mb:.1f} MB of feeds (written in {time.perf_counter() - started:.1f} s) "
         f"in {folder}",
         flush=True,
     )
-    db = folder / "bench.db"
-    env, refresh = environment(db), aggregator("refresh", "--config", str(config))
-    baseline = [sys.executable, "-c", BASELINE, str(folder / "feeds")]
-    size.baseline = step("baseline", baseline, env, folder)
-    step("migrate", aggregator("migrate", "--config", str(config)), env, folder)
-    size.cold = step("cold refresh", refresh, env, folder)
-    size.db_bytes, size.occurrences = storage(db)
-    size.warm = step("warm refresh", refresh, env, folder)
+    baseline_command = [sys.executable, "-c", BASELINE, str(folder / "feeds")]
+    baseline = step("baseline", baseline_command, environment(folder / "bench.db"), folder)
+    several = len(args.databases) > 1
+    if several:  # each database starts from the feeds as written
+        shutil.copytree(folder / "feeds", folder / "feeds.written")
+    done = []
+    for kind in args.databases:
+        if several:
+            print(f"-- {members} members on {kind}", flush=True)
+            shutil.rmtree(folder / "feeds")
+            shutil.copytree(folder / "feeds.written", folder / "feeds")
+        if kind == "sqlite":
+            target = Target(kind, file=folder / "bench.db")
+        else:
+            name = cluster.server.create_database(f"m{members}_")
+            target = Target(kind, cluster=cluster, name=name)
+        size = Size(members, kind, vevents, feeds_mb, baseline, target=target)
+        measure_database(size, config, folder, args, serve)
+        done.append(size)
+    return done
+
+
+def measure_database(
+    size: Size, config: Path, folder: Path, args: argparse.Namespace, serve: bool
+) -> None:
+    """The figures of one size on one database (size.target), after the baseline."""
+    members, target, cluster = size.members, size.target, size.target.cluster
+    env, refresh = target.environment(), aggregator("refresh", "--config", str(config))
+    step("migrate", aggregator("migrate", "--config", str(config)), env, folder, size)
+    if cluster:
+        cluster.reset_statements()
+    size.cold = step("cold refresh", refresh, env, folder, size)
+    if cluster:
+        cluster.print_statements(target.name, "cold refresh", args.pg_statements)
+        cluster.reset_statements()
+    size.db_bytes, size.occurrences = storage(target)
+    size.warm = step("warm refresh", refresh, env, folder, size)
     changed, other = members // 2 + 1, members // 3 + 1
     for round_ in range(args.rounds):
         edit_member(folder, changed, 3, seed=100 + round_)
-        after = step("refresh after a change", refresh, env, folder)
-        nothing = step("refresh with nothing changed", refresh, env, folder)
+        after = step("refresh after a change", refresh, env, folder, size)
+        nothing = step("refresh with nothing changed", refresh, env, folder, size)
         size.changes.append((after, nothing))
     edit_member(folder, other, 3, seed=200)
     one = aggregator("refresh", "--config", str(config), f"m{other:04d}")
-    size.one_member = step("refresh of one member", one, env, folder)
+    size.one_member = step("refresh of one member", one, env, folder, size)
+    if cluster:
+        cluster.print_statements(target.name, "warm, changes, one member", args.pg_statements)
+        size.server_idle_rss = cluster.memory()[0]
     report(size)
     if serve:
-        size.serving = serve_under_load(folder, config, db, env, members, changed, args)
+        size.serving = serve_under_load(folder, config, target, env, members, changed, args)
         report_serving(size)
-    return size
 
 
 def free_port() -> int:
@@ -226,30 +456,30 @@ def wait_ready(url: str, server: subprocess.Popen, timeout: float = 1800) -> str
     sys.exit(f"aggregator serve did not answer {url} in {timeout:.0f} s")
 
 
-def make_due(db: Path, changed: int) -> datetime:
+def stamp(target: Target, when: datetime):
+    """A naive UTC time as the store writes it: text on SQLite, a timestamp on PostgreSQL."""
+    return when.strftime("%Y-%m-%d %H:%M:%S.%f") if target.cluster is None else when
+
+
+def make_due(target: Target, changed: int) -> datetime:
     """Every source due in a second, the changed one first; the time written.
 
     The scheduler asks the store what is due (next_check_at) every tick and starts the
-    longest waiting first; the column holds naive UTC as SQLAlchemy writes it on SQLite."""
+    longest waiting first; the column holds naive UTC as SQLAlchemy writes it."""
     due = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=1)
-    stamp = "%Y-%m-%d %H:%M:%S.%f"
-    with sqlite3.connect(db, timeout=60) as conn:
-        conn.execute("UPDATE sources SET next_check_at = ?", (due.strftime(stamp),))
-        first = (due - timedelta(seconds=1)).strftime(stamp)
-        conn.execute(
-            "UPDATE sources SET next_check_at = ? WHERE id = ?", (first, f"m{changed:04d}")
-        )
+    target.execute("UPDATE sources SET next_check_at = ?", stamp(target, due))
+    first = stamp(target, due - timedelta(seconds=1))
+    target.execute("UPDATE sources SET next_check_at = ? WHERE id = ?", first, f"m{changed:04d}")
     return due - timedelta(seconds=2)
 
 
-def sources_read_since(db: Path, since: datetime) -> int:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60) as conn:
-        query = "SELECT count(*) FROM sources WHERE last_fetch_at >= ?"
-        return conn.execute(query, (since.strftime("%Y-%m-%d %H:%M:%S.%f"),)).fetchone()[0]
+def sources_read_since(target: Target, since: datetime) -> int:
+    query = "SELECT count(*) FROM sources WHERE last_fetch_at >= ?"
+    return target.fetchval(query, stamp(target, since))
 
 
 def serve_under_load(
-    folder: Path, config: Path, db: Path, env: dict, members: int, changed: int, args
+    folder: Path, config: Path, target: Target, env: dict, members: int, changed: int, args
 ) -> Serving | None:
     """wrk on /calendar.ics (304s) while serve's scheduler reads every source, one changed."""
     if shutil.which("wrk") is None:
@@ -267,11 +497,11 @@ def serve_under_load(
         started = time.perf_counter()
         etag = wait_ready(url, server)
         print(f"serve: answering after {time.perf_counter() - started:.1f} s, ETag {etag}")
-        since = make_due(db, changed)
+        since = make_due(target, changed)
         # the first tick comes within TICK_S, then STARTS_PER_TICK sources per tick
         seconds = args.wrk_seconds or TICK_S * (math.ceil(members / STARTS_PER_TICK) + 2)
         serving = run_wrk(url, etag, seconds, folder)
-        serving.read = sources_read_since(db, since)
+        serving.read = sources_read_since(target, since)
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -353,8 +583,14 @@ def report(s: Size) -> None:
         f"one member refresh ID   {s.one_member.wall:7.2f} s  {memory(s.one_member)}"
         f"\n           ({s.one_member.last_line()})"
     )
+    if s.target and s.target.cluster:
+        print(
+            f"PostgreSQL server tree: peak RSS {s.server_rss:,.0f} MB, PSS {s.server_pss:,.0f} "
+            f"MB over the steps; RSS {s.server_idle_rss:,.0f} MB after them"
+        )
+    where = "pg_database_size" if s.target and s.target.cluster else "with -wal"
     print(
-        f"storage    {s.db_bytes / MB:,.1f} MB (with -wal), {s.occurrences:,} occurrences: "
+        f"storage    {s.db_bytes / MB:,.1f} MB ({where}), {s.occurrences:,} occurrences: "
         f"{s.per_occurrence:,.0f} B/occurrence [<= {BYTES}: {verdict(s.per_occurrence <= BYTES)}]"
     )
     sys.stdout.flush()
@@ -391,6 +627,30 @@ def table(sizes: list[Size]) -> str:
     return "\n".join(rows)
 
 
+def table_databases(sizes: list[Size]) -> str:
+    """The scaling table with one row per size and database, side by side."""
+    rows = [
+        "| members | database | VEVENTs | occurrences | baseline | cold (ratio) | one change "
+        "| warm | one member | peak RSS aggregator (cold / change) | peak RSS (PSS) PostgreSQL "
+        "| DB size | B/occurrence |",
+        "| ---: | --- " + "| ---: " * 11 + "|",
+    ]
+    for s in sizes:
+        server = (
+            f"{s.server_rss:,.0f} ({s.server_pss:,.0f}) MB"
+            if s.target and s.target.cluster
+            else "–"
+        )
+        rows.append(
+            f"| {s.members:,} | {s.database} | {s.vevents:,} | {s.occurrences:,} "
+            f"| {s.baseline.wall:.1f} s | {s.cold.wall:.1f} s ({s.ratio:.2f}x) "
+            f"| {s.change_cost:+.2f} s | {s.warm.wall:.2f} s | {s.one_member.wall:.2f} s "
+            f"| {s.cold.peak:,.0f} / {s.change_mb:,.0f} MB | {server} "
+            f"| {s.db_bytes / MB:,.0f} MB | {s.per_occurrence:,.0f} |"
+        )
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", default="100,300,1000", help="sizes, comma-separated")
@@ -403,19 +663,42 @@ def main() -> None:
     parser.add_argument("--wrk-seconds", type=int, help="default: the scheduler's whole cycle")
     parser.add_argument("--keep", type=Path, help="keep the generated folders here")
     parser.add_argument(
+        "--databases",
+        default="sqlite",
+        help="sqlite, postgresql or both, comma-separated: each size is measured on each",
+    )
+    parser.add_argument(
+        "--pg-statements",
+        type=int,
+        default=8,
+        help="PostgreSQL: print this many top statements (pg_stat_statements) per phase",
+    )
+    parser.add_argument(
         "--serve-only",
         action="store_true",
         help="only --serve, on the networks an earlier run kept in --keep (its database too)",
     )
+    parser.add_argument(
+        "--pg-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="PostgreSQL: a server setting over PG_SETTINGS (e.g. work_mem=64MB), repeatable",
+    )
     args = parser.parse_args()
+    args.databases = [d.strip() for d in args.databases.split(",") if d.strip()]
+    if not args.databases or set(args.databases) - {"sqlite", "postgresql"}:
+        parser.error("--databases: sqlite, postgresql or both")
     if args.serve_only:
+        if args.databases != ["sqlite"]:
+            parser.error("--serve-only measures a kept SQLite database only")
         if args.keep is None:
             parser.error("--serve-only needs --keep: the folder of an earlier run")
         for n in [int(n) for n in args.members.split(",")]:
             folder = args.keep / f"{n}"
-            env = environment(folder / "bench.db")
+            target = Target("sqlite", file=folder / "bench.db")
             serving = serve_under_load(
-                folder, folder / "sources.yaml", folder / "bench.db", env, n, n // 2 + 1, args
+                folder, folder / "sources.yaml", target, target.environment(), n, n // 2 + 1, args
             )
             report_serving(Size(n, serving=serving))
         return
@@ -427,12 +710,21 @@ def main() -> None:
         )
     root = args.keep or Path(tempfile.mkdtemp(prefix="aggregator-scale-"))
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; targets are issue 15's")
+    cluster = None
     try:
-        done = [measure_size(n, args, root / f"{n}", n in serve_at) for n in sizes]
+        if "postgresql" in args.databases:
+            cluster = Cluster(dict(s.split("=", 1) for s in args.pg_setting))
+        done = [
+            size
+            for n in sizes
+            for size in measure_size(n, args, root / f"{n}", n in serve_at, cluster)
+        ]
     finally:
+        if cluster:
+            cluster.stop()
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
-    print("\n" + table(done))
+    print("\n" + (table(done) if args.databases == ["sqlite"] else table_databases(done)))
 
 
 if __name__ == "__main__":

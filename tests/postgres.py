@@ -56,8 +56,10 @@ def _blocking(coroutine):
 
 
 class Postgres:
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, settings: dict[str, str] | None = None) -> None:
         self.bindir = bindir
+        #: the server's settings (`-c name=value`): the suite's unless given
+        self.settings = _SETTINGS if settings is None else settings
         self.root = Path(tempfile.mkdtemp(prefix="aggregator-pg-"))
         self.data = self.root / "data"
         self.port = _free_port()
@@ -95,7 +97,7 @@ class Postgres:
             "UTF8",
             "--no-sync",
         )
-        options = " ".join(f"-c {k}={v}" for k, v in _SETTINGS.items())
+        options = " ".join(f"-c {k}={v}" for k, v in self.settings.items())
         options += f" -p {self.port} -c unix_socket_directories={self.root}"
         self._run(
             str(self.bindir / "pg_ctl"),
