@@ -45,8 +45,12 @@ def _configured(source_id: ColumnElement) -> ColumnElement[bool]:
     return exists().where(sources.c.id == source_id, sources.c.removed_at.is_(None))
 
 
-#: events that left the outputs, kept for their SEQUENCE
-_unpublished = select(events.c.id).where(events.c.unpublished_at.is_not(None))
+def _still_published(event_id: ColumnElement) -> ColumnElement[bool]:
+    """`event_id` is not that of an event that left the outputs (kept for its SEQUENCE).
+    NOT EXISTS, never NOT IN (SELECT ...): PostgreSQL cannot make an anti-join of NOT IN
+    (NULLs could be in the list), and when the list outgrows work_mem it reads the list
+    again for every row."""
+    return ~exists().where(events.c.id == event_id, events.c.unpublished_at.is_not(None))
 
 
 def _chunks(values: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:

@@ -35,7 +35,7 @@ from aggregator.store.base import (
     _chunks,
     _meta_number,
     _set_meta,
-    _unpublished,
+    _still_published,
     _write_many,
 )
 from aggregator.store.merging import MergeState, write_merge_state
@@ -116,7 +116,7 @@ class EventsMixin(StoreBase):
     async def recent_changes(self, limit: int | None = 200, days: int = 30) -> list[ChangeRecord]:
         """The newest changes first: at most `limit` (None: all), within `days` of the
         newest one; none of an unpublished event."""
-        shown = changes.c.event_id.not_in(_unpublished)
+        shown = _still_published(changes.c.event_id)
         async with self.engine.connect() as conn:
             newest = await conn.scalar(select(func.max(changes.c.at)).where(shown))
             if newest is None:
@@ -133,7 +133,7 @@ class EventsMixin(StoreBase):
     ) -> AsyncIterator[list[ChangeRecord]]:
         """recent_changes without a limit, newest first, a part at a time (a filtered feed
         reads until it has its entries)."""
-        shown = changes.c.event_id.not_in(_unpublished)
+        shown = _still_published(changes.c.event_id)
         async with self.engine.connect() as conn:
             newest = await conn.scalar(select(func.max(changes.c.at)).where(shown))
             if newest is None:
@@ -154,7 +154,7 @@ class EventsMixin(StoreBase):
         history: dict[str, list[ChangeRecord]] = {}
         async with self.engine.connect() as conn:
             for chunk in [None] if ids is None else _chunks(sorted(ids)):
-                query = _CHANGES.where(changes.c.event_id.not_in(_unpublished))
+                query = _CHANGES.where(_still_published(changes.c.event_id))
                 if chunk is not None:
                     query = query.where(changes.c.event_id.in_(chunk))
                 result = await conn.execute(query.order_by(changes.c.at, changes.c.id))
