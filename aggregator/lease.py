@@ -274,6 +274,7 @@ class Listener:
 
     async def _run(self) -> None:
         lost = asyncio.Event()
+        wait = 1.0  # between tries, doubled while the server is away (at most a minute)
         while True:
             lost.clear()
             conn = None
@@ -281,14 +282,16 @@ class Listener:
                 conn = await asyncpg.connect(self.dsn, timeout=ANSWER_SECONDS)
                 conn.add_termination_listener(lambda _conn: lost.set())
                 await conn.add_listener(PUBLISHED_CHANNEL, lambda *_: self.on_publish())
+                wait = 1.0
                 self.on_publish()  # what was published while not listening
                 await lost.wait()
             except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as error:
-                log.warning("listening for publishes: %s", error)
+                log.warning("listening for publishes (again in %.0f s): %s", wait, error)
             finally:
                 if conn is not None:
                     conn.terminate()
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 60.0)
 
     async def stop(self) -> None:
         if self._task is not None:

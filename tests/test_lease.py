@@ -8,8 +8,9 @@ import time
 
 import asyncpg
 
-from aggregator.lease import Candidate, FileLease, PostgresLease, lease_for
+from aggregator.lease import Candidate, FileLease, Listener, PostgresLease, lease_for
 from aggregator.store import Store
+from aggregator.store.base import _bump_version
 from tests.postgres import Database
 
 LEASE = 1.5
@@ -100,3 +101,46 @@ async def test_a_holder_whose_session_ends_stops_fetching(postgres_server, tmp_p
         assert ours
     await holder.stop()
     database.drop()
+
+
+async def test_a_publish_is_told_to_a_listener_at_its_commit_and_again_after_a_lost_session(
+    postgres_server, tmp_path
+):
+    """NOTIFY on PostgreSQL: a listener hears the version's change when its transaction
+    commits (not before), and one whose session was ended listens again and looks."""
+    database = Database("postgresql", postgres_server)
+    url = database.url(tmp_path)
+    store = await Store.open(url)
+    told = asyncio.Queue()
+    listener = Listener(url, lambda: told.put_nowait(time.monotonic()))
+    listener.run()
+    try:
+        await asyncio.wait_for(told.get(), 10)  # on listening: a look at what came before
+        admin = await asyncpg.connect(
+            host="127.0.0.1",
+            port=postgres_server.port,
+            user="postgres",
+            database=url.rsplit("/")[-1],
+        )
+        try:
+            async with store._writing() as conn:
+                await _bump_version(conn)
+                # a marker told by another session meanwhile arrives alone: the version's
+                # change, not committed yet, was not told before it
+                await admin.execute("NOTIFY aggregator_published, 'marker'")
+                await asyncio.wait_for(told.get(), 5)
+                assert told.empty()
+            await asyncio.wait_for(told.get(), 5)  # the commit's
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'"
+            )
+        finally:
+            await admin.close()
+        await asyncio.wait_for(told.get(), 10)  # listening again, it looks
+        async with store._writing() as conn:
+            await _bump_version(conn)
+        await asyncio.wait_for(told.get(), 5)
+    finally:
+        await listener.stop()
+        await store.close()
+        database.drop()
