@@ -15,7 +15,7 @@ holder confirms every third of it that its lease is still held (its session aliv
 fetching when it cannot. So a scheduler that dies is replaced within the lease.
 
 A publish is told by PostgreSQL's NOTIFY (store/base.py sends it with the new data version,
-delivered when the publish commits); `listen` calls back on each. On SQLite the processes of
+delivered when the publish commits); a `Listener` calls back on each. On SQLite the processes of
 the one machine see the published folder's version change instead (outputs.py).
 """
 
@@ -37,7 +37,7 @@ from aggregator.store.base import PUBLISHED_CHANNEL
 log = logging.getLogger(__name__)
 
 #: the advisory lock's key: "aggregator scheduler" (any fixed number; locks are per database)
-LOCK_KEY = 0x61676772_7363686  # noqa: PLR2004
+LOCK_KEY = 0x61676772_7363686
 #: how long a connection of the lease may take to answer (at most a third of the lease)
 ANSWER_SECONDS = 10.0
 
@@ -186,8 +186,6 @@ class _OwnLease(Lease):
         self._held = False
 
     async def acquire(self) -> bool:
-        if self._held:
-            return True
         self._held = True
         return True
 
