@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aggregator import __version__
-from aggregator.config import load_config
+from aggregator.config import load_config, normalise_database_url
 from aggregator.errors import ConfigError, RemovalRefused
 from aggregator.fetch import Fetcher, is_local, open_session
 from aggregator.model import (
@@ -178,9 +178,24 @@ def cmd_schedule(args) -> int:
 
 
 def cmd_copy(args) -> int:
-    from aggregator.copy import copy_command  # noqa: PLC0415
-
     return asyncio.run(copy_command(load_config(args.config), args.to))
+
+
+async def copy_command(settings: Settings, to_url: str) -> int:
+    """The command: 0 when every table was copied and counted equal, 1 (the reason on
+    stderr) when refused or failed."""
+    from aggregator.store.copy import CopyFailed, CopyRefused, copy_database  # noqa: PLC0415
+
+    target = normalise_database_url(to_url)
+    try:
+        await copy_database(settings.database_url, target)
+    except CopyRefused as e:
+        print(f"copy refused: {e}", file=sys.stderr)
+        return 1
+    except CopyFailed as e:
+        print(f"copy failed: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_refresh(args) -> int:

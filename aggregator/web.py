@@ -32,7 +32,7 @@ from aggregator import __version__, metrics, published
 from aggregator.check_page import Checker, answer_check
 from aggregator.fetch import Fetcher, open_session
 from aggregator.guard import Guard
-from aggregator.lease import Candidate, Listener, lease_for
+from aggregator.lease import Candidate
 from aggregator.model import NetworkEvent, Settings
 from aggregator.outputs import Outputs
 from aggregator.publish import publish
@@ -71,6 +71,7 @@ from aggregator.schedule import Scheduler
 from aggregator.search import query_words
 from aggregator.selection import Selection, UnknownChoice
 from aggregator.store import Store
+from aggregator.store.lease import Listener, lease_for
 from aggregator.windows import Window, asked_window, calendar_window, decode_cursor
 
 log = logging.getLogger(__name__)

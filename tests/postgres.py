@@ -117,6 +117,12 @@ class Postgres:
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
+    async def connect(self, database: str = "postgres") -> asyncpg.Connection:
+        """A plain asyncpg connection to `database` of this server, as its superuser."""
+        return await asyncpg.connect(
+            host="127.0.0.1", port=self.port, user=self.user, database=database
+        )
+
     def url(self, database: str, driver: str = "postgresql+asyncpg") -> str:
         return f"{driver}://{self.user}@127.0.0.1:{self.port}/{database}"
 
@@ -143,9 +149,7 @@ class Postgres:
         return name
 
     async def _schema(self, name: str) -> tuple[list, set[str]]:
-        conn = await asyncpg.connect(
-            host="127.0.0.1", port=self.port, user=self.user, database=name
-        )
+        conn = await self.connect(name)
         try:
             head = await conn.fetch("SELECT version_num FROM alembic_version")
             tables = await conn.fetch(
@@ -175,9 +179,7 @@ class Postgres:
             self.drop_database(name)
 
     async def _empty(self, name: str) -> bool:
-        admin = await asyncpg.connect(
-            host="127.0.0.1", port=self.port, user=self.user, database="postgres"
-        )
+        admin = await self.connect("postgres")
         try:  # what a test's processes left connected
             await admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -186,9 +188,7 @@ class Postgres:
             )
         finally:
             await admin.close()
-        conn = await asyncpg.connect(
-            host="127.0.0.1", port=self.port, user=self.user, database=name
-        )
+        conn = await self.connect(name)
         try:
             if await conn.fetch("SELECT version_num FROM alembic_version") != self._head:
                 return False
@@ -205,9 +205,7 @@ class Postgres:
             await conn.close()
 
     async def _admin(self, statement: str) -> None:
-        conn = await asyncpg.connect(
-            host="127.0.0.1", port=self.port, user=self.user, database="postgres"
-        )
+        conn = await self.connect("postgres")
         try:
             await conn.execute(statement)
         finally:

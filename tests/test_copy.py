@@ -1,4 +1,4 @@
-"""copy.py: `aggregator copy --to URL` moves a refreshed network's database from SQLite into
+"""store/copy.py: `aggregator copy --to URL` moves a refreshed network's database from SQLite into
 PostgreSQL and back, and the copy reads and goes on as the source did."""
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from aggregator.copy import copy_command, copy_database
+from aggregator.cli import copy_command
 from aggregator.model import Settings
 from aggregator.refresh import refresh_all
 from aggregator.store import Store
+from aggregator.store.copy import copy_database
 from aggregator.store.schema import metadata, texts
 from tests.conftest import FEEDS, NOW, ROOT, demo_sources, fetching, make_settings
 

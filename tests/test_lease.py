@@ -1,16 +1,16 @@
-"""The scheduler's lease (aggregator/lease.py) on each database: one holder at a time, a
-successor within the lease, and a holder that loses its lease stops its work."""
+"""The scheduler's lease (store/lease.py, and lease.py's Candidate) on each database: one
+holder at a time, a successor within the lease, and a holder that loses its lease stops its
+work; and the news of a publish (store/lease.py's Listener)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 
-import asyncpg
-
-from aggregator.lease import Candidate, FileLease, Listener, PostgresLease, lease_for
+from aggregator.lease import Candidate
 from aggregator.store import Store
 from aggregator.store.base import _bump_version
+from aggregator.store.lease import FileLease, Listener, PostgresLease, lease_for
 from tests.postgres import Database
 
 LEASE = 1.5
@@ -83,9 +83,7 @@ async def test_a_holder_whose_session_ends_stops_fetching(postgres_server, tmp_p
     assert await holder.try_lead()
     holder.run()
     name = url.rsplit("/", 1)[1]
-    admin = await asyncpg.connect(
-        host="127.0.0.1", port=postgres_server.port, user="postgres", database=name
-    )
+    admin = await postgres_server.connect(name)
     try:
         ended = await admin.fetchval(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
@@ -116,12 +114,7 @@ async def test_a_publish_is_told_to_a_listener_at_its_commit_and_again_after_a_l
     listener.run()
     try:
         await asyncio.wait_for(told.get(), 10)  # on listening: a look at what came before
-        admin = await asyncpg.connect(
-            host="127.0.0.1",
-            port=postgres_server.port,
-            user="postgres",
-            database=url.rsplit("/")[-1],
-        )
+        admin = await postgres_server.connect(url.rsplit("/", 1)[1])
         try:
             async with store._writing() as conn:
                 await _bump_version(conn)

@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 from aiohttp.test_utils import unused_port
 
 from tests.conftest import ROOT
@@ -221,9 +220,7 @@ async def _true(value: bool) -> bool:
 async def _recorded(server, database: str) -> bool:
     """Every source's read is written (a read under way when its process dies is not, and
     is done again)."""
-    conn = await asyncpg.connect(
-        host="127.0.0.1", port=server.port, user=server.user, database=database
-    )
+    conn = await server.connect(database)
     try:
         waiting = await conn.fetchval("SELECT count(*) FROM sources WHERE last_fetch_at IS NULL")
         return waiting == 0 and await conn.fetchval("SELECT count(*) FROM sources") == 3
@@ -234,9 +231,7 @@ async def _recorded(server, database: str) -> bool:
 async def _versions(server, database: str, commits: list[tuple[float, int]]) -> None:
     """Note when the data's version changes (a publish committed), every 10 ms, until
     cancelled."""
-    conn = await asyncpg.connect(
-        host="127.0.0.1", port=server.port, user=server.user, database=database
-    )
+    conn = await server.connect(database)
     try:
         last = None
         while True:
@@ -250,9 +245,7 @@ async def _versions(server, database: str, commits: list[tuple[float, int]]) -> 
 
 
 async def _make_due(server, database: str, source_id: str) -> None:
-    conn = await asyncpg.connect(
-        host="127.0.0.1", port=server.port, user=server.user, database=database
-    )
+    conn = await server.connect(database)
     try:
         past = datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=1)
         await conn.execute("UPDATE sources SET next_check_at = $1 WHERE id = $2", past, source_id)

@@ -19,7 +19,6 @@ store's column types: nothing is unpacked and packed again, and the bytes stay t
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -41,8 +40,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from aggregator.config import normalise_database_url
-from aggregator.model import Settings
 from aggregator.store import Store
 from aggregator.store.schema import metadata, texts
 
@@ -62,21 +59,6 @@ class CopyRefused(CopyError):
 
 class CopyFailed(CopyError):
     """A database could not be opened, or the copy failed and was undone."""
-
-
-async def copy_command(settings: Settings, to_url: str) -> int:
-    """The command: 0 when every table was copied and counted equal, 1 (the reason on
-    stderr) when refused or failed."""
-    target = normalise_database_url(to_url)
-    try:
-        await copy_database(settings.database_url, target)
-    except CopyRefused as e:
-        print(f"copy refused: {e}", file=sys.stderr)
-        return 1
-    except CopyFailed as e:
-        print(f"copy failed: {e}", file=sys.stderr)
-        return 1
-    return 0
 
 
 async def copy_database(
