@@ -14,6 +14,7 @@ from aggregator.fetch import Fetcher
 from aggregator.guard import Guard
 from aggregator.model import Settings
 from aggregator.normalise import clean_url
+from aggregator.quota import Quota
 from aggregator.render.html import render_check
 from aggregator.request import Networks, client_address, page_language, wants_json
 from aggregator.responses import fresh_json, page
@@ -30,20 +31,11 @@ class Checker:
     def __init__(self, guard: Guard, session: ClientSession) -> None:
         self.guard = guard
         self.session = session
-        self._asked: dict[str, list[datetime]] = {}
+        self.quota = Quota(self.RATE, self.PER)
 
     def wait(self, client: str, now: datetime) -> float:
         """Seconds until `client` may check again (0: now), counting this request."""
-        recent = [t for t in self._asked.get(client, []) if (now - t).total_seconds() < self.PER]
-        if len(recent) >= self.RATE:
-            self._asked[client] = recent
-            return self.PER - (now - recent[0]).total_seconds()
-        self._asked[client] = [*recent, now]
-        if len(self._asked) > 10_000:  # forget the quiet ones
-            self._asked = {
-                c: t for c, t in self._asked.items() if (now - t[-1]).total_seconds() < self.PER
-            }
-        return 0.0
+        return self.quota.wait(client, now)
 
 
 async def answer_check(

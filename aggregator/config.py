@@ -178,6 +178,12 @@ class OutputsConfig(_Model):
     calendar_future_days: int = Field(365, ge=1, le=3650)
     folder: str = "published"
     access_log: bool = True
+    renders: int = Field(2, ge=1, le=64)
+    client_renders: int = Field(4, ge=1, le=1000)
+    queued_renders: int = Field(64, ge=1, le=10000)
+    disk_budget_mb: int = Field(2048, ge=16, le=1024 * 1024)
+    memory_budget_mb: int = Field(16, ge=1, le=64 * 1024)
+    send_timeout: float = Field(60.0, ge=1, le=3600)
 
 
 class SchedulerConfig(_Model):
@@ -234,6 +240,12 @@ def _outputs(parsed: OutputsConfig, config_path: Path, env: Mapping[str, str]) -
         calendar_future_days=parsed.calendar_future_days,
         folder=config_path.resolve().parent / folder,
         access_log=access_log,
+        renders=parsed.renders,
+        client_renders=parsed.client_renders,
+        queued_renders=parsed.queued_renders,
+        disk_budget=parsed.disk_budget_mb * 1024 * 1024,
+        memory_budget=parsed.memory_budget_mb * 1024 * 1024,
+        send_timeout=parsed.send_timeout,
     )
 
 

@@ -8,18 +8,33 @@ that wrote it (`reload`), at once by those told of the publish (PostgreSQL's NOT
 and within `poll_every` seconds by any other.
 
 A body rendered on demand is kept until the data changes, or until newer ones push it out
-(KEPT_BODIES, and bytes: small bodies in memory up to KEPT_MEMORY, large ones in unlinked
-files up to KEPT_DISK). A large one is served as it was until its new render is done: its
+(KEPT_BODIES; the memory budget for small bodies; the disk budget for large ones, which
+counts every temporary file of a body, those of before the last change and those still
+being sent included). A large one is served as it was until its new render is done: its
 subscribers do not all wait those seconds after every publish.
+
+Renders are the one thing a stranger can make this process do at length, so they are
+admitted (`Renders`):
+
+    identical requests share one render;
+    at most `renders` run at once, the next free one going to the client running fewest,
+      and no client runs them all while another waits;
+    a client waits on at most `client_renders` at once (then 429), all clients on at most
+      `queued_renders` (then 503);
+    a render whose clients have all gone is cancelled.
+
+The folder's files, /healthz and every 304 of a kept body never wait on a render.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections import Counter, OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -27,22 +42,118 @@ from pathlib import Path
 from aggregator import metrics
 from aggregator.model import Settings
 from aggregator.published import Folder
-from aggregator.responses import IN_MEMORY, Body, KeptFile, Payload
+from aggregator.responses import BUDGET, IN_MEMORY, Body, Budget, KeptFile, OverBudget, Payload
 from aggregator.store import Store
 
 log = logging.getLogger(__name__)
 
 #: rendered bodies kept at most: filtered outputs each have their own
 KEPT_BODIES = 256
-#: bytes of the bodies kept in memory, and of those kept in files, at most
-KEPT_MEMORY = 16 * 1024 * 1024
-KEPT_DISK = 2 * 1024 * 1024 * 1024
 
 #: a small file waits this long at most for the folder to be written again (seconds)
 CATCH_UP_WAIT = 2.0
+#: a client waiting on a render is looked at this often: gone, it no longer waits (seconds)
+LOOK_EVERY = 0.5
 
 #: makes a body on demand (reads the store, hands its CPU work to threads)
 Render = Callable[[], Awaitable[Body]]
+
+
+class Refused(Exception):
+    """A render not admitted: the client waits on too many (429), or all clients do (503);
+    `retry_after` seconds is when to ask again."""
+
+    def __init__(self, status: int, retry_after: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.retry_after, self.reason = status, retry_after, reason
+
+
+class Gone(Exception):
+    """The client left while its render was under way (nothing to answer)."""
+
+
+@dataclass(frozen=True)
+class Asker:
+    """Who asks for a body: the client (its address, or "" for the process itself) and how
+    to tell that it has gone (its connection closed)."""
+
+    client: str = ""
+    gone: Callable[[], bool] = lambda: False
+
+
+#: the process itself (tests, a body asked for in code)
+ITSELF = Asker()
+
+
+class Slots:
+    """At most `size` renders at once, handed out fairly: a free slot goes to the waiting
+    client that runs the fewest (first come among equals), and while another client may come,
+    no client holds more than size - 1 of them (one at least, with one slot)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.running: Counter[str] = Counter()
+        self._waiting: list[tuple[str, asyncio.Future[None]]] = []
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def _each(self) -> int:
+        return max(1, self.size - 1)
+
+    @contextlib.asynccontextmanager
+    async def slot(self, client: str) -> AsyncIterator[None]:
+        if not self._waiting and self._free(client):
+            self.running[client] += 1
+        else:
+            ready = asyncio.get_running_loop().create_future()
+            self._waiting.append((client, ready))
+            try:
+                await ready
+            except asyncio.CancelledError:
+                if ready.done() and not ready.cancelled():  # granted as it was cancelled
+                    self._release(client)
+                else:
+                    self._waiting.remove((client, ready))
+                raise
+        try:
+            yield
+        finally:
+            self._release(client)
+
+    def _free(self, client: str) -> bool:
+        return sum(self.running.values()) < self.size and self.running[client] < self._each
+
+    def _release(self, client: str) -> None:
+        self.running[client] -= 1
+        if self.running[client] <= 0:
+            del self.running[client]
+        self._grant()
+
+    def _grant(self) -> None:
+        while self._waiting and sum(self.running.values()) < self.size:
+            allowed = [w for w in self._waiting if self.running[w[0]] < self._each]
+            if not allowed:
+                return
+            chosen = min(allowed, key=lambda w: self.running[w[0]])  # min: the first of equals
+            self._waiting.remove(chosen)
+            self.running[chosen[0]] += 1
+            chosen[1].set_result(None)
+
+
+@dataclass(eq=False)
+class _Job:
+    """One render under way: its task, and the clients waiting on it (or who asked for it
+    while the body of before was served)."""
+
+    task: asyncio.Task[Body]
+    client: str
+    #: the clients waiting on it and those holding it (each counted once per wait)
+    askers: Counter[str] = field(default_factory=Counter)
+    #: those who were served the body of before: they hold it until it ends
+    holding: set[str] = field(default_factory=set)
 
 
 class Outputs:
@@ -55,6 +166,7 @@ class Outputs:
         self.settings = settings
         self.folder = folder
         self.poll_every = poll_every
+        limits = settings.outputs
         #: the folder's version served, its manifest and its bodies by file name
         self.current: Path | None = None
         self.manifest: dict = {}
@@ -66,9 +178,14 @@ class Outputs:
         self._generation = 0
         #: large bodies of before the last change, served until their new render is done
         self._previous: OrderedDict[str, Body] = OrderedDict()
-        #: the render of each body under way since the last change
-        self._rendering: dict[str, asyncio.Task[Body]] = {}
-        self._lock = asyncio.Lock()
+        #: the renders under way since the last change, by body
+        self._jobs: dict[str, _Job] = {}
+        #: the renders each client waits on (or asked for), at most client_renders
+        self._per_client: Counter[str] = Counter()
+        self.slots = Slots(limits.renders)
+        #: the disk every temporary body file of this process holds (responses.Budget)
+        self.budget = Budget(limits.disk_budget, self._make_room)
+        self.memory_budget = limits.memory_budget
         #: asked when the store's data is newer than the folder's (another process wrote
         #: the store): starts writing the folder, and gives the write to wait for
         self.on_behind: Callable[[], asyncio.Task[None] | None] = lambda: None
@@ -114,7 +231,7 @@ class Outputs:
         while len(self._previous) > KEPT_BODIES:  # the oldest filter goes first
             self._previous.popitem(last=False)
         self._bodies.clear()
-        self._rendering.clear()
+        self._jobs.clear()
 
     def told(self) -> None:
         """Another process told of a publish (PostgreSQL's NOTIFY): look now, not at the
@@ -168,67 +285,145 @@ class Outputs:
                 body = self._files.get(name)
         return body
 
-    async def body(self, name: str, render: Render) -> Body:
+    async def body(
+        self, name: str, render: Render, asker: Asker = ITSELF, *, cheap: bool = False
+    ) -> Body:
         """The kept body `name`, rendered by `render` when there is none; while it renders,
-        a large one is the body of before the change (see the module)."""
+        a large one is the body of before the change (see the module). `cheap`: a render of
+        one event's bytes, which takes no slot (it cannot keep anyone waiting).
+
+        Raises Refused when the render is not admitted, Gone when the asker left."""
         await self.poll()
         body = self._bodies.get(name)
         if body is not None:
             self._bodies.move_to_end(name)
             return body
-        task = self._rendering.get(name)
-        if task is None:
-            task = asyncio.create_task(self._render(name, render))
-            self._rendering[name] = task
-            task.add_done_callback(partial(self._rendered, name))
+        job = self._jobs.get(name)
+        client = asker.client
+        if job is None or not job.askers[client]:
+            self._admit(client, new=job is None)
+        if job is None:
+            job = _Job(asyncio.create_task(self._render(name, render, client, cheap)), client)
+            self._jobs[name] = job
+            job.task.add_done_callback(partial(self._rendered, name, job))
         previous = self._previous.get(name)
-        if previous is not None and not task.done():
+        if previous is not None and not job.task.done():
+            # the body of before, at once; the render goes on for the next ones (counted to
+            # this client until it ends, so nobody renders every old filter at once)
+            if client not in job.holding:
+                job.holding.add(client)
+                self._join(job, client)
             return previous
-        # shielded: a client that goes away does not cancel what the others wait for
-        return await asyncio.shield(task)
+        return await self._wait(job, asker)
 
-    def _rendered(self, name: str, task: asyncio.Task[Body]) -> None:
+    def _admit(self, client: str, *, new: bool) -> None:
+        limits = self.settings.outputs
+        if self._per_client[client] >= limits.client_renders:
+            raise Refused(
+                429,
+                _retry_after(limits.client_renders),
+                f"at most {limits.client_renders} renders of one client at once",
+            )
+        if new and self.slots.waiting >= limits.queued_renders:
+            raise Refused(503, _retry_after(1), "the server is rendering as much as it can")
+
+    def _join(self, job: _Job, client: str) -> None:
+        if not job.askers[client]:
+            self._per_client[client] += 1
+        job.askers[client] += 1
+
+    def _leave(self, job: _Job, client: str) -> None:
+        job.askers[client] -= 1
+        if job.askers[client] <= 0:
+            del job.askers[client]
+            self._per_client[client] -= 1
+            if self._per_client[client] <= 0:
+                del self._per_client[client]
+
+    async def _wait(self, job: _Job, asker: Asker) -> Body:
+        """The job's body, once rendered; while it renders, the asker is looked at: when it
+        has gone it waits no more, and a render nobody waits for is cancelled."""
+        self._join(job, asker.client)
+        try:
+            while True:
+                # shielded: one who goes does not cancel what the others wait for
+                done, _ = await asyncio.wait({job.task}, timeout=LOOK_EVERY)
+                if done:
+                    return job.task.result()
+                if asker.gone():
+                    raise Gone(asker.client)
+        finally:
+            self._leave(job, asker.client)
+            if not job.askers and not job.task.done():
+                job.task.cancel()
+
+    def _rendered(self, name: str, job: _Job, task: asyncio.Task[Body]) -> None:
         """A render ended: a failure is logged (those who asked got it, or the body of
-        before), and the next request tries again."""
-        if self._rendering.get(name) is task:
-            del self._rendering[name]
+        before), and the next request tries again; those still counted as asking are not."""
+        if self._jobs.get(name) is job:
+            del self._jobs[name]
+        for client in job.holding:
+            self._leave(job, client)
+        job.holding.clear()
         if not task.cancelled() and task.exception() is not None:
-            log.error("rendering %s failed", name, exc_info=task.exception())
+            error = task.exception()
+            if isinstance(error, OverBudget):
+                log.warning("rendering %s: %s", name[:200], error)
+            else:
+                log.error("rendering %s failed", name[:200], exc_info=error)
 
-    async def _render(self, name: str, render: Render) -> Body:
-        """Render `name` (one render at a time) and keep it, unless the data changed
-        meanwhile."""
-        async with self._lock:
+    async def _render(self, name: str, render: Render, client: str, cheap: bool) -> Body:
+        """Render `name` in a slot (one event's bytes without one) and keep it, unless the
+        data changed meanwhile; its temporary files count against the disk budget."""
+        async with contextlib.nullcontext() if cheap else self.slots.slot(client):
             body = self._bodies.get(name)
-            if body is None:
-                generation = self._generation
-                # the version first: what is rendered is at least as new as it. So the poll
-                # after an in-process publish (which invalidated already) finds this version
-                # and does not throw away, and render again, what was rendered after it
-                version = await self.store.data_version()
-                started = time.perf_counter()
-                body = await render()
-                took = time.perf_counter() - started
-                metrics.RENDER_SECONDS.labels(metrics.output_name(name)).observe(took)
-                if generation == self._generation:
-                    self._version = version
-                    self._keep(name, body)
-                    self._previous.pop(name, None)
+            if body is not None:
+                return body
+            generation = self._generation
+            # the version first: what is rendered is at least as new as it. So the poll
+            # after an in-process publish (which invalidated already) finds this version
+            # and does not throw away, and render again, what was rendered after it
+            version = await self.store.data_version()
+            started = time.perf_counter()
+            BUDGET.set(self.budget)  # this task's own context: its writers count here
+            body = await render()
+            took = time.perf_counter() - started
+            metrics.RENDER_SECONDS.labels(metrics.output_name(name)).observe(took)
+            if generation == self._generation:
+                self._version = version
+                self._keep(name, body)
+                self._previous.pop(name, None)
             return body
 
     def _keep(self, name: str, body: Body) -> None:
-        """Keep a body, pushing out the least recently asked for beyond the bounds."""
+        """Keep a body, pushing out the least recently asked for beyond the bounds (its disk
+        is the budget's: counted from its first byte)."""
         self._bodies[name] = body
         while len(self._bodies) > 1 and (
-            len(self._bodies) > KEPT_BODIES
-            or _bytes(self._bodies, large=False) > KEPT_MEMORY
-            or _bytes(self._bodies, large=True) > KEPT_DISK
+            len(self._bodies) > KEPT_BODIES or _bytes(self._bodies) > self.memory_budget
         ):
             self._bodies.popitem(last=False)
 
+    def _make_room(self, size: int) -> None:
+        """Let go of `size` bytes of the disk budget if it can: the oldest large bodies of
+        before the last change first, then the least recently asked for kept ones (a body
+        being sent lets go of its file when the last response is done)."""
+        goal = self.budget.held - size
+        for bodies in (self._previous, self._bodies):
+            for name in [n for n, b in bodies.items() if b.large]:
+                if self.budget.held <= goal:
+                    return
+                del bodies[name]
 
-def _bytes(bodies: dict[str, Body], *, large: bool) -> int:
-    return sum(b.plain.size + b.gzipped.size for b in bodies.values() if b.large == large)
+
+def _retry_after(renders: int) -> int:
+    """Seconds to wait before asking again: a render takes a few."""
+    return max(1, min(30, 2 * renders))
+
+
+def _bytes(bodies: dict[str, Body]) -> int:
+    """The bytes of the bodies kept in memory."""
+    return sum(b.plain.size + b.gzipped.size for b in bodies.values() if not b.large)
 
 
 def _file_body(folder: Path, name: str, entry: dict) -> Body:

@@ -31,7 +31,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import BinaryIO
 
@@ -460,13 +460,22 @@ class Folder:
         return self.root / target
 
     def manifest(self, version: Path | None = None) -> dict | None:
+        """The version's manifest (the current one's by default); None when there is none or
+        it is not one we write: a wrong shape, or a file it names missing or of another
+        size. A manifest not to be trusted is as good as none: the folder is written
+        again, and meanwhile the outputs are rendered on demand."""
         version = version or self.current()
         if version is None:
             return None
         try:
-            return json.loads((version / MANIFEST).read_bytes())
+            manifest = json.loads((version / MANIFEST).read_bytes())
         except (OSError, ValueError):
             return None
+        problem = manifest_problem(manifest, version)
+        if problem is not None:
+            log.warning("the published folder's %s: %s", version / MANIFEST, problem)
+            return None
+        return manifest
 
     async def update(self, store: Store, settings: Settings, now: datetime) -> Path | None:
         """Write what is stale (see stale()): everything, or the pages; the version written,
@@ -632,6 +641,46 @@ class Folder:
             if path.name.startswith(".") and _age(path) < STALE_SECONDS:
                 continue  # another process's version being written
             shutil.rmtree(path, ignore_errors=True)
+
+
+def manifest_problem(manifest: object, version: Path) -> str | None:
+    """What makes `manifest` not one Folder.write writes for the files of `version` (None:
+    nothing): its fields and their types, every file named with its gzip twin, each of the
+    size it says."""
+    if not isinstance(manifest, dict):
+        return "not a JSON object"
+    for key, kind in _MANIFEST_FIELDS.items():
+        if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
+            return f"{key!r} missing or not a {kind.__name__}"
+    counts = manifest.get("counts", {})
+    if not isinstance(counts, dict) or not all(isinstance(v, int) for v in counts.values()):
+        return "'counts' is not an object of numbers"
+    if not isinstance(manifest.get("events", 0), int):
+        return "'events' is not a number"
+    try:
+        datetime.fromisoformat(manifest["written"])
+        date.fromisoformat(manifest["day"])
+    except ValueError:
+        return "'written' or 'day' is not a date"
+    for name, entry in manifest["files"].items():
+        if not isinstance(entry, dict) or "/" in name or name.startswith("."):
+            return f"file {name[:80]!r}: not a file of the folder"
+        for key, kind in _FILE_FIELDS.items():
+            if not isinstance(entry.get(key), kind) or isinstance(entry.get(key), bool):
+                return f"file {name!r}: {key!r} missing or not a {kind.__name__}"
+        for file, size in ((name, entry["size"]), (f"{name}.gz", entry["gzip_size"])):
+            try:
+                found = (version / file).stat().st_size
+            except OSError:
+                return f"file {file!r} is missing"
+            if found != size:
+                return f"file {file!r} holds {found} bytes, not the {size} it says"
+    return None
+
+
+#: the fields of a manifest and of each of its files, and their types
+_MANIFEST_FIELDS = {"data_version": int, "written": str, "day": str, "files": dict}
+_FILE_FIELDS = {"type": str, "etag": str, "size": int, "gzip_size": int}
 
 
 def _age(path: Path) -> float:

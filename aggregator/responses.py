@@ -4,18 +4,26 @@ headers every response carries (no sniffing, the Referer policy, the pages' CSP)
 
 A large kept body (a network's calendar is tens of MB) lives in an unlinked temporary file
 and goes out with sendfile: it is not held in memory, nor copied into the buffer of every
-connection that asks for it while the event loop does the copying."""
+connection that asks for it while the event loop does the copying.
+
+Whatever a client does, what it holds is bounded: every temporary file of a body counts
+against the disk `Budget` of the render that wrote it, from its first byte until the last
+response sending it is done; and a client that stops reading is let go (`SentFile` sends in
+pieces, each within `send_timeout`; `Stalled` aborts the other connections whose answer
+stopped moving)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gzip
 import hashlib
 import json
 import os
 import tempfile
+import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import BinaryIO
@@ -53,14 +61,84 @@ IN_MEMORY = 256 * 1024
 GZIP_LEVEL = 6
 #: a file sent without sendfile (a transport that has none, such as TLS) goes in chunks
 CHUNK = 256 * 1024
+#: a file goes out with sendfile this much at a time, each piece within the send timeout: a
+#: client must take 4 MiB a minute (70 KB/s) or be let go
+SEND_PIECE = 4 * 1024 * 1024
+#: seconds a client may take no bytes of an answer before its connection is let go
+SEND_TIMEOUT = 60.0
+#: the application's own (outputs.send_timeout), read by answer() for a file's pieces
+SEND_TIMEOUT_KEY = web.AppKey("send_timeout", float)
+
+
+class OverBudget(Exception):
+    """A body would take more disk than its budget has left: its render is refused."""
+
+
+class Budget:
+    """Bytes of disk held by the temporary files of bodies (rendered on demand, kept, or
+    being sent): taken as they are written, given back when the last reference to the file
+    is gone. `make_room(n)` is asked to let go of n bytes (kept bodies) before a take fails."""
+
+    def __init__(self, limit: int, make_room: Callable[[int], None] = lambda _n: None) -> None:
+        self.limit = limit
+        self.held = 0
+        self.make_room = make_room
+
+    def take(self, size: int) -> None:
+        """Count `size` more bytes; OverBudget (nothing counted) when they do not fit."""
+        if self.held + size > self.limit:
+            self.make_room(self.held + size - self.limit)
+            if self.held + size > self.limit:
+                raise OverBudget(
+                    f"{self.held + size:,} bytes of rendered bodies would exceed the disk budget"
+                    f" of {self.limit:,}"
+                )
+        self.held += size
+
+    def give(self, size: int) -> None:
+        self.held -= size
+
+
+#: the budget the bodies written in this context count against (outputs.Outputs sets it
+#: for its renders; None: not counted, as the published folder's files are not)
+BUDGET: contextvars.ContextVar[Budget | None] = contextvars.ContextVar("budget", default=None)
+
+
+class Held:
+    """The bytes one body's files hold against a budget, given back when nothing refers to
+    them any more (the body dropped, the responses sending it done, or its render failed)."""
+
+    def __init__(self, budget: Budget | None) -> None:
+        self.budget = budget
+        self._count = [0]
+        if budget is not None:
+            weakref.finalize(self, _give_back, budget, self._count)
+
+    @property
+    def count(self) -> int:
+        return self._count[0]
+
+    def take(self, size: int) -> None:
+        if self.budget is not None and size > 0:
+            self.budget.take(size)
+            self._count[0] += size
+
+
+def _give_back(budget: Budget, count: list[int]) -> None:
+    budget.give(count[0])
 
 
 class KeptFile:
     """A file that holds a body's bytes (an unlinked temporary one, or one of the published
     folder), closed once nothing refers to it: not when its body is dropped, but when the
-    last response sending it is done."""
+    last response sending it is done. A temporary one's bytes count against the budget
+    (`held`) until then."""
 
-    def __init__(self, *parts: bytes, file: BinaryIO | None = None) -> None:
+    def __init__(
+        self, *parts: bytes, file: BinaryIO | None = None, held: Held | None = None
+    ) -> None:
+        self.held = held or Held(None)
+        self.held.take(sum(len(part) for part in parts))  # OverBudget before a byte is written
         self.file: BinaryIO = file or tempfile.TemporaryFile(prefix="aggregator-body-")
         for part in parts:
             self.file.write(part)
@@ -71,11 +149,16 @@ class KeptFile:
 
 class BodyWriter:
     """Writes a body as it is made, a part at a time: its bytes and their gzip into two
-    files, hashed on the way (never the whole body in memory)."""
+    files, hashed on the way (never the whole body in memory). A temporary writer's bytes
+    count against the context's BUDGET as they are written: a render that outgrows it fails
+    with OverBudget, and its files are let go."""
 
-    def __init__(self, content_type: str, plain: BinaryIO, gzipped: BinaryIO) -> None:
+    def __init__(
+        self, content_type: str, plain: BinaryIO, gzipped: BinaryIO, held: Held | None = None
+    ) -> None:
         self.content_type = content_type
         self.plain, self.gzipped = plain, gzipped
+        self.held = held or Held(None)
         self._hash = hashlib.sha256()
         # filename "": the header names no file, as gzip.compress writes it
         self._gzip = gzip.GzipFile(
@@ -84,6 +167,9 @@ class BodyWriter:
         self.size = 0
 
     def write(self, data: bytes) -> None:
+        held = self.held
+        if held.budget is not None:  # the plain bytes before they are written, their gzip after
+            held.take(self.size + len(data) + self.gzipped.tell() - held.count)
         self.plain.write(data)
         self._hash.update(data)
         self._gzip.write(data)
@@ -98,17 +184,22 @@ class BodyWriter:
 
     @classmethod
     def temporary(cls, content_type: str) -> BodyWriter:
+        """A writer into two unlinked temporary files, counted against BUDGET."""
         return cls(
             content_type,
             tempfile.TemporaryFile(prefix="aggregator-body-"),
             tempfile.TemporaryFile(prefix="aggregator-body-"),
+            Held(BUDGET.get()),
         )
 
     def body(self) -> Body:
         """finish() a temporary writer's files as a kept Body (in memory when small)."""
         etag = self.finish()
         gz_size = self.gzipped.tell()
-        return Body.kept(self.content_type, etag, self.plain, self.size, self.gzipped, gz_size)
+        self.held.take(self.size + gz_size - self.held.count)
+        return Body.kept(
+            self.content_type, etag, self.plain, self.size, self.gzipped, gz_size, self.held
+        )
 
 
 def etag_of(digest: hashlib._Hash) -> str:
@@ -140,12 +231,13 @@ class Body:
     @classmethod
     def of(cls, data: bytes, content_type: str) -> Body:
         """Hash and gzip the data (seconds for a large network's calendar: call this from a
-        thread, where hashlib and zlib let go of the GIL), and keep it."""
+        thread, where hashlib and zlib let go of the GIL), and keep it (a large one in a
+        file counted against the context's BUDGET)."""
         etag = etag_of(hashlib.sha256(data))
         gz = gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
         if len(data) + len(gz) <= IN_MEMORY:
             return cls(content_type, etag, Payload(len(data), data), Payload(len(gz), gz))
-        file = KeptFile(data, gz)
+        file = KeptFile(data, gz, held=Held(BUDGET.get()))
         return cls(
             content_type,
             etag,
@@ -162,9 +254,11 @@ class Body:
         size: int,
         gzipped: BinaryIO,
         gz_size: int,
+        held: Held | None = None,
     ) -> Body:
         """A body whose bytes are in two files (written, flushed): read into memory when
-        small (and the files closed), else sent from them."""
+        small (and the files closed), else sent from them (`held`: what they count against
+        a budget, kept as long as either file)."""
         if size + gz_size <= IN_MEMORY:
             with plain, gzipped:
                 data, gz = os.pread(plain.fileno(), size, 0), os.pread(gzipped.fileno(), gz_size, 0)
@@ -172,8 +266,8 @@ class Body:
         return cls(
             content_type,
             etag,
-            Payload(size, file=KeptFile(file=plain)),
-            Payload(gz_size, file=KeptFile(file=gzipped)),
+            Payload(size, file=KeptFile(file=plain, held=held)),
+            Payload(gz_size, file=KeptFile(file=gzipped, held=held)),
         )
 
     @cached_property
@@ -199,11 +293,16 @@ def _read(payload: Payload) -> bytes:
 
 
 class SentFile(web.StreamResponse):
-    """A kept body's payload from its file, with sendfile (see the module's docstring)."""
+    """A kept body's payload from its file, with sendfile (see the module's docstring), a
+    piece at a time: a client that takes no piece within `timeout` seconds is let go (its
+    connection aborted), and with it the file it held."""
 
-    def __init__(self, payload: Payload, headers: dict[str, str]) -> None:
+    def __init__(
+        self, payload: Payload, headers: dict[str, str], timeout: float = SEND_TIMEOUT
+    ) -> None:
         super().__init__(headers=headers)
         self.payload = payload
+        self.timeout = timeout
         self.content_length = payload.size
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
@@ -215,19 +314,69 @@ class SentFile(web.StreamResponse):
         payload, transport = self.payload, request.transport
         if transport is None:
             raise ConnectionResetError("Connection lost")
+        loop = asyncio.get_running_loop()
+        end = payload.offset + payload.size
         try:
-            await asyncio.get_running_loop().sendfile(
-                transport, payload.file.file, payload.offset, payload.size
-            )
-        except NotImplementedError:
-            fd = payload.file.fd
-            for start in range(0, payload.size, CHUNK):
-                size = min(CHUNK, payload.size - start)
-                # pread: many responses read one file, none moves a shared position
-                chunk = await asyncio.to_thread(os.pread, fd, size, payload.offset + start)
-                await writer.write(chunk)
-        await super().write_eof()
+            try:
+                for start in range(payload.offset, end, SEND_PIECE):
+                    size = min(SEND_PIECE, end - start)
+                    await asyncio.wait_for(
+                        loop.sendfile(transport, payload.file.file, start, size),
+                        self.timeout,
+                    )
+            except NotImplementedError:  # no sendfile on this transport (TLS)
+                fd = payload.file.fd
+                for start in range(payload.offset, end, CHUNK):
+                    size = min(CHUNK, end - start)
+                    # pread: many responses read one file, none moves a shared position
+                    chunk = await asyncio.to_thread(os.pread, fd, size, start)
+                    await asyncio.wait_for(writer.write(chunk), self.timeout)
+            await asyncio.wait_for(super().write_eof(), self.timeout)
+        except TimeoutError:
+            transport.abort()
+            raise ConnectionResetError(
+                f"the client took no bytes in {self.timeout:.0f} s: let go"
+            ) from None
         return writer
+
+
+class Stalled:
+    """The connections whose answers are waiting in their transport's buffer (every answer
+    but a file's, which `SentFile` times itself): one whose buffer has not shrunk for
+    `timeout` seconds is aborted, so a client that never reads holds no memory, and no
+    handler, for long. `watch` at each answer (cheap: a dict entry per connection, weakly
+    held), `sweep` every few seconds."""
+
+    def __init__(self, timeout: float = SEND_TIMEOUT) -> None:
+        self.timeout = timeout
+        #: transport -> (bytes waiting in its buffer, since when)
+        self._seen: weakref.WeakKeyDictionary[asyncio.Transport, tuple[int, float]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def watch(self, transport: asyncio.Transport | None) -> None:
+        if transport is not None and transport not in self._seen:
+            self._seen[transport] = (0, time.monotonic())
+
+    def sweep(self, now: float | None = None) -> int:
+        """Abort the connections stalled for `timeout`; how many."""
+        now = time.monotonic() if now is None else now
+        aborted = 0
+        for transport, (waiting, since) in list(self._seen.items()):
+            if transport.is_closing() and transport.get_write_buffer_size() == 0:
+                self._seen.pop(transport, None)
+                continue
+            pending = transport.get_write_buffer_size()
+            if pending == 0 or pending != waiting:  # nothing waits, or the client took some
+                self._seen[transport] = (pending, now)
+            elif now - since >= self.timeout:
+                transport.abort()
+                self._seen.pop(transport, None)
+                aborted += 1
+        return aborted
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
 
 def accepts_gzip(header: str) -> bool:
@@ -255,9 +404,11 @@ def answer(
     max_age: int = 300,
     policy: str | None = None,
     extra: Mapping[str, str] | None = None,
+    timeout: float = SEND_TIMEOUT,
 ) -> web.StreamResponse:
     """Serve kept bytes: 304 when the ETag matches, gzip when the client takes it.
-    `policy`: an HTML page's Content-Security-Policy (on its 304 too); `extra`: more headers.
+    `policy`: an HTML page's Content-Security-Policy (on its 304 too); `extra`: more headers;
+    `timeout`: a file's piece must be taken within it.
 
     The hot path of the server (a subscriber's calendar app asking whether anything
     changed): no more work than a comparison of the ETag and a few headers."""
@@ -287,7 +438,7 @@ def answer(
     payload = body.gzipped if gz else body.plain
     if payload.data is not None:
         return web.Response(body=payload.data, headers=headers)
-    return SentFile(payload, headers)
+    return SentFile(payload, headers, request.config_dict.get(SEND_TIMEOUT_KEY, timeout))
 
 
 def _matches(asked: str, *etags: str) -> bool:

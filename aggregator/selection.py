@@ -15,6 +15,14 @@ from aggregator.model import MergedEvent, Status
 PARAMETERS = ("source", "category", "status")
 #: the parameters the page's filter form sends
 FILTER_KEYS = ("source", "category")
+#: a value (a category's name) of at most this many characters, and at most this many values
+#: of a parameter: a selection is a cache key, a link and a header, none of them huge
+MAX_VALUE = 100
+MAX_VALUES = 50
+
+
+class TooLong(ValueError):
+    """A filter's value, or its number of values, beyond what any selection needs."""
 
 
 class UnknownChoice(ValueError):
@@ -50,6 +58,12 @@ class Selection:
         empty calendar."""
         known = set(sources)
         chosen = {name: _values(query, name) for name in PARAMETERS}
+        for name, values in chosen.items():
+            if len(values) > MAX_VALUES:
+                raise TooLong(f"{name}=: at most {MAX_VALUES} values")
+            long = next((v for v in sorted(values) if len(v) > MAX_VALUE), None)
+            if long is not None:
+                raise TooLong(f"{name}={long[:40]!r}…: at most {MAX_VALUE} characters a value")
         unknown = sorted(chosen["source"] - known)
         if unknown:
             raise UnknownChoice("source", unknown, sorted(known))

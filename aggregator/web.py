@@ -16,7 +16,7 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import partial
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -34,10 +34,11 @@ from aggregator.fetch import Fetcher, open_session
 from aggregator.guard import Guard
 from aggregator.lease import Candidate
 from aggregator.model import NetworkEvent, Settings
-from aggregator.outputs import Outputs
+from aggregator.outputs import Asker, Gone, Outputs, Refused
 from aggregator.publish import publish
 from aggregator.published import (
     CANCELLED_POLICIES,
+    EVERYTHING,
     MAX_LIMIT,
     Folder,
     FolderWriter,
@@ -46,12 +47,19 @@ from aggregator.published import (
     write_events_page,
     write_feed,
 )
+from aggregator.quota import Quota
 from aggregator.render.html import render_event_page, render_source, render_sources
 from aggregator.render.ics import render_calendar
 from aggregator.render.json import event_json
 from aggregator.render.sources import health_json, source_health, source_json
 from aggregator.render.views import network_zone, refused_filter
-from aggregator.request import Networks, page_language, trusted_proxies, wants_json
+from aggregator.request import (
+    Networks,
+    client_address,
+    page_language,
+    trusted_proxies,
+    wants_json,
+)
 from aggregator.responses import (
     ATOM,
     FRAMED_POLICY,
@@ -59,8 +67,11 @@ from aggregator.responses import (
     ICS,
     JSON,
     PAGE_POLICY,
+    SEND_TIMEOUT_KEY,
     Body,
     BodyWriter,
+    OverBudget,
+    Stalled,
     answer,
     dumps,
     fresh_json,
@@ -94,6 +105,10 @@ CANDIDATE = web.AppKey("candidate", Candidate)
 YOUNG_OBJECTS = 10_000
 #: network.trusted_proxies, parsed: peers whose X-Forwarded-For names the client
 PROXIES = web.AppKey("proxies", Networks)
+#: the connections whose answers wait to be read (let go when they stop moving)
+STALLED = web.AppKey("stalled", Stalled)
+#: how many new saved filters each client makes (SAVES an hour)
+SAVING = web.AppKey("saving", Quota)
 
 
 def serve(settings: Settings, host: str, port: int, scheduler: bool = True) -> None:
@@ -221,7 +236,10 @@ def make_app(
     app[SETTINGS] = settings
     app[CLOCK] = clock
     app[PROXIES] = trusted_proxies(settings.network.trusted_proxies)
-    app.on_response_prepare.append(_prepared)
+    app[STALLED] = Stalled(settings.outputs.send_timeout)
+    app[SEND_TIMEOUT_KEY] = settings.outputs.send_timeout
+    app[SAVING] = Quota(SAVES, SAVES_PER)
+    app.on_response_prepare.append(_answering)
     app.cleanup_ctx.append(
         partial(
             _lifecycle,
@@ -278,6 +296,10 @@ async def _lifecycle(
     hourly = AsyncIOScheduler(timezone="UTC")
     hourly.add_job(
         _write_again, CronTrigger(minute=0, timezone="UTC"), args=[app[WRITER]], coalesce=True
+    )
+    # a client that stopped reading its answer is let go (responses.Stalled)
+    hourly.add_job(
+        app[STALLED].sweep, "interval", seconds=max(1.0, settings.outputs.send_timeout / 4)
     )
     hourly.start()
     listener = None
@@ -368,6 +390,15 @@ async def _prepared(request: web.Request, response: web.StreamResponse) -> None:
     metrics.count_request(request, response.status)
 
 
+async def _answering(request: web.Request, response: web.StreamResponse) -> None:
+    """_prepared, and the connection watched while its answer waits to be read (a 304 has
+    no body to wait)."""
+    secure_headers(response)
+    metrics.count_request(request, response.status)
+    if response.status != 304:
+        request.app[STALLED].watch(request.transport)
+
+
 async def check_page(request: web.Request) -> web.Response:
     """/check (GET and POST): see check_page.answer_check."""
     app = request.app
@@ -409,14 +440,31 @@ async def metrics_text(request: web.Request) -> web.Response:
     )
 
 
-async def selection(request: web.Request, lang: str | None = None) -> Selection:
+#: the parameters each output reads. Any other is ignored: it reaches no cache key, header or
+#: link (and deploy/nginx.conf caches no request that has one)
+SELECTION = ("f", "source", "category", "status")
+WINDOW = ("from", "to", "days")
+PAGE_PARAMETERS = ("lang", "embed", "month", "q", "after", *SELECTION)
+CALENDAR_PARAMETERS = ("cancelled", *SELECTION, *WINDOW)
+FEED_PARAMETERS = (*SELECTION, *WINDOW)
+EVENTS_PARAMETERS = ("limit", "cursor", *SELECTION, *WINDOW)
+EVENT_PARAMETERS = ("lang", "format")
+#: new saved filters one client may make (SAVES in SAVES_PER seconds); beyond, its page links
+#: the selection whole
+SAVES, SAVES_PER = 20, 3600.0
+
+
+async def selection(
+    request: web.Request, lang: str | None = None, *, subscribed: bool = False
+) -> Selection:
     """The ?source=&category=&status= of a filtered output, or the filter saved as ?f=KEY;
-    400 with the reason if wrong (in the page's language when `lang` is given)."""
+    400 with the reason if wrong (in the page's language when `lang` is given).
+    `subscribed`: a calendar or feed asks for it (a saved key so fetched is in use: kept)."""
     app = request.app
     query: MultiMapping[str] = request.query
     key = query.get("f")
     if key:
-        saved = await app[STORE].saved_filter(key.strip()[:16], app[CLOCK]())
+        saved = await app[STORE].saved_filter(key.strip()[:16], app[CLOCK](), subscribed=subscribed)
         if saved is None:
             raise web.HTTPNotFound(text=f"f={key[:40]!r}: no such saved filter\n")
         query = MultiDict(
@@ -427,6 +475,14 @@ async def selection(request: web.Request, lang: str | None = None) -> Selection:
     except UnknownChoice as error:
         text = refused_filter(error, lang) if lang else str(error)
         raise web.HTTPBadRequest(text=f"{text}\n") from None
+    except ValueError as error:
+        raise web.HTTPBadRequest(text=f"{error}\n") from None
+
+
+def _saved_key(request: web.Request) -> str | None:
+    """The ?f= key as the outputs name it (a saved filter's own key, at most 16 characters)."""
+    key = request.query.get("f", "").strip()[:16]
+    return key or None
 
 
 def asked(request: web.Request) -> Window | None:
@@ -436,6 +492,20 @@ def asked(request: web.Request) -> Window | None:
         return asked_window(request.query, request.app[CLOCK]().astimezone(tz).date(), tz)
     except ValueError as error:
         raise web.HTTPBadRequest(text=f"{error}\n") from None
+
+
+def window_parameters(window: Window | None, tz: tzinfo) -> list[tuple[str, str]]:
+    """The window as ?from=&to= of whole days in the network's zone (its canonical form in a
+    link: the same window, the same parameters)."""
+    if window is None:
+        return []
+    found = []
+    if window.start is not None:
+        found.append(("from", window.start.astimezone(tz).date().isoformat()))
+    if window.end is not None:
+        last = window.end.astimezone(tz).date() - timedelta(days=1)
+        found.append(("to", last.isoformat()))
+    return found
 
 
 def plain_window(request: web.Request) -> Window:
@@ -449,10 +519,39 @@ def language(request: web.Request) -> str:
     return page_language(request, request.app[SETTINGS].network.languages)
 
 
-async def _published(request: web.Request, name: str) -> Body | None:
+async def _folder_file(request: web.Request, name: str) -> Body | None:
     """The published folder's `name`, for a request that asks for nothing more."""
     outputs = request.app[OUTPUTS]
     return outputs.fresh(name) or await outputs.published_now(name)
+
+
+def asker(request: web.Request) -> Asker:
+    """Who asks (the client behind the proxies we trust), and how to tell it has gone."""
+    return Asker(client_address(request, request.app[PROXIES]), partial(_gone, request))
+
+
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+async def _kept(request: web.Request, name: str, render, *, cheap: bool = False) -> Body:
+    """The body `name` kept or rendered on demand by `render` (outputs.Outputs.body): 429 or
+    503 with Retry-After when its render is not admitted or would outgrow the disk budget."""
+    try:
+        return await request.app[OUTPUTS].body(name, render, asker(request), cheap=cheap)
+    except Refused as refused:
+        error = web.HTTPTooManyRequests if refused.status == 429 else web.HTTPServiceUnavailable
+        raise error(
+            headers={"Retry-After": str(refused.retry_after)}, text=f"{refused.reason}\n"
+        ) from None
+    except OverBudget:
+        raise web.HTTPServiceUnavailable(
+            headers={"Retry-After": "60"},
+            text="the server holds as many rendered answers as it may: ask again later\n",
+        ) from None
+    except Gone:  # nobody reads this answer
+        raise web.HTTPServiceUnavailable(text="the client left\n") from None
 
 
 async def _rendered(request: web.Request, name: str, content_type: str, write) -> Body:
@@ -464,38 +563,39 @@ async def _rendered(request: web.Request, name: str, content_type: str, write) -
         body = await asyncio.to_thread(out.body)
         return replace(body, link=link) if link else body
 
-    return await request.app[OUTPUTS].body(name, render)
+    return await _kept(request, name, render)
 
 
 async def index(request: web.Request) -> web.StreamResponse:
     """The embeddable page: the coming weeks, or ?month=YYYY-MM; ?q= searches; ?source=,
     ?category=, ?status= (or ?f=) filter; ?lang=, ?embed=1 (render/index.py). The plain
-    page in each language is the published folder's, written within the hour."""
+    page in each language is the published folder's, written within the hour. Only
+    PAGE_PARAMETERS are read."""
     from aggregator.render.index import links_too_long, page_period  # noqa: PLC0415
 
     app = request.app
     settings, now = app[SETTINGS], app[CLOCK]()
     lang = language(request)
     query = request.query
-    if set(query) <= {"lang"}:
-        body = await _published(request, f"index.{lang}.html")
-        written = app[OUTPUTS].written()
-        if body is not None and written and f"{written:%Y%m%d%H}" == f"{now:%Y%m%d%H}":
-            return _page_answer(request, body)
     chosen = await selection(request, lang)
     embed = query.get("embed") == "1"
     month = query.get("month", "").strip() or None
     q = " ".join(query_words(query.get("q")))
     after = query.get("after", "").strip() or None
+    if not (chosen or embed or month or q or after):
+        body = await _folder_file(request, f"index.{lang}.html")
+        written = app[OUTPUTS].written()
+        if body is not None and written and f"{written:%Y%m%d%H}" == f"{now:%Y%m%d%H}":
+            return _page_answer(request, body)
     try:
         page_period(now, network_zone(settings.network), month)
         if after:
             decode_cursor(after)
     except ValueError as error:
         raise web.HTTPBadRequest(text=f"{error}\n") from None
-    saved = None
-    if chosen and links_too_long(settings.network.base_url, chosen.parameters()):
-        saved = await app[STORE].save_filter(_saved_query(chosen), now)
+    saved = _saved_key(request)
+    if chosen and not saved and links_too_long(settings.network.base_url, chosen.parameters()):
+        saved = await _save_filter(request, chosen, now)
 
     async def render() -> Body:
         data = await render_page(
@@ -515,9 +615,21 @@ async def index(request: web.Request) -> web.StreamResponse:
     # "coming" moves with the clock: a kept page lives at most until the hour turns
     name = (
         f"index.html?lang={lang}&embed={embed}&hour={now:%Y%m%d%H}&month={month}"
-        f"&q={quote(q)}&after={after}&{chosen.query()}"
+        f"&q={quote(q)}&after={quote(after or '')}&saved={saved}&{chosen.query()}"
     )
-    return _page_answer(request, await app[OUTPUTS].body(name, render))
+    return _page_answer(request, await _kept(request, name, render))
+
+
+async def _save_filter(request: web.Request, chosen: Selection, now: datetime) -> str | None:
+    """The saved key of a selection too long for a link: the one it has, or a new one when
+    this client has not made SAVES in the last hour (None: the page links it whole)."""
+    store, query = request.app[STORE], _saved_query(chosen)
+    known = await store.filter_saved(query)
+    if known is not None:
+        return known
+    if request.app[SAVING].wait(client_address(request, request.app[PROXIES]), now):
+        return None
+    return await store.save_filter(query, now)
 
 
 def _saved_query(chosen: Selection) -> str:
@@ -533,19 +645,25 @@ _BY_LANGUAGE = {"Vary": "Accept-Encoding, Accept-Language"}
 
 
 async def calendar(request: web.Request) -> web.StreamResponse:
-    """The calendar: ?cancelled=status|prefix|hide, the filters, a window; plain, the
-    published folder's."""
+    """The calendar: ?cancelled=status|prefix|hide, the filters, a window; plain (or asking
+    only what the plain one is), the published folder's. Only CALENDAR_PARAMETERS are
+    read."""
     if not request.query_string:
-        body = await _published(request, "calendar.ics")
+        body = await _folder_file(request, "calendar.ics")
         if body is not None:
             return _calendar_answer(request, body)
-    policy = request.query.get("cancelled", "status")
+    policy = request.query.get("cancelled", "status").strip() or "status"
     if policy not in CANCELLED_POLICIES:
         raise web.HTTPBadRequest(
-            text=f"cancelled={policy!r}: use one of {', '.join(CANCELLED_POLICIES)}\n"
+            text=f"cancelled={policy[:40]!r}: use one of {', '.join(CANCELLED_POLICIES)}\n"
         )
-    chosen = await selection(request)
-    window = asked(request) or plain_window(request)
+    chosen = await selection(request, subscribed=True)
+    window = asked(request)
+    if policy == "status" and not chosen and window is None:
+        body = await _folder_file(request, "calendar.ics")
+        if body is not None:
+            return _calendar_answer(request, body)
+    window = window or plain_window(request)
     store, settings = request.app[STORE], request.app[SETTINGS]
 
     async def write(out: BodyWriter) -> None:
@@ -563,13 +681,14 @@ _INLINE_CALENDAR = {"Content-Disposition": 'inline; filename="calendar.ics"'}
 
 
 async def atom(request: web.Request) -> web.StreamResponse:
-    """The newest changes; those of the events in a window or a selection when asked."""
-    if not request.query_string:
-        body = await _published(request, "feed.atom")
+    """The newest changes; those of the events in a window or a selection when asked. Only
+    FEED_PARAMETERS are read."""
+    chosen = await selection(request, subscribed=True) if request.query_string else EVERYTHING
+    window = asked(request) if request.query_string else None
+    if not chosen and window is None:
+        body = await _folder_file(request, "feed.atom")
         if body is not None:
             return answer(request, body)
-    chosen = await selection(request)
-    window = asked(request)
     store, settings = request.app[STORE], request.app[SETTINGS]
 
     async def write(out: BodyWriter) -> None:
@@ -581,29 +700,39 @@ async def atom(request: web.Request) -> web.StreamResponse:
 
 async def events_json(request: web.Request) -> web.StreamResponse:
     """A page of the events: ?limit= (PAGE_LIMIT, at most MAX_LIMIT) from ?cursor= (the
-    previous page's "next"), in a window and a selection; `Link: <…>; rel="next"`."""
-    if not request.query_string:
-        body = await _published(request, "events.json")
+    previous page's "next"), in a window and a selection; `Link: <…>; rel="next"`. Only
+    EVENTS_PARAMETERS are read, and the next page's address is made of their canonical
+    form: a body is a function of its cache key alone."""
+    query = request.query
+    limit_asked = query.get("limit", "").strip()
+    cursor = query.get("cursor", "").strip() or None
+    chosen = await selection(request) if request.query_string else EVERYTHING
+    window = asked(request) if request.query_string else None
+    if not (limit_asked or cursor or chosen or window):
+        body = await _folder_file(request, "events.json")
         if body is not None:
             return answer(request, body)
-    query = request.query
     try:
-        limit = int(query.get("limit", published.PAGE_LIMIT))
+        limit = int(limit_asked or published.PAGE_LIMIT)
     except ValueError:
-        raise web.HTTPBadRequest(text=f"limit={query['limit']!r}: give a number\n") from None
+        raise web.HTTPBadRequest(text=f"limit={limit_asked[:40]!r}: give a number\n") from None
     if not 1 <= limit <= MAX_LIMIT:
         raise web.HTTPBadRequest(text=f"limit={limit}: give 1 to {MAX_LIMIT}\n")
-    cursor = query.get("cursor")
     try:
         after = decode_cursor(cursor) if cursor else None
     except ValueError as error:
         raise web.HTTPBadRequest(text=f"{error}\n") from None
-    chosen = await selection(request)
-    window = asked(request) or plain_window(request)
+    window = window or plain_window(request)
     store, settings = request.app[STORE], request.app[SETTINGS]
+    saved = _saved_key(request)
+    kept: list[tuple[str, str]] = [("limit", str(limit))] if limit != published.PAGE_LIMIT else []
+    if saved:
+        kept.append(("f", saved))
+    else:
+        kept += [(k, ",".join(v)) for k, v in chosen.parameters().items() if v]
+    kept += window_parameters(window, network_zone(settings.network))
 
     def next_href(next_cursor: str) -> str:
-        kept = [(k, v) for k, v in query.items() if k != "cursor"]
         return "/events.json?" + urlencode([*kept, ("cursor", next_cursor)])
 
     async def write(out: BodyWriter) -> str | None:
@@ -612,7 +741,10 @@ async def events_json(request: web.Request) -> web.StreamResponse:
         )
         return f'<{following}>; rel="next"' if following else None
 
-    name = f"events.json?limit={limit}&cursor={cursor}&{chosen.query()}&{window.query()}"
+    name = (
+        f"events.json?limit={limit}&cursor={quote(cursor or '')}&f={saved}&{chosen.query()}"
+        f"&{window.query()}"
+    )
     return answer(request, await _rendered(request, name, JSON, write))
 
 
@@ -631,7 +763,8 @@ async def event_ics(request: web.Request) -> web.StreamResponse:
     async def render() -> Body:
         return Body.of(render_calendar([item], network), ICS)
 
-    body = await request.app[OUTPUTS].body(f"events/{item.event.id}.ics#{item.sequence}", render)
+    name = f"events/{item.event.id}.ics#{item.sequence}"
+    body = await _kept(request, name, render, cheap=True)
     response = answer(request, body)
     response.headers["Content-Disposition"] = f'attachment; filename="{item.event.id}.ics"'
     return response
@@ -647,7 +780,7 @@ async def event_detail(request: web.Request) -> web.StreamResponse:
         return Body.of(dumps(event_json(item, network, history)), JSON)
 
     name = f"events/{item.event.id}.json#{item.sequence}"
-    return answer(request, await request.app[OUTPUTS].body(name, render))
+    return answer(request, await _kept(request, name, render, cheap=True))
 
 
 async def event_page(request: web.Request) -> web.StreamResponse:
@@ -668,7 +801,7 @@ async def event_page(request: web.Request) -> web.StreamResponse:
         return Body.of(text.encode("utf-8"), HTML)
 
     name = f"events/{item.event.id}.html?lang={lang}#{item.sequence}"
-    body = await request.app[OUTPUTS].body(name, render)
+    body = await _kept(request, name, render, cheap=True)
     response = answer(request, body, cors=False, max_age=60, policy=FRAMED_POLICY)
     response.headers["Vary"] = "Accept-Encoding, Accept-Language, Accept"
     return response

@@ -70,8 +70,8 @@ async def test_a_body_is_rendered_once_per_publish(tmp_path):
 
 async def test_the_kept_bodies_are_bounded_in_number_and_bytes(tmp_path, monkeypatch):
     monkeypatch.setattr(outputs_module, "KEPT_BODIES", 5)
-    monkeypatch.setattr(outputs_module, "KEPT_MEMORY", 3000)
     outputs = outputs_of(Published(), tmp_path, poll_every=3600.0)
+    outputs.memory_budget = 3000
     for n in range(20):
 
         async def render(n: int = n) -> Body:
@@ -182,7 +182,7 @@ async def test_a_large_body_is_served_as_it_was_until_its_new_render_is_done(
     for _ in range(3):
         assert (await outputs.body("calendar.ics", render)).data == b"calendar 1"
     go.set()
-    await asyncio.shield(outputs._rendering["calendar.ics"])
+    await asyncio.shield(outputs._jobs["calendar.ics"].task)
     assert (await outputs.body("calendar.ics", render)).data == b"calendar 2"
 
 

@@ -112,6 +112,18 @@ class OutputSettings:
     folder: Path | None = None
     #: one log line per request (off for the last bit of speed behind a proxy that logs)
     access_log: bool = True
+    #: renders on demand (filters, windows, pages) running at once, in all; and waited on
+    #: at once by one client (then 429), and queued in all (then 503) (issue 25)
+    renders: int = 2
+    client_renders: int = 4
+    queued_renders: int = 64
+    #: bytes of disk every temporary body file of a serving process holds at most (the kept
+    #: ones, those of before the last publish, those being rendered or sent), and bytes of
+    #: the small bodies kept in memory
+    disk_budget: int = 2 * 1024 * 1024 * 1024
+    memory_budget: int = 16 * 1024 * 1024
+    #: seconds a client may take no bytes of an answer before it is let go
+    send_timeout: float = 60.0
 
 
 @dataclass(frozen=True)

@@ -321,7 +321,11 @@ saved_filters = Table(
     Column("key", String(16), primary_key=True),
     Column("query", Text, nullable=False),
     Column("used_at", UTCMicros, nullable=False),
+    # 0012: when it was last fetched as a calendar or a feed (a subscriber's); None: never,
+    # only a page made it. Only those are pushed out by new keys
+    Column("fetched_at", UTCMicros),
     Index("ix_saved_filters_used_at", "used_at"),
+    Index("ix_saved_filters_fetched_at", "fetched_at"),
 )
 
 meta = Table(
