@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import traceback
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -105,26 +106,22 @@ class Slots:
 
     @contextlib.asynccontextmanager
     async def slot(self, client: str) -> AsyncIterator[None]:
-        if not self._waiting and self._free(client):
-            self.running[client] += 1
-        else:
-            ready = asyncio.get_running_loop().create_future()
-            self._waiting.append((client, ready))
+        ready = asyncio.get_running_loop().create_future()
+        self._waiting.append((client, ready))
+        self._grant()
+        if not ready.done():
             try:
                 await ready
             except asyncio.CancelledError:
                 if ready.done() and not ready.cancelled():  # granted as it was cancelled
                     self._release(client)
-                else:
+                elif (client, ready) in self._waiting:
                     self._waiting.remove((client, ready))
                 raise
         try:
             yield
         finally:
             self._release(client)
-
-    def _free(self, client: str) -> bool:
-        return sum(self.running.values()) < self.size and self.running[client] < self._each
 
     def _release(self, client: str) -> None:
         self.running[client] -= 1
@@ -133,6 +130,8 @@ class Slots:
         self._grant()
 
     def _grant(self) -> None:
+        # a waiter cancelled a moment ago is still listed until its task runs: not granted
+        self._waiting = [w for w in self._waiting if not w[1].done()]
         while self._waiting and sum(self.running.values()) < self.size:
             allowed = [w for w in self._waiting if self.running[w[0]] < self._each]
             if not allowed:
@@ -145,15 +144,13 @@ class Slots:
 
 @dataclass(eq=False)
 class _Job:
-    """One render under way: its task, and the clients waiting on it (or who asked for it
-    while the body of before was served)."""
+    """One render under way: its task, the client that started it, and the clients waiting
+    on it (none: it renders again a body of before, served meanwhile)."""
 
     task: asyncio.Task[Body]
     client: str
-    #: the clients waiting on it and those holding it (each counted once per wait)
+    #: the clients waiting on it (each counted once per wait)
     askers: Counter[str] = field(default_factory=Counter)
-    #: those who were served the body of before: they hold it until it ends
-    holding: set[str] = field(default_factory=set)
 
 
 class Outputs:
@@ -299,22 +296,27 @@ class Outputs:
             self._bodies.move_to_end(name)
             return body
         job = self._jobs.get(name)
+        previous = self._previous.get(name)
         client = asker.client
+        if previous is not None and (job is None or not job.task.done()):
+            # the body of before, at once; its render starts when there is room for it
+            # (a client over its renders starts none), and goes on for the next ones
+            if job is None:
+                with contextlib.suppress(Refused):
+                    self._admit(client, new=True)
+                    self._start(name, render, client, cheap)
+            return previous
         if job is None or not job.askers[client]:
             self._admit(client, new=job is None)
         if job is None:
-            job = _Job(asyncio.create_task(self._render(name, render, client, cheap)), client)
-            self._jobs[name] = job
-            job.task.add_done_callback(partial(self._rendered, name, job))
-        previous = self._previous.get(name)
-        if previous is not None and not job.task.done():
-            # the body of before, at once; the render goes on for the next ones (counted to
-            # this client until it ends, so nobody renders every old filter at once)
-            if client not in job.holding:
-                job.holding.add(client)
-                self._join(job, client)
-            return previous
+            job = self._start(name, render, client, cheap)
         return await self._wait(job, asker)
+
+    def _start(self, name: str, render: Render, client: str, cheap: bool) -> _Job:
+        job = _Job(asyncio.create_task(self._render(name, render, client, cheap)), client)
+        self._jobs[name] = job
+        job.task.add_done_callback(partial(self._rendered, name, job))
+        return job
 
     def _admit(self, client: str, *, new: bool) -> None:
         limits = self.settings.outputs
@@ -359,18 +361,18 @@ class Outputs:
 
     def _rendered(self, name: str, job: _Job, task: asyncio.Task[Body]) -> None:
         """A render ended: a failure is logged (those who asked got it, or the body of
-        before), and the next request tries again; those still counted as asking are not."""
+        before), and the next request tries again."""
         if self._jobs.get(name) is job:
             del self._jobs[name]
-        for client in job.holding:
-            self._leave(job, client)
-        job.holding.clear()
         if not task.cancelled() and task.exception() is not None:
             error = task.exception()
             if isinstance(error, OverBudget):
                 log.warning("rendering %s: %s", name[:200], error)
             else:
                 log.error("rendering %s failed", name[:200], exc_info=error)
+            # what the render's frames held (a half-written body's files) is let go now,
+            # not when the last one who got the error forgets it
+            traceback.clear_frames(error.__traceback__)
 
     async def _render(self, name: str, render: Render, client: str, cheap: bool) -> Body:
         """Render `name` in a slot (one event's bytes without one) and keep it, unless the

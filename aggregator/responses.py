@@ -123,6 +123,12 @@ class Held:
             self.budget.take(size)
             self._count[0] += size
 
+    def release(self) -> None:
+        """Give the bytes back now: their files are closed."""
+        if self.budget is not None:
+            self.budget.give(self._count[0])
+        self._count[0] = 0
+
 
 def _give_back(budget: Budget, count: list[int]) -> None:
     budget.give(count[0])
@@ -169,7 +175,14 @@ class BodyWriter:
     def write(self, data: bytes) -> None:
         held = self.held
         if held.budget is not None:  # the plain bytes before they are written, their gzip after
-            held.take(self.size + len(data) + self.gzipped.tell() - held.count)
+            try:
+                held.take(self.size + len(data) + self.gzipped.tell() - held.count)
+            except OverBudget:
+                # the render fails: its files go now, whoever still refers to this writer
+                self.plain.close()
+                self.gzipped.close()
+                held.release()
+                raise
         self.plain.write(data)
         self._hash.update(data)
         self._gzip.write(data)
