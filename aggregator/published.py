@@ -98,6 +98,7 @@ class _Render:
         """The published events in the window that the selection admits and whose text holds
         the `words` (the store's search column, search.matches' rule), a part at a time."""
         start, end = (window.start, window.end) if window else (None, None)
+        kwargs.setdefault("sources", chosen.sources)
         async for part in self.store.stream_published(start, end, words=words, **kwargs):
             kept = [
                 e

@@ -39,6 +39,7 @@ from aggregator.responses import (
     Stalled,
     answer,
 )
+from aggregator.selection import Selection
 from aggregator.store import Store
 from aggregator.store import filters as filters_module
 from aggregator.web import (
@@ -629,3 +630,25 @@ async def test_a_scheduled_publish_is_served_at_once_not_at_the_next_poll(
     assert await app[STORE].data_version() == app[OUTPUTS].manifest["data_version"]
     body = await (await client.get("/calendar.ics")).text()
     assert "Planlagt aften" in body
+
+
+# a member's calendar reads its own rows
+
+
+async def test_a_members_events_read_by_its_rows_are_exactly_those_the_filter_admits(
+    demo,  # noqa: F811
+):
+    store = await Store.open(demo.database_url)
+    try:
+        everything = await store.published_events()
+        for member in demo.sources:
+            chosen = Selection(sources=frozenset({member.id}))
+            read = await store.published_events(sources=chosen.sources)
+            assert [e.event.id for e in read if chosen.admits(e.event)] == [
+                e.event.id for e in everything if chosen.admits(e.event)
+            ]
+            assert any(chosen.admits(e.event) for e in read), member.id
+        co_hosted = [e for e in everything if len(e.event.source_ids) > 1]
+        assert co_hosted  # the demo merges co-hosts: each member's reading finds them
+    finally:
+        await store.close()

@@ -52,6 +52,7 @@ from aggregator.store.schema import (
     changes,
     events,
     identities,
+    occurrences,
     texts,
 )
 from aggregator.store.texts import forget_unused_texts, store_texts, text_of
@@ -75,10 +76,11 @@ class EventsMixin(StoreBase):
         state, the data version and what is owed.
 
         The versions are read and the publication written in one write turn, so no other
-        publish of this process comes between. Returns whether anything changed.
+        publish of this process comes between. Returns whether anything changed. Fenced
+        (base._writing): a leader that lost the scheduler's lease writes none of it (Deposed).
         """
         loaded, self._loaded_writes = self._loaded_writes, None
-        async with self._writing() as conn:
+        async with self._writing(fenced=True) as conn:
             rows = await _version_rows(conn, ids)
             # thousands of rows: made into records in a thread, so the server keeps answering
             known = await asyncio.to_thread(_published_versions, rows)
@@ -180,6 +182,7 @@ class EventsMixin(StoreBase):
         words: tuple[str, ...] = (),
         after: Cursor | None = None,
         ids: Collection[str] | None = None,
+        sources: Collection[str] = (),
         at_a_time: int = 0,
     ) -> AsyncIterator[list[NetworkEvent]]:
         """The published events in order of their start (an all-day one's at midnight UTC),
@@ -189,7 +192,9 @@ class EventsMixin(StoreBase):
         and a few around them (a day either side, for the all-day events of every zone): the
         caller takes its exact window (windows.within). `words`: only events whose title,
         place or organisers hold every word (search.query_words). `after`: only events after
-        this (start, id) in the order (a page's cursor). `ids`: only these."""
+        this (start, id) in the order (a page's cursor). `ids`: only these. `sources`: at
+        least those a copy of these sources was merged into (a member's calendar reads its
+        own rows, not the network's; the caller admits exactly)."""
         conditions = [events.c.unpublished_at.is_(None)]
         async with self.engine.connect() as conn:
             if end is not None:
@@ -213,6 +218,14 @@ class EventsMixin(StoreBase):
                 conditions.append(events.c.search.contains(word, autoescape=True))
             if ids is not None:
                 conditions.append(events.c.id.in_(sorted(ids)))
+            if sources:
+                conditions.append(
+                    events.c.id.in_(
+                        select(occurrences.c.event_id).where(
+                            occurrences.c.source_id.in_(sorted(sources))
+                        )
+                    )
+                )
             query = (
                 select(*_EVENT_COLUMNS, events.c.sequence, events.c.last_modified, events.c.ics)
                 .select_from(_EVENTS)
