@@ -299,7 +299,7 @@ async def _lifecycle(
     )
     # a client that stopped reading its answer is let go (responses.Stalled)
     hourly.add_job(
-        app[STALLED].sweep, "interval", seconds=max(1.0, settings.outputs.send_timeout / 4)
+        _sweep, "interval", args=[app[STALLED]], seconds=max(1.0, settings.outputs.send_timeout / 4)
     )
     hourly.start()
     listener = None
@@ -378,6 +378,12 @@ async def _scheduling(
     job = Scheduler(app[STORE], fetcher, app[SETTINGS], app[CLOCK], published)
     await job.start()
     return job.stop
+
+
+async def _sweep(stalled: Stalled) -> None:
+    """A coroutine, so that APScheduler runs it on the event loop (the transports' own
+    thread), not in its thread pool."""
+    stalled.sweep()
 
 
 async def _write_again(writer: FolderWriter) -> None:
