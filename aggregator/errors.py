@@ -49,3 +49,19 @@ class Refused(AggregatorError):
 class RemovalRefused(AggregatorError):
     """A configuration that would unpublish most sources at once (a missing config mount, a
     wrong file): refused unless the operator says it is meant (`--allow-removals`)."""
+
+
+class Deposed(AggregatorError):
+    """A write of the scheduler's work refused: this process no longer holds the scheduler's
+    lease (its fencing token is not the lease's epoch), so another may be writing. Nothing
+    of the refused transaction is written; the work stops (lease.Candidate steps down)."""
+
+    def __init__(self, token: int | None, epoch: int | None = None) -> None:
+        why = (
+            "this process let go of the scheduler's lease"
+            if token is None
+            else f"its token {token} is not the lease's epoch {epoch}: another process took it"
+        )
+        super().__init__(f"not written: {why}")
+        self.token = token
+        self.epoch = epoch

@@ -36,7 +36,7 @@ from aggregator.decide import (
     must_read,
     needs_stored,
 )
-from aggregator.errors import ParseError
+from aggregator.errors import Deposed, ParseError
 from aggregator.fetch import Fetcher
 from aggregator.model import (
     Fetched,
@@ -120,6 +120,8 @@ async def refresh_source(
         update = await _cycle(store, fetcher, source, settings, now, current)
         await store.apply(update)
         report = SourceReport.of(update, current.state)
+    except Deposed:  # not the scheduler any more: nothing to record, the work stops
+        raise
     except Exception as e:  # a bug: logged in full, recorded in words, it stops only this source
         log.exception("refreshing %s failed unexpectedly", source.id)
         state = current.state if current else None
@@ -243,6 +245,8 @@ async def refresh_all(
                 report = await refresh_source(
                     store, fetcher, source, settings, now, current[source.id]
                 )
+            except Deposed:
+                raise
             except Exception as e:  # recording the bug failed too: once more, then raised
                 log.exception("refreshing %s failed unexpectedly", source.id)
                 report = await _record_bug(store, source, settings, now, None, e)

@@ -29,6 +29,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from aggregator.decide import is_due
+from aggregator.errors import Deposed
 from aggregator.fetch import Fetcher
 from aggregator.model import FetchOutcome, Settings
 from aggregator.publish import publish
@@ -114,9 +115,19 @@ class Scheduler:
         self._scheduler.start()
 
     async def prune(self) -> None:
-        await self.store.prune_history(
-            self.clock(), removed_source_days=self.settings.limits.removed_source_days
-        )
+        try:
+            await self.store.prune_history(
+                self.clock(), removed_source_days=self.settings.limits.removed_source_days
+            )
+        except Deposed as error:
+            self._deposed(error)
+
+    def _deposed(self, error: Deposed) -> None:
+        """A write was refused: another process holds the scheduler's lease. Said once, and
+        no more fetching here (lease.Candidate stops this scheduler at its next look)."""
+        if not self._stopping:
+            log.warning("the scheduler stops: %s", error)
+            self.shutdown()
 
     def shutdown(self) -> None:
         """Stop ticking; rounds under way are cancelled (a cancelled cycle writes nothing)."""
@@ -191,6 +202,9 @@ class Scheduler:
             self._publish_owed = False
             try:
                 changed = await publish(self.store, self.settings, self.clock())
+            except Deposed as error:
+                self._deposed(error)
+                return
             except Exception:  # a bug, or the store failing: owed still, to the next update
                 log.exception("publishing failed")
                 self._publish_owed = True
@@ -214,6 +228,9 @@ class Scheduler:
                 report = await refresh_source(
                     self.store, self.fetcher, source, self.settings, now, current
                 )
+            except Deposed as error:
+                self._deposed(error)
+                return False
             except Exception:  # not even recorded: the store itself failing
                 log.exception("refreshing %s failed unexpectedly", source_id)
                 interval = source.refresh_interval or self.settings.network.refresh_interval

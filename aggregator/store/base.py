@@ -1,16 +1,22 @@
-"""What every part of the store shares: the engine, the write turn, batching, the meta
-counters, and the selections of what is published."""
+"""What every part of the store shares: the engine, the write turn and its fence, batching,
+the meta counters, and the selections of what is published."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 
 from sqlalchemy import ColumnElement, Integer, Text, cast, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from aggregator.errors import Deposed
 from aggregator.store.schema import events, meta, sources
+
+#: meta's key of the scheduler's lease epoch: one more each time a process takes the lease
+LEASE_EPOCH = "lease_epoch"
+#: the token of a store whose process let go of the lease: no epoch is 0 (the first is 1)
+DEPOSED = 0
 
 
 class StoreBase:
@@ -25,16 +31,63 @@ class StoreBase:
         #: a publish merges what changed since the last one: no snapshot of this process
         #: is written while it reads the changes and writes what it made of them
         self.merge_turn = asyncio.Lock()
+        #: the fencing token of the scheduler's work this process does: the lease's epoch
+        #: when it took the lease (take_fence), DEPOSED once it let go; None: unfenced (the
+        #: command line's `refresh`, tools and tests that never lead)
+        self.fence: int | None = None
 
     @asynccontextmanager
-    async def _writing(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction, committed when the block ends."""
-        if self._write_turn is None:
-            async with self.engine.begin() as conn:
-                yield conn
-            return
-        async with self._write_turn, self.engine.begin() as conn:
+    async def _writing(self, *, fenced: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A write transaction, committed when the block ends.
+
+        `fenced`: a write of the scheduler's work (a source's cycle, a publish). Unless the
+        store is unfenced, it commits only if the lease's epoch is still this store's token,
+        read in the same transaction just before the commit, and else raises Deposed and
+        writes nothing: a leader that lost its lease without noticing yet (a session ended,
+        a lock file replaced) cannot write beside its successor. Read at the end, the epoch
+        is what the commit follows: on PostgreSQL FOR SHARE, so a new leader's take_fence
+        waits for this commit or this read waits for its commit (and sees it); on SQLite a
+        transaction that wrote holds the one write lock until it commits, so no new epoch
+        comes between (and one that began reading before a new epoch's commit cannot write
+        at all: "database is locked").
+        """
+        token = self.fence
+        if fenced and token == DEPOSED:  # known already: no need to do the work
+            raise Deposed(None)
+        async with self._write_turn or nullcontext(), self.engine.begin() as conn:
             yield conn
+            if fenced and token is not None:
+                await self._check_fence(conn, token)
+
+    async def _check_fence(self, conn: AsyncConnection, token: int) -> None:
+        """Raise Deposed (the transaction rolls back) unless the lease's epoch and this
+        store's token are still `token`, the token the write began with: one that began
+        before its process let go of the lease is refused, not let through."""
+        epoch = await conn.scalar(
+            select(meta.c.value).where(meta.c.key == LEASE_EPOCH).with_for_update(read=True)
+        )
+        epoch = None if epoch is None else int(epoch)
+        if epoch != token:
+            if self.fence == token:  # another took the lease: later writes refused at once
+                self.fence = DEPOSED
+            raise Deposed(token, epoch)
+        if self.fence != token:  # let go of the lease since this write began
+            raise Deposed(None)
+
+    async def take_fence(self) -> int:
+        """The lease was just taken: a new fencing token, the lease's epoch one more, in a
+        transaction of its own; this store's fenced writes carry it from now on, and those
+        of every earlier holder are refused. Called only by the lease's holder."""
+        async with self._writing() as conn:
+            await _count_up(conn, LEASE_EPOCH)
+            token = await _meta_number(conn, LEASE_EPOCH)
+        self.fence = token
+        return token
+
+    def depose(self) -> None:
+        """This process let go of the lease (or lost it): its fenced writes are refused from
+        now on, one under way included; never let through unfenced."""
+        self.fence = DEPOSED
 
 
 def _configured(source_id: ColumnElement) -> ColumnElement[bool]:
@@ -71,13 +124,18 @@ async def _set_meta(conn, key: str, value: str) -> None:
 
 async def _owe_publish(conn) -> None:
     """Count a write the outputs do not show yet (publish_owed compares the counts)."""
+    await _count_up(conn, "writes")
+
+
+async def _count_up(conn, key: str) -> None:
+    """meta's number `key` one more, in one statement (1 when there was none)."""
     done = await conn.execute(
         update(meta)
-        .where(meta.c.key == "writes")
+        .where(meta.c.key == key)
         .values(value=cast(cast(meta.c.value, Integer) + 1, Text))
     )
     if done.rowcount == 0:
-        await conn.execute(insert(meta).values(key="writes", value="1"))
+        await conn.execute(insert(meta).values(key=key, value="1"))
 
 
 #: the PostgreSQL channel a publish is told on (lease.Listener hears it)

@@ -6,14 +6,23 @@ The scheduler's lease is the database's own lock, never one of our making:
 - PostgreSQL: a session advisory lock (`pg_try_advisory_lock`), held by a connection of its
   own. It is let go when that session ends, whatever ends it: a clean stop, a killed
   process (the server sees the socket close), a machine gone (the server's TCP keepalives,
-  set here to find a dead peer within the lease).
-- SQLite: an exclusive `flock` on a file beside the database, let go by the kernel when the
-  process ends. SQLite is one machine's database, so one machine's lock is enough.
+  set here to find a dead peer within the lease). The holder is told at once when its
+  session ends (`Lease.on_lost`), not only at its next look.
+- SQLite: an exclusive `flock` on the database file itself, let go by the kernel when the
+  process ends. SQLite is one machine's database, so one machine's lock is enough. Not a
+  file beside it: one deleted under its holder let a second process lock a new file of
+  the same name. The database file cannot go without the database; if the path comes to
+  name another file (replaced), the holder's lease is lost (`held`).
 
 The processes that want the lease ask for it every third of `scheduler.lease_seconds`; the
 holder confirms every third of it that its lease is still held (its session alive) and stops
 fetching when it cannot (lease.Candidate). So a scheduler that dies is replaced within the
 lease.
+
+A holder that has not noticed yet that it lost the lease must not write beside its
+successor: each holder takes a fencing token when it takes the lease (the lease's epoch in
+meta, one more: Store.take_fence), and the writes of the scheduler's work commit only while
+the epoch is still theirs (store/base.py, `_writing(fenced=True)`).
 
 A publish is told by PostgreSQL's NOTIFY (store/base.py sends it with the new data version,
 delivered when the publish commits); a `Listener` calls back on each. On SQLite the processes of
@@ -29,11 +38,15 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 from sqlalchemy.engine import make_url
 
 from aggregator.store.base import PUBLISHED_CHANNEL
+
+if TYPE_CHECKING:
+    from aggregator.store.base import StoreBase
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +59,10 @@ ANSWER_SECONDS = 10.0
 class Lease:
     """The scheduler's lease: `acquire` tries once, `held` confirms it, `release` lets go."""
 
+    #: called at once when the lease is found lost between looks (its PostgreSQL session
+    #: ended), so its holder need not wait for its next `held` to stop (lease.Candidate)
+    on_lost: Callable[[], None] | None = None
+
     async def acquire(self) -> bool:
         raise NotImplementedError
 
@@ -56,14 +73,20 @@ class Lease:
         raise NotImplementedError
 
     @contextlib.asynccontextmanager
-    async def turn(self) -> AsyncIterator[bool]:
+    async def turn(self, store: StoreBase | None = None) -> AsyncIterator[bool]:
         """The lease for a moment, if it is free (whether it was): for work that only the
-        holder may do, done once by a process that does not schedule."""
+        holder may do, done once by a process that does not schedule. With `store`, its
+        writes of that work are fenced as a scheduler's are: a token taken with the lease,
+        and after the turn none that matches."""
         ours = await self.acquire()
         try:
+            if ours and store is not None:
+                await store.take_fence()
             yield ours
         finally:
             if ours:
+                if store is not None:
+                    store.depose()
                 await self.release()
 
 
@@ -74,7 +97,7 @@ def lease_for(database_url: str, lease_seconds: float) -> Lease:
     path = url.database
     if not path or path == ":memory:":
         return _OwnLease()  # one process's own database: no other process can fetch into it
-    return FileLease(Path(f"{path}.scheduler.lock"))
+    return FileLease(Path(path))
 
 
 def asyncpg_dsn(database_url: str) -> str:
@@ -107,6 +130,7 @@ class PostgresLease(Lease):
         try:
             if self._conn is None or self._conn.is_closed():
                 self._conn = await self._connect()
+                self._conn.add_termination_listener(self._ended)
             return bool(
                 await self._conn.fetchval(
                     "SELECT pg_try_advisory_lock($1)", LOCK_KEY, timeout=self._timeout
@@ -142,6 +166,12 @@ class PostgresLease(Lease):
                 )
         await self._drop()
 
+    def _ended(self, conn: asyncpg.Connection) -> None:
+        """The session of the lease ended (terminated, the server gone, the network cut):
+        its lock with it. Not when we ended it (_drop forgets it first)."""
+        if conn is self._conn and self.on_lost is not None:
+            self.on_lost()
+
     @property
     def _timeout(self) -> float:
         return min(ANSWER_SECONDS, self.lease_seconds / 3)
@@ -153,33 +183,71 @@ class PostgresLease(Lease):
 
 
 class FileLease(Lease):
+    """An exclusive `flock` on the SQLite database file `path`.
+
+    On Linux flock and SQLite's own locks (POSIX fcntl byte ranges) are independent, so
+    SQLite reads and writes as usual while it is held (on a local file system, which
+    SQLite's WAL needs anyway: NFS makes flock a POSIX lock). Its descriptor is never closed, only
+    unlocked: closing any descriptor of a file lets go of every POSIX lock the process holds
+    on it, SQLite's too (a WAL connection holds a shared one as long as it is open), and a
+    process's SQLite would then be unprotected ("How To Corrupt An SQLite Database File",
+    2.2). One descriptor a lease, for the life of the process.
+    """
+
     def __init__(self, path: Path) -> None:
         self.path = path
+        #: open on the file `path` named when it was last asked for; never closed (above)
         self._fd: int | None = None
+        self._locked = False
+        #: descriptors of files that `path` named before (replaced): never closed either
+        self._former: list[int] = []
 
     async def acquire(self) -> bool:
-        if self._fd is not None:
+        if self._locked and self._names_ours():
             return True
+        await self.release()
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = self._open()
         except OSError as error:
-            log.warning("the scheduler's lock file %s: %s", self.path, error)
+            log.warning("the scheduler's lease on %s: %s", self.path, error)
             return False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            os.close(fd)
             return False
-        self._fd = fd
+        self._locked = True
         return True
 
     async def held(self) -> bool:
-        return self._fd is not None  # the kernel keeps it until we let go or end
+        """Locked, and `path` still names the file locked: one put in its place (or none)
+        is not locked by us, and another process could lock it."""
+        return self._locked and self._names_ours()
 
     async def release(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)  # closing lets go of the lock
+        if self._locked and self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)  # unlocked, not closed (see the class)
+        self._locked = False
+
+    def _open(self) -> int:
+        """The descriptor of the file `path` names now: the one kept, unless the path names
+        another file since. No O_CREAT: a database that is gone is not made anew here."""
+        if self._fd is not None:
+            if self._names_ours():
+                return self._fd
+            self._former.append(self._fd)
+            self._fd = None
+        self._fd = os.open(self.path, os.O_RDONLY)
+        return self._fd
+
+    def _names_ours(self) -> bool:
+        """`path` names the file our descriptor is open on (same device and inode)."""
+        if self._fd is None:
+            return False
+        try:
+            named, ours = os.stat(self.path), os.fstat(self._fd)
+        except OSError:
+            return False
+        return (named.st_dev, named.st_ino) == (ours.st_dev, ours.st_ino)
 
 
 class _OwnLease(Lease):

@@ -264,7 +264,7 @@ class FullMergeMixin(StoreBase):
     ) -> None:
         """Start the merge state anew: these word sets (words -> probes), word counts and
         number of occurrences; no occurrence in any event yet; no configuration."""
-        async with self._writing() as conn:
+        async with self._writing(fenced=True) as conn:
             for table in (word_index, word_sets, word_counts):
                 await conn.execute(delete(table))
             await conn.execute(delete(meta).where(meta.c.key == "merge_config"))
@@ -305,7 +305,7 @@ class FullMergeMixin(StoreBase):
         return found
 
     async def write_groups(self, kept: Mapping[str, tuple]) -> None:
-        async with self._writing() as conn:
+        async with self._writing(fenced=True) as conn:
             await _write_occurrence_state(conn, kept)
 
     async def group_ids(self, after: str, limit: int) -> list[str]:
@@ -334,7 +334,7 @@ class FullMergeMixin(StoreBase):
 
     async def finish_full_merge(self, config: str) -> None:
         """The merge state is whole: what was pending is merged; it is for `config`."""
-        async with self._writing() as conn:
+        async with self._writing(fenced=True) as conn:
             await conn.execute(delete(merge_pending))
             await _set_meta(conn, "merge_config", config)
 

@@ -93,7 +93,7 @@ class SourcesMixin(StoreBase):
         configured = list(configured)
         now = now or datetime.now(UTC)
         wanted = {s.id for s in configured}
-        async with self._writing() as conn:
+        async with self._writing(fenced=True) as conn:
             rows = {
                 r.id: r
                 for r in await conn.execute(
@@ -140,7 +140,7 @@ class SourcesMixin(StoreBase):
         and its events would stay in the outputs until the next publish.
         """
         wanted = {s.id for s in configured}
-        async with self._writing() as conn:
+        async with self._writing(fenced=True) as conn:
             stored = [r.id for r in await conn.execute(select(sources.c.id))]
             gone = sorted(i for i in stored if i not in wanted)
             return await _delete_sources(conn, gone) if gone else {}
@@ -185,13 +185,15 @@ class SourcesMixin(StoreBase):
 
         Every attempt is kept, whatever its outcome (prune_history forgets old ones). Only a
         snapshot replaces the source's occurrences; a failure or a held drop changes none.
+        Like every write of the scheduler's work here, fenced (base._writing): a leader that
+        lost the scheduler's lease writes none of it (Deposed).
         """
         snapshot = intent.snapshot
         rows = await asyncio.to_thread(_occurrence_rows, snapshot) if snapshot else []
         source = sources.c.id == intent.source_id
         # a snapshot waits for a publish in progress (it merges what changed until then)
         turn = self.merge_turn if snapshot is not None else contextlib.nullcontext()
-        async with turn, self._writing() as conn:
+        async with turn, self._writing(fenced=True) as conn:
             await conn.execute(insert(fetches).values(**_fetch_row(intent)))
             await conn.execute(update(sources).where(source).values(**_source_values(intent)))
             if snapshot is not None:
@@ -234,7 +236,7 @@ class SourcesMixin(StoreBase):
         replaces them all."""
         if not warnings:
             return
-        async with self._writing() as conn:
+        async with self._writing(fenced=True) as conn:
             current = await conn.scalar(select(sources.c.warnings).where(sources.c.id == source_id))
             if current is None:
                 return
@@ -249,7 +251,7 @@ class SourcesMixin(StoreBase):
         """Forget fetch attempts older than 30 days, and sources taken out of the
         configuration and events unpublished more than `removed_source_days` ago."""
         cutoff = now - timedelta(days=removed_source_days)
-        async with self._writing() as conn:
+        async with self._writing(fenced=True) as conn:
             await conn.execute(delete(fetches).where(fetches.c.at < now - FETCH_HISTORY))
             expired = [
                 r.id
