@@ -173,7 +173,7 @@ async def _schedule_lifecycle(app: web.Application) -> AsyncIterator[None]:
         return await _scheduling(app, fetcher, lambda: None)
 
     lease = lease_for(settings.database_url, settings.scheduler.lease_seconds)
-    app[CANDIDATE] = Candidate(lease, settings.scheduler.lease_seconds, lead)
+    app[CANDIDATE] = Candidate(lease, settings.scheduler.lease_seconds, lead, store=app[STORE])
     await app[CANDIDATE].try_lead()
     app[CANDIDATE].run()
     yield
@@ -289,7 +289,7 @@ async def _lifecycle(
     fetcher = Fetcher(session, settings.limits) if scheduler else None
     lease = lease_for(settings.database_url, settings.scheduler.lease_seconds)
     app[CANDIDATE] = Candidate(
-        lease, settings.scheduler.lease_seconds, partial(_lead, app, fetcher)
+        lease, settings.scheduler.lease_seconds, partial(_lead, app, fetcher), store=app[STORE]
     )
     # the page shows what is coming from now: the folder is written again at the turn of
     # every hour (by one of the processes sharing it; the others find it written)
@@ -341,7 +341,7 @@ async def _catch_up(app: web.Application, scheduler: bool) -> None:
     else:
         # a process that only serves does what is owed when no scheduler holds the lease
         # (one machine, one process): never beside a scheduler, which does it
-        async with candidate.lease.turn() as ours:
+        async with candidate.lease.turn(app[STORE]) as ours:
             if ours:
                 await _owed(app)
     await app[WRITER].request()  # when the folder is not of the data and the hour
