@@ -20,6 +20,12 @@ from aggregator.normalise import instant
 
 #: the longest window a query may ask for, in days (ten years)
 MAX_DAYS = 3660
+#: the first and last day a window may hold, and the years a cursor may name: nobody's
+#: calendar reaches outside them, and inside them no midnight in any zone, no `days=` added
+#: and no conversion to UTC overflows Python's datetime (years 1 to 9999), so a visitor's
+#: date is a 400 in words, never a 500 from an OverflowError
+EARLIEST = date(1900, 1, 1)
+LATEST = date(2999, 12, 31)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: the window's parameters, in the order of a canonical query
 PARAMETERS = ("from", "to", "days")
@@ -54,7 +60,8 @@ def asked_window(query: MultiMapping[str], today: date, tz: tzinfo) -> Window | 
 
     `days=N` is N days from `from` (today when not given); `to` is the last day in the
     window. Raises ValueError, naming the parameter, on a value that is not a date or a
-    number, an end before the start, or a window longer than MAX_DAYS."""
+    number, a day outside EARLIEST to LATEST (also the last day `days=` reaches), an end
+    before the start, or a window longer than MAX_DAYS."""
     given = {name: query.get(name, "").strip() for name in PARAMETERS}
     if not any(given.values()):
         return None
@@ -70,7 +77,12 @@ def asked_window(query: MultiMapping[str], today: date, tz: tzinfo) -> Window | 
         if not 1 <= days <= MAX_DAYS:
             raise ValueError(f"days={days}: give 1 to {MAX_DAYS} days")
         first = first or today
-        last = first + timedelta(days=days - 1)
+        last = first + timedelta(days=days - 1)  # no overflow: first <= LATEST, days small
+        if last > LATEST:
+            raise ValueError(
+                f"days={days}: from={first} the window would end after {LATEST}, "
+                "the last day a window may hold"
+            )
     if first is not None and last is not None:
         if last < first:
             raise ValueError(f"to={last} is before from={first}")
@@ -84,9 +96,12 @@ def asked_window(query: MultiMapping[str], today: date, tz: tzinfo) -> Window | 
 
 def _day(text: str, name: str) -> date:
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise ValueError(f"{name}={text!r}: give a date as YYYY-MM-DD") from None
+    if not EARLIEST <= day <= LATEST:
+        raise ValueError(f"{name}={text!r}: give a date from {EARLIEST} to {LATEST}")
+    return day
 
 
 def _midnight(day: date, tz: tzinfo) -> datetime:
@@ -111,13 +126,19 @@ def encode_cursor(start: date | datetime, event_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """The (start, id) a cursor names; ValueError when it is not one of ours."""
+    """The (start, id) a cursor names; ValueError when it is not one of ours: one whose
+    start lies outside the years EARLIEST to LATEST (far outside them, its number would
+    overflow a datetime) is not."""
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
         micros, event_id = text.split("|", 1)
         moment = _EPOCH + timedelta(microseconds=int(micros))
     except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
         raise ValueError(f"cursor={cursor[:80]!r}: not a cursor this server gave") from None
-    if not event_id or len(event_id) > 64:
+    if not event_id or len(event_id) > 64 or not _FIRST <= moment < _AFTER_LAST:
         raise ValueError(f"cursor={cursor[:80]!r}: not a cursor this server gave")
     return moment, event_id
+
+
+_FIRST = datetime.combine(EARLIEST, time(), UTC)
+_AFTER_LAST = datetime.combine(LATEST + timedelta(days=1), time(), UTC)
