@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 import shlex
 import shutil
@@ -37,9 +38,40 @@ APP = sorted(name for name, service in SERVICES.items() if "build" in service)
 # -- reading the files -------------------------------------------------------------------
 
 
-def interpolated(text: str) -> str:
-    """`${NAME:-default}` as compose reads it with NAME unset: the default."""
-    return re.sub(r"\$\{\w+(?::?[-?]([^}]*))?\}", lambda m: m.group(1) or "", text)
+#: compose's variables: ${NAME}, ${NAME-default}, ${NAME:-default}, ${NAME?error},
+#: ${NAME:?error} (https://docs.docker.com/reference/compose-file/interpolation/)
+VARIABLE = re.compile(r"\$\{(\w+)(?:(:?)([-?])([^}]*))?\}")
+#: what the tests set before compose reads the file, as an operator's .env does
+ENV = {"POSTGRES_PASSWORD": "s3cret-from-env"}
+
+
+class Unset(Exception):  # noqa: N818
+    """A variable that compose requires (${NAME:?error}) is not set: compose stops here."""
+
+
+def interpolated(text: str, env: dict[str, str] = ENV) -> str:
+    """`text` as compose reads it with the variables of `env`: a default where one is unset
+    (or empty, with `:-`); Unset with the file's words where one required is."""
+
+    def value(m: re.Match) -> str:
+        name, colon, kind, words = m.groups()
+        given = env.get(name)
+        if given is not None and (given or not colon):
+            return given
+        if kind == "?":
+            raise Unset(f"{name}: {words}")
+        return words or ""
+
+    return VARIABLE.sub(value, text)
+
+
+def variables(value) -> list[re.Match]:
+    """Every ${...} anywhere in a part of the file."""
+    if isinstance(value, dict):
+        return [m for v in value.values() for m in variables(v)]
+    if isinstance(value, list):
+        return [m for v in value for m in variables(v)]
+    return list(VARIABLE.finditer(value)) if isinstance(value, str) else []
 
 
 def dockerfile_cmd() -> list[str]:
@@ -208,6 +240,40 @@ def test_every_app_service_reads_the_same_postgresql_database(name: str) -> None
     assert environment(name) == environment(APP[0]), "one configuration for every process"
 
 
+def test_no_password_has_a_default_and_every_use_requires_it() -> None:
+    uses = [m for m in variables(COMPOSE) if m[1] == "POSTGRES_PASSWORD"]
+    assert len(uses) >= 2, "the database's and the app's"  # both sides, one value
+    for use in uses:
+        assert (use[2], use[3]) == (":", "?"), f"{use[0]} must be ${{POSTGRES_PASSWORD:?...}}"
+        assert "POSTGRES_PASSWORD" in use[4], "the error names what to set"
+    # nothing else gives one either: no variable with a default in a URL's password, and no
+    # password written into the file
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    assert "change-me" not in text
+    for name in APP:
+        # read before interpolation: the error's words hold a "?", which ends a URL's host
+        password = re.fullmatch(
+            r"postgresql://\w+:(.*)@db/\w+", environment(name)["AGGREGATOR_DATABASE_URL"]
+        )[1]
+        assert VARIABLE.fullmatch(password)[1] == "POSTGRES_PASSWORD", name
+
+
+@pytest.mark.parametrize("unset", [{}, {"POSTGRES_PASSWORD": ""}], ids=["unset", "empty"])
+def test_compose_refuses_to_start_without_a_password(unset) -> None:
+    with pytest.raises(Unset, match="POSTGRES_PASSWORD"):
+        interpolated(SERVICES["db"]["environment"]["POSTGRES_PASSWORD"], unset)
+    for name in APP:
+        with pytest.raises(Unset, match="POSTGRES_PASSWORD"):
+            interpolated(environment(name)["AGGREGATOR_DATABASE_URL"], unset)
+
+
+def test_the_readme_says_to_set_the_password_before_the_first_start() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    compose = readme[readme.index("**With Docker Compose.**") :]
+    assert "POSTGRES_PASSWORD=" in compose[:2000]
+    assert "refuses to start" in compose[:2000]
+
+
 def test_every_aggregator_variable_set_is_one_the_app_reads() -> None:
     read = set(re.findall(r"AGGREGATOR_[A-Z_]+", Path(config.__file__).read_text()))
     for name in APP:
@@ -274,15 +340,22 @@ def test_docker_compose_reads_the_file_where_it_is_installed() -> None:
         tool = ["docker-compose"]
     else:
         return  # no Docker here: the checks above and the other tests are what is checked
-    done = subprocess.run(
-        [*tool, "-f", str(COMPOSE_FILE), "config", "-q"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+
+    def config(env: dict[str, str]) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*tool, "-f", str(COMPOSE_FILE), "config", "-q"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env={k: v for k, v in os.environ.items() if k != "POSTGRES_PASSWORD"} | env,
+        )
+
+    done = config(ENV)
     assert done.returncode == 0, done.stderr
+    refused = config({})
+    assert refused.returncode != 0 and "POSTGRES_PASSWORD" in refused.stderr
 
 
 def _runs(words: list[str]) -> bool:
