@@ -1,5 +1,10 @@
-"""The command line: serve, refresh, check, export, migrate, prune. Every command takes
---config."""
+"""The command line: serve, schedule, refresh, check, export, migrate, copy, prune. Every
+command takes --config.
+
+What a command needs and cannot have (the database unreachable or unopenable, another
+application's, the published folder unwritable) is one line on stderr naming what and where,
+a database's URL without its password, and exit code 1: checked before a server starts, and
+whatever a database, its driver or a file raises later is said the same way."""
 
 from __future__ import annotations
 
@@ -9,11 +14,16 @@ import json
 import logging
 import shutil
 import signal
+import sqlite3
 import sys
+import tempfile
 import threading
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from aggregator import __version__
 from aggregator.config import load_config, normalise_database_url
@@ -31,7 +41,24 @@ from aggregator.model import (
 from aggregator.normalise import iso
 from aggregator.publish import publish
 from aggregator.refresh import SourceReport, refresh_all
-from aggregator.store import Store
+from aggregator.store import ForeignDatabase, Store, said, shown
+
+
+class Unavailable(Exception):  # noqa: N818  (said to the operator, like ConfigError)
+    """What a command needs cannot be had: the database or a folder. The words name what
+    and where in one line, a database's URL without its password."""
+
+
+#: what a database, its driver or the file system raises when what a command needs is not
+#: there or goes away: said in one line, never as a traceback (asyncpg's own errors, which
+#: SQLAlchemy does not always wrap, are told by their module: importing asyncpg here would
+#: cost every SQLite command its import)
+FAULTS = (SQLAlchemyError, OSError, sqlite3.Error, ForeignDatabase)
+
+
+def is_fault(error: BaseException) -> bool:
+    """Whether `error` is a database's, its driver's or the file system's (not a bug)."""
+    return isinstance(error, FAULTS) or type(error).__module__.split(".")[0] == "asyncpg"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,8 +79,27 @@ def main(argv: list[str] | None = None) -> int:
     except RemovalRefused as e:
         print(f"refused: {e}", file=sys.stderr)
         return 2
+    except Unavailable as e:
+        print(f"aggregator {args.command}: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as e:
+        if not is_fault(e):
+            raise  # a bug: its traceback is what a report needs
+        # after the start: the database went away, a disk filled up
+        words = said(e, *_urls(args))
+        print(f"aggregator {args.command}: {type(e).__name__}: {words}", file=sys.stderr)
+        return 1
+
+
+def _urls(args) -> list[str]:
+    """The database URLs a command was given: their passwords are kept out of what it says."""
+    urls = [getattr(args, "to", None)]
+    settings = getattr(args, "settings", None)
+    if settings is not None:
+        urls.append(settings.database_url)
+    return [url for url in urls if url]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,25 +206,91 @@ def _settings(args) -> Settings:
     settings = load_config(args.config)
     if getattr(args, "allow_removals", False):
         settings = replace(settings, allow_removals=True)
+    args.settings = settings  # for main(): the password to keep out of what it prints
     return settings
+
+
+async def open_store(settings: Settings) -> Store:
+    """The store, migrated; Unavailable, naming the database and why, when it cannot be
+    opened or is another application's."""
+    url = settings.database_url
+    _sqlite_folder(url)
+    try:
+        return await Store.open(url)
+    except ForeignDatabase as e:
+        raise Unavailable(f"the database {shown(url)} is not this aggregator's: {e}") from e
+    except Exception as e:
+        if not is_fault(e):
+            raise
+        raise Unavailable(f"cannot open the database {shown(url)}: {said(e, url)}") from e
+
+
+def _sqlite_folder(url: str) -> None:
+    """A SQLite file's folder must be there (SQLite's own words would be "unable to open
+    database file", for a missing folder and for much else)."""
+    try:
+        address = make_url(url)
+    except (ArgumentError, ValueError):
+        return  # Store.open says why
+    path = address.database
+    if address.get_backend_name() != "sqlite" or not path or path == ":memory:":
+        return
+    if Path(path).is_dir():
+        raise Unavailable(f"cannot open the database {shown(url)}: {path} is a folder")
+    folder = Path(path).parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise Unavailable(f"cannot open the database {shown(url)}: its folder {folder} {what}")
+
+
+def writable_folder(folder: Path, what: str = "the published folder") -> None:
+    """Make `folder` if it is missing and write a file in it; Unavailable, naming it and
+    why, when either fails (a path through a file, a read-only disk, no permission)."""
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise Unavailable(f"cannot write {what} {folder}: it is a file, not a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise Unavailable(f"cannot write {what} {folder}: {e.strerror or e}") from e
+
+
+def _ready(settings: Settings, *, folder: bool) -> None:
+    """Before a server starts: the store opens (and is migrated), and with `folder` the
+    published folder can be written. A server opens both in its application's lifecycle,
+    where a failure would be aiohttp's traceback."""
+
+    async def check() -> None:
+        store = await open_store(settings)
+        await store.close()
+
+    asyncio.run(check())
+    if folder and settings.outputs.folder is not None:
+        writable_folder(settings.outputs.folder)
 
 
 def cmd_serve(args) -> int:
     from aggregator.web import serve  # noqa: PLC0415  (each command loads what it uses)
 
-    serve(_settings(args), args.host, args.port, scheduler=not args.no_scheduler)
+    settings = _settings(args)
+    _ready(settings, folder=True)
+    serve(settings, args.host, args.port, scheduler=not args.no_scheduler)
     return 0
 
 
 def cmd_schedule(args) -> int:
     from aggregator.web import schedule  # noqa: PLC0415
 
-    schedule(_settings(args), args.host, args.port)
+    settings = _settings(args)
+    _ready(settings, folder=False)  # the scheduler publishes into the store, not the folder
+    schedule(settings, args.host, args.port)
     return 0
 
 
 def cmd_copy(args) -> int:
-    return asyncio.run(copy_command(load_config(args.config), args.to))
+    args.settings = load_config(args.config)
+    return asyncio.run(copy_command(args.settings, args.to))
 
 
 async def copy_command(settings: Settings, to_url: str) -> int:
@@ -219,7 +331,7 @@ async def _refresh(
     """Refresh every source (or the `chosen`) once with a progress line per source, publish,
     and say how it went; exit 1 when every source read failed."""
     stop = _stop_on_sigterm(settings)
-    store = await Store.open(settings.database_url)
+    store = await open_store(settings)
     sources = chosen or list(settings.sources)
     progress = Progress(len(sources), sys.stdout)
     try:
@@ -345,11 +457,11 @@ def cmd_migrate(args) -> int:
     settings = _settings(args)
 
     async def run() -> None:
-        store = await Store.open(settings.database_url)
+        store = await open_store(settings)
         await store.close()
 
     asyncio.run(run())
-    print(f"database at {settings.database_url} is up to date")
+    print(f"database at {shown(settings.database_url)} is up to date")
     return 0
 
 
@@ -360,7 +472,7 @@ def cmd_prune(args) -> int:
     now = datetime.now(UTC)
 
     async def run() -> dict[str, dict]:
-        store = await Store.open(settings.database_url)
+        store = await open_store(settings)
         try:
             await store.sync_sources(
                 settings.sources, now=now, allow_removals=settings.allow_removals
@@ -386,11 +498,14 @@ def cmd_export(args) -> int:
     """Copy the published folder (written first when it is not of this data), and with
     --events every published event's page, JSON and .ics, for a static host."""
     settings = _settings(args)
+    if settings.outputs.folder is not None:
+        writable_folder(settings.outputs.folder)
+    writable_folder(args.out, "the folder of --out")
 
     async def run() -> list[Path]:
         from aggregator.published import Folder, write_event_files  # noqa: PLC0415
 
-        store = await Store.open(settings.database_url)
+        store = await open_store(settings)
         try:
             now = args.now or datetime.now(UTC)
             # written when stale (`refresh` does not write it: a serving process sees the

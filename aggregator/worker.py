@@ -14,6 +14,10 @@ next read gets a fresh one. Nothing here knows about feeds: `read` is any pickla
 
 Like every multiprocessing pool, a new worker imports the program's `__main__` module: a
 script that reads feeds keeps its own work under `if __name__ == "__main__":`.
+
+The workers end before the program does (at exit, or when asked: `shutdown`), and none
+starts while they are being stopped: see `_stop_pool` for why pebble's own stop is not
+enough.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import CancelledError as FutureCancelled
+from concurrent.futures import Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
@@ -146,20 +151,31 @@ class Workers:
     def __init__(self, processes: int | None = None) -> None:
         self.processes = processes or max(2, os.cpu_count() or 2)
         self._pool: pebble.ProcessPool | None = None
+        #: held while a read is handed to the pool and while the pool starts or stops:
+        #: no worker starts while the pool stops
         self._lock = threading.Lock()
+        #: closed for good (the program exits): a read after it starts no worker
+        self._final = False
+        #: the reads handed to the pool and not done: a stop ends them (pebble's leaves
+        #: them waiting for ever)
+        self._pending: set[Future] = set()
 
     def _started(self) -> pebble.ProcessPool:
-        with self._lock:
-            if self._pool is None or not self._pool.active:
-                context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload(_PRELOAD)
-                self._pool = pebble.ProcessPool(
-                    max_workers=self.processes,
-                    max_tasks=_TASKS_PER_WORKER,
-                    initializer=_start_worker,
-                    context=context,
-                )
-            return self._pool
+        """The pool, started if it is not (with self._lock held)."""
+        if self._final:
+            raise BrokenProcessPool("the worker processes were shut down: the program exits")
+        if self._pool is None or not self._pool.active:
+            if self._pool is not None:  # broken (a worker died between reads): its
+                self._stop()  # workers end before a new pool's start
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(_PRELOAD)
+            self._pool = pebble.ProcessPool(
+                max_workers=self.processes,
+                max_tasks=_TASKS_PER_WORKER,
+                initializer=_start_worker,
+                context=context,
+            )
+        return self._pool
 
     async def parse(
         self, read: Callable[[], T], *, url: str, limits: Limits, what: str = "the feed"
@@ -170,9 +186,12 @@ class Workers:
         raises come back as they are.
         """
         seconds, memory = limits.parse_seconds, limits.parse_memory
-        # in a thread: the first read starts the pool, and a read after a worker was
-        # stopped starts its replacement; both wait on the fork server
-        future = await asyncio.to_thread(self._schedule, read, seconds, memory)
+        try:
+            # in a thread: the first read starts the pool, and a read after a worker was
+            # stopped starts its replacement; both wait on the fork server
+            future = await asyncio.to_thread(self._schedule, read, seconds, memory)
+        except BrokenProcessPool:  # shut down for good: the program exits
+            raise ParseError(url, _over_budget("died", what, seconds, memory)) from None
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
@@ -193,18 +212,54 @@ class Workers:
         except MemoryError:  # the result was too large to send back
             raise ParseError(url, _over_budget("memory", what, seconds, memory)) from None
 
-    def _schedule(self, read: Callable[[], T], seconds: float, memory: int):
-        # the wall clock is the last resort, for a worker that neither computes nor returns
-        return self._started().schedule(
-            _run, args=(read, seconds, memory), timeout=seconds * 3 + 30
-        )
-
-    def close(self) -> None:
+    def _schedule(self, read: Callable[[], T], seconds: float, memory: int) -> Future:
         with self._lock:
-            if self._pool is not None:
-                self._pool.stop()
-                self._pool.join(timeout=5)
-                self._pool = None
+            # the wall clock is the last resort, for a worker that neither computes nor
+            # returns
+            future = self._started().schedule(
+                _run, args=(read, seconds, memory), timeout=seconds * 3 + 30
+            )
+            self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
+        return future
+
+    def close(self, *, final: bool = False) -> None:
+        """Stop the worker processes and wait for them to end; the next read starts new
+        ones, unless `final` (the program exits)."""
+        with self._lock:
+            self._final = self._final or final
+            self._stop()
+
+    def _stop(self) -> None:
+        """Stop the pool (with self._lock held); the reads it had not done end as if their
+        worker had died."""
+        if self._pool is not None:
+            _stop_pool(self._pool)
+            self._pool = None
+        for future in list(self._pending):
+            with contextlib.suppress(InvalidStateError):  # done meanwhile
+                future.set_exception(BrokenProcessPool("the worker processes were stopped"))
+
+
+def _stop_pool(pool: pebble.ProcessPool) -> None:
+    """Stop the pool: first its manager (which starts a worker in place of one that ended),
+    then every worker, waited for, and only then the channels to them.
+
+    pebble's own stop (pool.stop(); pool.join()) closes the channels first, and closing
+    one unlinks the named semaphores of its locks (pebble.pool.channel ChannelMutex.unlink).
+    A worker still starting, unpickling those locks in its fork of the fork server, then
+    fails (SemLock._rebuild: FileNotFoundError) and prints a traceback to the program's
+    stderr: about one `aggregator refresh` in 60 ended so, because the refresh was done
+    before its second worker had started. The workers are reached through pebble 5's
+    internals, checked here: without them, pebble's own stop (tests/test_worker_shutdown.py
+    fails then)."""
+    pool.stop()  # its loops end at their next turn; the manager's may start one worker more
+    manager_loop = getattr(pool, "_pool_manager_loop", None)
+    workers = getattr(getattr(pool, "_pool_manager", None), "worker_manager", None)
+    if manager_loop is not None and hasattr(workers, "force_stop_workers"):
+        manager_loop.join()  # no worker starts after this
+        workers.force_stop_workers()  # SIGTERM, then SIGKILL after 3 s; each waited for
+    pool.join()
 
 
 def _over_budget(kind: str, what: str, seconds: float, memory: int) -> Problem:
@@ -234,10 +289,13 @@ async def parse_check(
     return await _check_workers.parse(read, url=url, limits=limits, what=what)
 
 
-def shutdown() -> None:
-    """Stop the worker processes (at exit, or when a test wants a clean slate)."""
-    _workers.close()
-    _check_workers.close()
+def shutdown(*, final: bool = False) -> None:
+    """Stop the worker processes and wait for them to end (when a test wants a clean
+    slate; `final` at exit, after which no read starts a worker again)."""
+    _workers.close(final=final)
+    _check_workers.close(final=final)
 
 
-atexit.register(shutdown)
+# before multiprocessing's own exit handler (registered earlier, so run later), which
+# unlinks the semaphores a worker still starting would need
+atexit.register(shutdown, final=True)

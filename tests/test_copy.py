@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -319,3 +322,115 @@ async def test_a_target_that_cannot_be_opened_is_named(tmp_path, postgres_server
 
     err = capsys.readouterr().err
     assert "cannot open the target database" in err and "no_such_database" in err
+
+
+# -- another application's database (issue 25) -------------------------------------------
+
+
+@pytest.fixture
+def foreign(tmp_path, postgres_server):
+    """Another application's database, SQLite or PostgreSQL: its tables (one row in each),
+    and with `revision` Alembic's table at a revision that is not ours."""
+    made: list[str] = []
+
+    async def make(kind: str, revision: str | None) -> tuple[str, Callable]:
+        statements = ["CREATE TABLE invoices (id INTEGER PRIMARY KEY, total INTEGER)"]
+        statements.append("INSERT INTO invoices VALUES (1, 250)")
+        if revision:
+            statements.append("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+            statements.append(f"INSERT INTO alembic_version VALUES ('{revision}')")
+        if kind == "sqlite":
+            path = tmp_path / "theirs.db"
+            with sqlite3.connect(path) as conn:
+                for statement in statements:
+                    conn.execute(statement)
+            conn.close()
+            return f"sqlite:///{path}", partial(_sqlite_tables, path)
+        name = postgres_server.create_database("theirs")
+        made.append(name)
+        conn = await postgres_server.connect(name)
+        try:
+            for statement in statements:
+                await conn.execute(statement)
+        finally:
+            await conn.close()
+        return postgres_server.url(name, "postgresql"), partial(
+            _postgres_tables, postgres_server, name
+        )
+
+    yield make
+    for name in made:
+        postgres_server.drop_database(name)
+
+
+async def _sqlite_tables(path: Path) -> dict[str, int]:
+    with sqlite3.connect(path) as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        counts = {n: conn.execute(f"SELECT COUNT(*) FROM {n}").fetchone()[0] for n in names}
+    conn.close()
+    return counts
+
+
+async def _postgres_tables(server, name: str) -> dict[str, int]:
+    conn = await server.connect(name)
+    try:
+        names = [
+            r[0]
+            for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        ]
+        return {n: await conn.fetchval(f"SELECT COUNT(*) FROM {n}") for n in names}
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("revision", ["4f2a9c1e7b3d", None], ids=["alembic", "no-alembic"])
+async def test_another_applications_database_is_refused_in_one_line_and_left_alone(
+    kind, revision, tmp_path, foreign, capsys
+):
+    settings = await filled(tmp_path, sqlite_url(tmp_path, "source"))
+    target_url, tables = await foreign(kind, revision)
+    before = await tables()
+    capsys.readouterr()
+
+    assert await copy_command(settings, target_url) == 1
+
+    err = capsys.readouterr().err
+    assert err.startswith("copy refused:") and len(err.strip().splitlines()) == 1, err
+    assert "another application's database" in err and "invoices" in err
+    if revision:
+        assert f"Alembic revision {revision}" in err
+    assert await tables() == before
+
+
+async def test_the_command_refuses_another_applications_database_without_a_traceback(
+    tmp_path, foreign
+):
+    await filled(tmp_path, sqlite_url(tmp_path, "source"))
+    target_url, tables = await foreign("sqlite", "4f2a9c1e7b3d")
+    config = tmp_path / "sources.yaml"
+    config.write_text("network:\n  name: Kopi\n  timezone: Europe/Copenhagen\nsources: []\n")
+
+    done = subprocess.run(
+        [str(ROOT / ".venv/bin/aggregator"), "copy", "--to", target_url, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "AGGREGATOR_DATABASE_URL": f"sqlite:///{tmp_path / 'source.db'}"},
+    )
+
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith("copy refused:") and done.stderr.count("\n") == 1
+    assert set(await tables()) == {"invoices", "alembic_version"}
+
+
+async def test_a_copy_into_a_database_with_a_password_never_prints_it(tmp_path, postgres, capsys):
+    settings = await filled(tmp_path, sqlite_url(tmp_path, "source"))
+    target_url = postgres().replace("postgres@", "postgres:pw-S3cret@", 1)  # the server trusts
+
+    assert await copy_command(settings, target_url) == 0
+
+    out, err = capsys.readouterr()
+    assert "pw-S3cret" not in out + err
+    assert "postgres:***@" in out and out.splitlines()[-1].startswith("copied ")

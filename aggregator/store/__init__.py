@@ -7,11 +7,14 @@ migrations, so a database made by an older version migrates on open.
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 from pathlib import Path
+from urllib.parse import quote, unquote
 
-from sqlalchemy import event, func, inspect, select
+from sqlalchemy import event, func, inspect, make_url, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -23,22 +26,55 @@ from aggregator.store.merging import FullMergeMixin, MergingMixin
 from aggregator.store.occurrences import OccurrencesMixin
 from aggregator.store.sources import MAX_WARNINGS, SourcesMixin
 
-__all__ = ["MAX_WARNINGS", "Store"]
+__all__ = ["MAX_WARNINGS", "ForeignDatabase", "Store", "said", "shown"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+class ForeignDatabase(Exception):  # noqa: N818  (a refusal, like RemovalRefused)
+    """The database's alembic_version names a revision none of our migrations has: another
+    application's database, or a newer aggregator's. Nothing was changed in it."""
+
+
+def revisions() -> set[str]:
+    """Every migration's revision: each file is named after its own (0011_...)."""
+    return {p.name.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py")}
+
+
 def _head() -> str:
-    """The newest migration's revision: each file is named after its own (0011_...)."""
-    return max(p.name.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py"))
+    """The newest migration's revision."""
+    return max(revisions())
+
+
+def stored_revisions(connection: Connection) -> list[str] | None:
+    """The revisions in the database's alembic_version; None when it has no such table."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    rows = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+    return [str(row[0]) for row in rows]
+
+
+def foreign_revisions(connection: Connection) -> list[str]:
+    """The revisions in alembic_version that are not ours (none: ours, or no Alembic)."""
+    ours = revisions()
+    return [r for r in stored_revisions(connection) or [] if r not in ours]
 
 
 def _at_head(connection: Connection) -> bool:
     """Whether the schema is the newest already (no need to load Alembic: 0.2 s a run)."""
-    if not inspect(connection).has_table("alembic_version"):
-        return False
-    versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
-    return [tuple(v) for v in versions] == [(_head(),)]
+    return stored_revisions(connection) == [_head()]
+
+
+def _refuse_foreign(connection: Connection) -> None:
+    """Before Alembic sees it: Alembic would fail on a revision it cannot find with a
+    traceback, after taking the migration lock; this says what the database is."""
+    foreign = foreign_revisions(connection)
+    if foreign:
+        raise ForeignDatabase(
+            f"its alembic_version is {', '.join(foreign)}, a revision this aggregator's "
+            f"schema does not have (ours are {min(revisions())} to {_head()}): another "
+            "application's database, or a newer aggregator's; nothing was changed"
+        )
 
 
 #: PostgreSQL: the advisory lock that lets one process at a time migrate (several start
@@ -49,6 +85,7 @@ MIGRATION_LOCK = 0x61676772_6D696772
 def _upgrade(connection: Connection) -> None:
     if _at_head(connection):
         return
+    _refuse_foreign(connection)
     if connection.dialect.name == "postgresql":
         # held by the session until it ends; the others wait here, then find the schema at
         # its head already
@@ -160,6 +197,31 @@ class Store(
                     count.select_from(schema.events).where(schema.events.c.unpublished_at.is_(None))
                 ),
             }
+
+
+def shown(url: str) -> str:
+    """The database URL as it may be printed or logged: its password hidden (***)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):  # not a URL SQLAlchemy reads: hide what looks like one
+        return re.sub(r"(^|/)([^/@:]*):[^@/]*@", r"\1\2:***@", url)
+
+
+def said(error: BaseException, *urls: str) -> str:
+    """An error's words in one line, fit to print: the database's own words (SQLAlchemy's
+    add the statement, a batch of its rows and a link), and never a password of `urls`,
+    whatever the driver quoted."""
+    words = str(getattr(error, "orig", None) or error) or type(error).__name__
+    words = " ".join(words.split())
+    for url in urls:
+        try:
+            password = make_url(url).password
+        except (ArgumentError, ValueError):
+            password = None
+        if password:
+            for form in {password, quote(password, safe=""), unquote(password)}:
+                words = words.replace(form, "***")
+    return words[:500]
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

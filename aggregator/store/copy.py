@@ -2,7 +2,8 @@
 PostgreSQL or back, whole and checked. The source is only read (once migrated to the newest
 schema, as any start does); the target must be empty.
 
-    refuse when source and target are one database, or the target holds rows
+    refuse when source and target are one database, the target is another application's
+        (tables or an Alembic revision not ours), or holds rows
     source = Store.open(database_url)             # migrated to the newest schema
     target = Store.open(to_url)                   # made at the newest schema by Alembic
     in one read snapshot of the source and one transaction on the target:
@@ -19,6 +20,7 @@ store's column types: nothing is unpacked and packed again, and the bytes stay t
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -36,11 +38,12 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from aggregator.store import Store
+from aggregator.store import ForeignDatabase, Store, foreign_revisions, said, shown
 from aggregator.store.schema import metadata, texts
 
 #: rows read and inserted at a time: one executemany each, so memory holds one batch
@@ -54,7 +57,8 @@ class CopyError(Exception):
 
 
 class CopyRefused(CopyError):
-    """Not started: the target is the source, or holds rows. Nothing was written."""
+    """Not started: the target is the source, another application's database, or holds
+    rows. Nothing was written."""
 
 
 class CopyFailed(CopyError):
@@ -66,14 +70,14 @@ async def copy_database(
 ) -> dict[str, int]:
     """Copy every table of the source database into the empty target; the rows of each.
 
-    Raises CopyRefused when the two are one database or the target holds rows (nothing
-    written), CopyFailed when a database cannot be opened or the copy fails (the target
-    left empty)."""
-    source_shown, target_shown = _shown(source_url), _shown(target_url)
+    Raises CopyRefused when the two are one database, the target is another
+    application's or holds rows (nothing written), CopyFailed when a database cannot be
+    opened or the copy fails (the target left empty)."""
+    source_shown, target_shown = shown(source_url), shown(target_url)
     if _same_database(source_url, target_url):
         raise CopyRefused(f"{target_shown} is the source database itself")
     # before the target is opened: opening migrates, and an installation is not touched
-    await _refuse_rows_in(target_url)
+    await _refuse_what_is_in(target_url)
     source = await _open(source_url, "source")
     try:
         target = await _open(target_url, "target")
@@ -93,12 +97,15 @@ async def copy_database(
 async def _open(url: str, role: str) -> Store:
     try:
         return await Store.open(url)
-    except (SQLAlchemyError, OSError) as e:
-        raise CopyFailed(f"cannot open the {role} database {_shown(url)}: {_words(e)}") from e
+    except ForeignDatabase as e:
+        raise CopyRefused(f"the {role} database {shown(url)} is not ours: {e}") from e
+    except (SQLAlchemyError, OSError, sqlite3.Error) as e:
+        raise CopyFailed(f"cannot open the {role} database {shown(url)}: {said(e, url)}") from e
 
 
-async def _refuse_rows_in(url: str) -> None:
-    """Refuse a target that holds rows, before anything touches it (a SQLite file that is
+async def _refuse_what_is_in(url: str) -> None:
+    """Refuse a target that is another application's database (a table, or an Alembic
+    revision, not ours) or holds rows, before anything touches it (a SQLite file that is
     not there yet is empty, and is not made here)."""
     address = make_url(url)
     if address.get_backend_name() == "sqlite" and not _sqlite_file(url).exists():
@@ -106,18 +113,43 @@ async def _refuse_rows_in(url: str) -> None:
     engine = create_async_engine(url, poolclass=NullPool)
     try:
         async with engine.connect() as conn:
-            held = await _tables_with_rows(conn)
-    except (SQLAlchemyError, OSError) as e:
-        raise CopyFailed(f"cannot open the target database {_shown(url)}: {_words(e)}") from e
+            foreign = await conn.run_sync(_foreign)
+            held = [] if foreign else await _tables_with_rows(conn)
+    except (SQLAlchemyError, OSError, sqlite3.Error) as e:
+        raise CopyFailed(f"cannot open the target database {shown(url)}: {said(e, url)}") from e
     finally:
         await engine.dispose()
+    if foreign:
+        raise CopyRefused(
+            f"{shown(url)} is another application's database ({foreign}); "
+            "copy only into an empty database, never over another's"
+        )
     if held:
         raise CopyRefused(_holds_rows(url, held))
 
 
+def _foreign(conn: Connection) -> str:
+    """What says that the database is not ours: tables that are not, an Alembic revision
+    that is not ("" when neither)."""
+    ours = {table.name for table in metadata.sorted_tables} | {"alembic_version"}
+    tables = sorted(set(inspect(conn).get_table_names()) - ours)
+    revisions = foreign_revisions(conn)
+    signs = []
+    if tables:
+        signs.append(f"tables {', '.join(tables[:5])}{', ...' if len(tables) > 5 else ''}")
+    if revisions:
+        signs.append(f"Alembic revision {', '.join(revisions)}")
+    return "; ".join(signs)
+
+
+def _url(engine: AsyncEngine) -> str:
+    """The engine's URL with its password (str() hides it): to find it in words, and hide it."""
+    return engine.url.render_as_string(hide_password=False)
+
+
 def _holds_rows(url: str, held: list[str]) -> str:
     return (
-        f"{_shown(url)} already holds rows ({', '.join(held)}); "
+        f"{shown(url)} already holds rows ({', '.join(held)}); "
         "copy only into an empty database, never over an installation"
     )
 
@@ -150,10 +182,11 @@ async def _copy(
             if writing.dialect.name == "postgresql":
                 await _move_sequences(writing)
             return await _compare(reading, writing, target_shown)
-    except (SQLAlchemyError, OSError) as e:
+    except (SQLAlchemyError, OSError, sqlite3.Error) as e:
         where = f" at table {table.name}" if table is not None else ""
         raise CopyFailed(
-            f"copying into {target_shown} failed{where}, nothing was kept there: {_words(e)}"
+            f"copying into {target_shown} failed{where}, nothing was kept there: "
+            f"{said(e, *(_url(engine) for engine in (source, target)))}"
         ) from e
 
 
@@ -282,13 +315,3 @@ def _server(url) -> tuple[str, int]:
 
 def _sqlite_file(url: str) -> Path:
     return Path(make_url(url).database or "")
-
-
-def _words(error: BaseException) -> str:
-    """The database's own words: SQLAlchemy's add the statement and a batch of its rows."""
-    return str(getattr(error, "orig", None) or error)
-
-
-def _shown(url: str) -> str:
-    """The URL without its password: it goes to the terminal."""
-    return make_url(url).render_as_string(hide_password=True)
