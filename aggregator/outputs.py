@@ -188,6 +188,8 @@ class Outputs:
         self.on_behind: Callable[[], asyncio.Task[None] | None] = lambda: None
         self.catching_up: asyncio.Task[None] | None = None
         self._told: asyncio.Task[None] | None = None
+        #: set (and made anew) each time another version of the folder is served
+        self._reloaded = asyncio.Event()
 
     # the published folder
 
@@ -208,6 +210,12 @@ class Outputs:
                 log.warning("published file %s/%s: %s", current, name, error)
                 return False
         self.current, self.manifest, self._files = current, manifest, files
+        if self.catching_up is not None and manifest.get("data_version") == self._version:
+            # of the data now: nobody waits for the rest of the writer's work (after a
+            # burst of publishes it rests, then looks again)
+            self.catching_up = None
+        self._reloaded.set()
+        self._reloaded = asyncio.Event()
         return True
 
     def published(self, name: str) -> Body | None:
@@ -276,8 +284,18 @@ class Outputs:
         catching_up = self.catching_up
         if catching_up is not None and not catching_up.done():
             if body is None or body.plain.size + body.gzipped.size <= IN_MEMORY:
-                # a moment, not the half minute of a large network's write
-                await asyncio.wait([catching_up], timeout=CATCH_UP_WAIT)
+                # a moment, not the half minute of a large network's write: until the
+                # folder is of the data (a reload says so), or the writer is done
+                deadline = time.monotonic() + CATCH_UP_WAIT
+                while self.catching_up is catching_up and not catching_up.done():
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    reloaded = asyncio.ensure_future(self._reloaded.wait())
+                    await asyncio.wait(
+                        [catching_up, reloaded], timeout=left, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    reloaded.cancel()
                 self.reload()
                 body = self._files.get(name)
         return body

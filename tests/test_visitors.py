@@ -237,6 +237,7 @@ async def test_every_body_on_disk_counts_against_the_budget_those_of_before_a_pu
 ):
     size = 100_000
     outputs = outputs_for(tmp_path, disk_budget=5 * size)
+    gc.collect()
     before = held_on_disk()  # other tests' bodies, not yet collected
     data = os.urandom(size // 2 - 100)  # its gzip is as large: a body of about `size`
 
@@ -257,6 +258,7 @@ async def test_every_body_on_disk_counts_against_the_budget_those_of_before_a_pu
 
 async def test_a_render_that_would_outgrow_the_budget_fails_and_lets_go_of_its_files(tmp_path):
     outputs = outputs_for(tmp_path, disk_budget=1_000_000)
+    gc.collect()
     before = held_on_disk()  # other tests' bodies, not yet collected
 
     async def huge() -> Body:
