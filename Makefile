@@ -1,7 +1,7 @@
 # Two commands: `make run` serves the bundled demo network; `make test` runs the suite.
 # Both set everything up first (a .venv with the package, ical.js for the client tests, and
-# for `make test` only, Debian's chromium for the browser tests and postgresql for the store's
-# tests on PostgreSQL).
+# for `make test` only, Debian's chromium for the browser tests, postgresql for the store's
+# tests on PostgreSQL and nginx for the proxy's tests).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -16,8 +16,10 @@ CHROMIUM_PKGS := chromium fonts-dejavu-core
 # Debian's PostgreSQL server: the suite starts its own cluster (initdb, pg_ctl) in a temporary
 # folder and runs every store, refresh and web test on it as well as on SQLite
 POSTGRES_PKGS := postgresql
+# Debian's nginx: the suite runs deploy/nginx.conf in front of the app (tests/test_proxy.py)
+NGINX_PKGS := nginx-light
 
-.PHONY: install run test chromium postgresql lint bench fuzz translations clean
+.PHONY: install run test chromium postgresql nginx lint bench fuzz translations clean
 
 install: $(STAMP)
 
@@ -44,12 +46,19 @@ postgresql:
 	  apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(POSTGRES_PKGS) >/dev/null; }
 
+# Installed only when missing; needs root.
+nginx:
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
+	  echo "installing Debian nginx for the proxy tests"; \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(NGINX_PKGS) >/dev/null; }
+
 run: $(STAMP)
 	$(BIN)/aggregator migrate
 	-$(BIN)/aggregator refresh
 	$(BIN)/aggregator serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP) $(JS) chromium postgresql
+test: $(STAMP) $(JS) chromium postgresql nginx
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
