@@ -29,7 +29,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
@@ -37,7 +37,7 @@ from typing import BinaryIO
 
 from aggregator.model import ChangeRecord, NetworkEvent, Settings, Status
 from aggregator.render.views import network_zone
-from aggregator.responses import ATOM, HTML, ICS, JSON, BodyWriter, dumps
+from aggregator.responses import ATOM, BUDGET, HTML, ICS, JSON, BodyWriter, Held, dumps
 from aggregator.search import query_words
 from aggregator.selection import Selection
 from aggregator.store import Store
@@ -123,12 +123,15 @@ async def write_calendar(
 
     render = _Render(store, settings)
     tzids: set[str] = set()
-    with tempfile.TemporaryFile(prefix="aggregator-calendar-") as scratch:
+    # the scratch is as large as the body: it counts against the render's disk budget too
+    held = Held(BUDGET.get())
+    with tempfile.TemporaryFile(prefix="aggregator-calendar-") as scratch, _released(held):
         async for part in render.events(window, chosen):
             if cancelled == "hide":
                 part = [e for e in part if e.event.status not in _OFF]
             tzids.update(e.event.tzid for e in part if not e.event.all_day and e.event.tzid)
             data = b"".join(_vevent(e, cancelled) for e in part)
+            held.take(len(data))
             await asyncio.to_thread(scratch.write, data)
         head = calendar_header(settings.network).to_ical()
         end = b"END:VCALENDAR\r\n"
@@ -143,6 +146,15 @@ async def write_calendar(
 
 
 _OFF = (Status.CANCELLED, Status.POSTPONED)
+
+
+@contextlib.contextmanager
+def _released(held: Held) -> Iterator[None]:
+    """The held bytes given back when the block ends (its file is closed with it)."""
+    try:
+        yield
+    finally:
+        held.release()
 
 
 def _vevent(item: NetworkEvent, cancelled: str) -> bytes:

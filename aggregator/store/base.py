@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager, nullcontext
+from datetime import timedelta
 
 from sqlalchemy import ColumnElement, Integer, Text, cast, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -31,6 +32,8 @@ class StoreBase:
         #: a publish merges what changed since the last one: no snapshot of this process
         #: is written while it reads the changes and writes what it made of them
         self.merge_turn = asyncio.Lock()
+        #: (data version, the longest published event's length): events._longest
+        self._longest_known: tuple[int, timedelta] | None = None
         #: the fencing token of the scheduler's work this process does: the lease's epoch
         #: when it took the lease (take_fence), DEPOSED once it let go; None: unfenced (the
         #: command line's `refresh`, tools and tests that never lead)
