@@ -20,6 +20,7 @@ import gzip
 import hashlib
 import json
 import os
+import socket
 import tempfile
 import time
 import weakref
@@ -28,9 +29,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import BinaryIO
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.helpers import must_be_empty_body
+from multidict import CIMultiDict
 
 from aggregator.render.html import STYLE_HASH
 
@@ -64,6 +66,8 @@ CHUNK = 256 * 1024
 #: a file goes out with sendfile this much at a time, each piece within the send timeout: a
 #: client must take 4 MiB a minute (70 KB/s) or be let go
 SEND_PIECE = 4 * 1024 * 1024
+#: Linux's TCP_CORK (0 elsewhere: _cork does nothing)
+TCP_CORK = getattr(socket, "TCP_CORK", 0)
 #: seconds a client may take no bytes of an answer before its connection is let go
 SEND_TIMEOUT = 60.0
 #: the application's own (outputs.send_timeout), read by answer() for a file's pieces
@@ -288,6 +292,13 @@ class Body:
         """The gzipped bytes' own strong ETag."""
         return self.etag[:-1] + '-gz"'
 
+    @cached_property
+    def not_modified(self) -> dict[tuple, tuple[Mapping[str, str] | None, CIMultiDict[str]]]:
+        """answer()'s 304 headers, by its arguments (gzip, cors, max_age, policy, id of
+        extra): the same for every 304 of this body, made once (with the `extra` they were
+        made with: an id is another's once its object is gone)."""
+        return {}
+
     @property
     def large(self) -> bool:
         """Kept in a file (over IN_MEMORY): a large network's calendar, seconds to render."""
@@ -308,7 +319,14 @@ def _read(payload: Payload) -> bytes:
 class SentFile(web.StreamResponse):
     """A kept body's payload from its file, with sendfile (see the module's docstring), a
     piece at a time: a client that takes no piece within `timeout` seconds is let go (its
-    connection aborted), and with it the file it held."""
+    connection aborted), and with it the file it held.
+
+    What the socket takes at once goes first, from here (`sent_now`), corked with the
+    headers (TCP_CORK: one segment, not a small one for the headers first); asyncio's
+    sendfile only sends the rest. Each of its calls pauses the connection's reading and
+    resumes it, waits for the transport to be empty, and registers and unregisters a
+    writer: with a timeout's task per piece, a gzipped calendar of 300 KB went at 0.42x the
+    speed of a bare aiohttp handler writing it from memory, and one of 5.6 MB at 0.78x."""
 
     def __init__(
         self, payload: Payload, headers: dict[str, str], timeout: float = SEND_TIMEOUT
@@ -321,36 +339,95 @@ class SentFile(web.StreamResponse):
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         if self.prepared:
             return await super().prepare(request)
-        writer = await super().prepare(request)  # a StreamResponse sends its headers at once
-        if writer is None or must_be_empty_body(request.method, self.status):
-            return writer
         payload, transport = self.payload, request.transport
-        if transport is None:
-            raise ConnectionResetError("Connection lost")
         loop = asyncio.get_running_loop()
+        # asyncio's own loop (one whose sendfile was replaced sends files its way), a socket
+        # in clear (TLS: its socket takes no clear text)
+        native = getattr(loop.sendfile, "__func__", None) is asyncio.BaseEventLoop.sendfile
+        sock = _clear_socket(transport) if native else None
+        if sock is not None:
+            _cork(sock, True)
+        try:
+            writer = await super().prepare(request)  # a StreamResponse sends its headers now
+            if writer is None or must_be_empty_body(request.method, self.status):
+                return writer
+            if transport is None:
+                raise ConnectionResetError("Connection lost")
+            first = payload.offset
+            if sock is not None:
+                first += sent_now(transport, sock, payload.file.fd, first, payload.size)
+        finally:
+            if sock is not None:
+                _cork(sock, False)
         end = payload.offset + payload.size
+        sent = first - payload.offset  # with sendfile: aiohttp's writer counts none of them
         try:
             try:
-                for start in range(payload.offset, end, SEND_PIECE):
+                for start in range(first, end, SEND_PIECE):
                     size = min(SEND_PIECE, end - start)
-                    await asyncio.wait_for(
-                        loop.sendfile(transport, payload.file.file, start, size),
-                        self.timeout,
-                    )
+                    async with asyncio.timeout(self.timeout):  # no task, unlike wait_for
+                        sent += await loop.sendfile(transport, payload.file.file, start, size)
             except NotImplementedError:  # no sendfile on this transport (TLS)
                 fd = payload.file.fd
-                for start in range(payload.offset, end, CHUNK):
+                for start in range(first, end, CHUNK):
                     size = min(CHUNK, end - start)
                     # pread: many responses read one file, none moves a shared position
                     chunk = await asyncio.to_thread(os.pread, fd, size, start)
-                    await asyncio.wait_for(writer.write(chunk), self.timeout)
-            await asyncio.wait_for(super().write_eof(), self.timeout)
+                    async with asyncio.timeout(self.timeout):
+                        await writer.write(chunk)
+            if transport.get_write_buffer_size():
+                async with asyncio.timeout(self.timeout):
+                    await super().write_eof()
+            else:  # nothing waits to be sent: no timer to set and cancel
+                await super().write_eof()
+            self._body_length += sent  # body_length (the access log's bytes): its body too
         except TimeoutError:
             transport.abort()
             raise ConnectionResetError(
                 f"the client took no bytes in {self.timeout:.0f} s: let go"
             ) from None
         return writer
+
+
+def _clear_socket(transport: asyncio.BaseTransport | None) -> socket.socket | None:
+    """The connection's socket when it carries clear text (not TLS), else None."""
+    if transport is None or transport.get_extra_info("sslcontext") is not None:
+        return None
+    if transport.get_extra_info("ssl_object") is not None:
+        return None
+    return transport.get_extra_info("socket")
+
+
+def _cork(sock: socket.socket, on: bool) -> None:
+    """TCP_CORK on (hold what is written until a full segment) or off (send it now)."""
+    if not TCP_CORK:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, TCP_CORK, on)
+    except OSError:
+        pass  # gone, or not TCP: nothing to hold
+
+
+def sent_now(
+    transport: asyncio.BaseTransport, sock: socket.socket, fd: int, offset: int, count: int
+) -> int:
+    """Bytes of the file `fd` (`count` from `offset`) that the connection's socket (clear
+    text) takes at once, sent with sendfile from here, never waiting; 0 when the transport
+    has bytes of its own waiting or is closing. asyncio's sendfile sends the rest."""
+    if transport.is_closing() or transport.get_write_buffer_size():
+        return 0
+    sent = 0
+    try:
+        while sent < count:
+            n = os.sendfile(sock.fileno(), fd, offset + sent, count - sent)
+            if n == 0:
+                break
+            sent += n
+    except (BlockingIOError, InterruptedError):
+        pass  # the socket's buffer is full: the rest waits for it
+    except OSError:
+        pass  # the connection is gone: asyncio's sendfile says so
+    return sent
 
 
 class Stalled:
@@ -425,9 +502,36 @@ def answer(
 
     The hot path of the server (a subscriber's calendar app asking whether anything
     changed): no more work than a comparison of the ETag and a few headers."""
-    gz = _takes_gzip(request.headers.get("Accept-Encoding", ""))
+    gz = _takes_gzip(request.headers.get(hdrs.ACCEPT_ENCODING, ""))
     # strong ETags differ per encoding (RFC 9110 section 8.8.3)
     etag = body.gzip_etag if gz else body.etag
+    asked = request.headers.get(hdrs.IF_NONE_MATCH)
+    if asked is not None and (asked == etag or _matches(asked, etag, body.etag)):
+        # the headers kept: building them was a tenth of a 304's time in the process, and a
+        # CIMultiDict is copied into the response in C (a StreamResponse is lighter than a
+        # Response)
+        key = (gz, cors, max_age, policy, id(extra))
+        kept = body.not_modified.get(key)
+        if kept is None or kept[0] is not extra:
+            headers = _headers(etag, cors, max_age, policy, extra)
+            kept = body.not_modified[key] = (extra, CIMultiDict(headers))
+        return web.StreamResponse(status=304, headers=kept[1])
+    headers = _headers(etag, cors, max_age, policy, extra)
+    if body.link:
+        headers["Link"] = body.link
+    if gz:
+        headers["Content-Encoding"] = "gzip"
+    headers["Content-Type"] = f"{body.content_type}; charset=utf-8"
+    payload = body.gzipped if gz else body.plain
+    if payload.data is not None:
+        return web.Response(body=payload.data, headers=headers)
+    return SentFile(payload, headers, request.config_dict.get(SEND_TIMEOUT_KEY, timeout))
+
+
+def _headers(
+    etag: str, cors: bool, max_age: int, policy: str | None, extra: Mapping[str, str] | None
+) -> dict[str, str]:
+    """What an answer of kept bytes says, its 304 too."""
     headers = {
         **SECURE,
         "ETag": etag,
@@ -440,18 +544,7 @@ def answer(
         headers["Content-Security-Policy"] = policy
     if extra:
         headers.update(extra)
-    asked = request.headers.get("If-None-Match")
-    if asked is not None and (asked == etag or _matches(asked, etag, body.etag)):
-        return web.StreamResponse(status=304, headers=headers)  # lighter than a Response
-    if body.link:
-        headers["Link"] = body.link
-    if gz:
-        headers["Content-Encoding"] = "gzip"
-    headers["Content-Type"] = f"{body.content_type}; charset=utf-8"
-    payload = body.gzipped if gz else body.plain
-    if payload.data is not None:
-        return web.Response(body=payload.data, headers=headers)
-    return SentFile(payload, headers, request.config_dict.get(SEND_TIMEOUT_KEY, timeout))
+    return headers
 
 
 def _matches(asked: str, *etags: str) -> bool:
