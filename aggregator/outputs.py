@@ -190,6 +190,9 @@ class Outputs:
         self._told: asyncio.Task[None] | None = None
         #: set (and made anew) each time another version of the folder is served
         self._reloaded = asyncio.Event()
+        #: the data version the folder is being caught up to (a folder of it, or newer,
+        #: ends the catching up)
+        self._wanted = 0
 
     # the published folder
 
@@ -210,7 +213,7 @@ class Outputs:
                 log.warning("published file %s/%s: %s", current, name, error)
                 return False
         self.current, self.manifest, self._files = current, manifest, files
-        if self.catching_up is not None and manifest.get("data_version") == self._version:
+        if self.catching_up is not None and manifest.get("data_version", -1) >= self._wanted:
             # of the data now: nobody waits for the rest of the writer's work (after a
             # burst of publishes it rests, then looks again)
             self.catching_up = None
@@ -262,6 +265,7 @@ class Outputs:
                 self.invalidate()
             self._version = version
         if self.manifest.get("data_version", version) != version:
+            self._wanted = version
             self.catching_up = self.on_behind()
 
     def fresh(self, name: str) -> Body | None:

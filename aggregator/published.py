@@ -62,7 +62,7 @@ EVERYTHING = Selection()
 MANIFEST = "manifest.json"
 #: the write lock of the folder (Folder.update), and how often a waiting writer looks again
 LOCK = ".lock"
-LOCK_WAIT = 0.05
+LOCK_WAIT = 0.02
 CURRENT = "current"
 #: a half-written version older than this is a crashed writer's: removed
 STALE_SECONDS = 3600
@@ -495,18 +495,27 @@ class Folder:
         None when the folder was of the data and the hour already.
 
         The processes of one machine share the folder: one writes at a time (an flock on
-        LOCK), and the others, once it is theirs, find the folder written already."""
+        LOCK), and the others, as soon as it is written (not when the lock is theirs, one
+        after another), find it so."""
         tz = network_zone(settings.network)
-        async with self._lock():
+        version = await store.data_version()
+
+        def written() -> bool:
+            return stale(self.manifest(), version, now, tz) is None
+
+        async with self._lock(unless=written) as ours:
+            if not ours:
+                return None
             due = stale(self.manifest(), await store.data_version(), now, tz)
             if due is None:
                 return None
             return await self.write(store, settings, now, pages_only=due == PAGES)
 
     @contextlib.asynccontextmanager
-    async def _lock(self) -> AsyncIterator[None]:
+    async def _lock(self, unless: Callable[[], bool] = lambda: False) -> AsyncIterator[bool]:
         """The folder's write lock, waited for a little at a time (cancellable; the kernel
-        lets go of it when its process ends, however it ends)."""
+        lets go of it when its process ends, however it ends); False, without it, once
+        `unless()` holds while it waits (another process wrote what was wanted)."""
         self.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -515,8 +524,11 @@ class Folder:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
+                    if unless():
+                        yield False
+                        return
                     await asyncio.sleep(LOCK_WAIT)
-            yield
+            yield True
         finally:
             os.close(fd)
 
