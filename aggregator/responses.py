@@ -66,6 +66,10 @@ CHUNK = 256 * 1024
 #: a file goes out with sendfile this much at a time, each piece within the send timeout: a
 #: client must take 4 MiB a minute (70 KB/s) or be let go
 SEND_PIECE = 4 * 1024 * 1024
+#: a file's first bytes, sent corked with the headers (one segment, not a small one for the
+#: headers first): a few segments, no more. Corked, a piece of megabytes left only once it
+#: was all written: a body of 13 MB went at 0.8x the speed it had without (0.95x)
+CORKED = 64 * 1024
 #: Linux's TCP_CORK (0 elsewhere: _cork does nothing)
 TCP_CORK = getattr(socket, "TCP_CORK", 0)
 #: seconds a client may take no bytes of an answer before its connection is let go
@@ -321,12 +325,12 @@ class SentFile(web.StreamResponse):
     piece at a time: a client that takes no piece within `timeout` seconds is let go (its
     connection aborted), and with it the file it held.
 
-    What the socket takes at once goes first, from here (`sent_now`), corked with the
-    headers (TCP_CORK: one segment, not a small one for the headers first); asyncio's
-    sendfile only sends the rest. Each of its calls pauses the connection's reading and
-    resumes it, waits for the transport to be empty, and registers and unregisters a
-    writer: with a timeout's task per piece, a gzipped calendar of 300 KB went at 0.42x the
-    speed of a bare aiohttp handler writing it from memory, and one of 5.6 MB at 0.78x."""
+    What the socket takes at once goes first, from here (`sent_now`), its first CORKED
+    bytes corked with the headers (TCP_CORK); asyncio's sendfile only sends the rest. Each
+    of its calls pauses the connection's reading and resumes it, waits for the transport to
+    be empty, and registers and unregisters a writer: with a timeout's task per piece (and
+    the headers in a segment of their own), a gzipped calendar of 300 KB went at 0.42x the
+    speed of a bare aiohttp handler writing it from memory, one of 5.6 MB at 0.78x."""
 
     def __init__(
         self, payload: Payload, headers: dict[str, str], timeout: float = SEND_TIMEOUT
@@ -345,6 +349,7 @@ class SentFile(web.StreamResponse):
         # in clear (TLS: its socket takes no clear text)
         native = getattr(loop.sendfile, "__func__", None) is asyncio.BaseEventLoop.sendfile
         sock = _clear_socket(transport) if native else None
+        corked = min(payload.size, CORKED)
         if sock is not None:
             _cork(sock, True)
         try:
@@ -355,11 +360,15 @@ class SentFile(web.StreamResponse):
                 raise ConnectionResetError("Connection lost")
             first = payload.offset
             if sock is not None:
-                first += sent_now(transport, sock, payload.file.fd, first, payload.size)
+                first += sent_now(transport, sock, payload.file.fd, first, corked)
         finally:
             if sock is not None:
                 _cork(sock, False)
         end = payload.offset + payload.size
+        if sock is not None and first == payload.offset + corked < end:
+            # the rest of a first piece, uncorked: it leaves while it is written
+            size = min(end - first, SEND_PIECE)
+            first += sent_now(transport, sock, payload.file.fd, first, size)
         sent = first - payload.offset  # with sendfile: aiohttp's writer counts none of them
         try:
             try:
