@@ -26,6 +26,7 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from aggregator import __version__
+from aggregator.arenas import fewer_arenas
 from aggregator.config import load_config, normalise_database_url
 from aggregator.errors import ConfigError, RemovalRefused
 from aggregator.fetch import Fetcher, is_local, open_session
@@ -62,6 +63,7 @@ def is_fault(error: BaseException) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    fewer_arenas()  # before any thread runs
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

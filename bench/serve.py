@@ -20,11 +20,12 @@ command line, HTTP and /proc are used (never aggregator's own functions):
    a time; the statuses (all must be 200 or 304), VmRSS before and after, VmHWM;
 4. speed: wrk -t2 -c CONNECTIONS -d WRK_SECONDS on /calendar.ics, gzip accepted: (a) a 304
    (If-None-Match: the gzip ETag), (b) the gzipped body; the same against a bare aiohttp
-   handler holding those bytes in memory, in its own process; ours and bare alternately
-   (--rounds times), the best of each, and the ratio ours / bare. With --access-log both
-   (the default) a second `aggregator serve` with AGGREGATOR_ACCESS_LOG=0 is measured
-   beside them ("ours, log off"); --access-log off measures only that one, default only
-   the first. The access log's lines written and dropped are counted in serve's log;
+   handler holding those bytes in memory, in its own process; each in turn (--rounds
+   times, each round starting with the next), the best of each, and the ratio ours / bare.
+   With --access-log both (the default) a second `aggregator serve` with
+   AGGREGATOR_ACCESS_LOG=0 is measured beside them ("ours, log off"), after the same mix;
+   --access-log off measures only that one, default only the first. The access log's lines
+   written and dropped are counted in serve's log;
 5. a summary of the targets, PASS or FAIL.
 
 Timings taken while other programs run are noisy: compare the ratios, taken in the same run.
@@ -253,10 +254,11 @@ async def get(
         return response.status, response.headers.copy(), await response.read()
 
 
-def client() -> aiohttp.ClientSession:
+def client(address: str | None = None) -> aiohttp.ClientSession:
     """A session that shows bodies as sent (no decompression) and asks for no encoding
-    unless told."""
+    unless told; from `address` (a loopback address) when given."""
     return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(local_addr=(address, 0)) if address else None,
         auto_decompress=False,
         headers={"Accept-Encoding": "identity"},
         timeout=aiohttp.ClientTimeout(total=300),
@@ -382,8 +384,13 @@ async def run_mix(base: str, requests, concurrency: int) -> tuple[dict[str, Kind
             if status not in (200, 304) and len(unexpected) < 20:
                 unexpected.append(f"             {status} {path} {headers}: {body[:200]!r}")
 
-    async with client() as session:
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+    async def visitor(number: int) -> None:
+        # each worker is one visitor with its own address, one request at a time: the
+        # server bounds the renders of one client (outputs.client_renders), not of many
+        async with client(f"127.0.0.{2 + number}") as session:
+            await worker(session)
+
+    await asyncio.gather(*(visitor(n) for n in range(concurrency)))
     return kinds, unexpected
 
 
@@ -439,7 +446,14 @@ def main() -> None:
     parser.add_argument("network", type=Path, help="holds sources.yaml and a.db")
     parser.add_argument("--port", type=int, default=8097, help="aggregator serve's port")
     parser.add_argument("--requests", type=int, default=10_000, help="requests of the mix")
-    parser.add_argument("--concurrency", type=int, default=12, help="of the mix")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=12,
+        choices=range(1, 253),
+        metavar="1-252",
+        help="visitors of the mix, each from its own 127.0.0.x address",
+    )
     parser.add_argument("--wrk-seconds", type=int, default=10, help="of each wrk run")
     parser.add_argument("--connections", type=int, default=32, help="wrk's -c")
     parser.add_argument("--rounds", type=int, default=2, help="ours, bare alternately")
@@ -554,13 +568,26 @@ def run(
     ours_name = "ours, log off" if args.access_log == "off" else "ours"
     targets = {ours_name: base}
     pids = [ours.pid]
-    if args.access_log == "both":  # the same server with the access log off, beside it
+    if args.access_log == "both":
+        # the same server with the access log off, beside it: after the same mix (a server
+        # that has served it answers a 304 more slowly than a fresh one)
         quiet_port = free_port()
         quiet_command = [*command[:-1], str(quiet_port)]
         quiet = spawn("serve-log-off", quiet_command, environment(network, published, False), logs)
         servers.append(quiet)
         first_200(quiet, quiet_port, "/calendar.ics", time.perf_counter())
-        targets["ours, log off"] = f"http://127.0.0.1:{quiet_port}"
+        quiet_url = f"http://127.0.0.1:{quiet_port}"
+        started = time.perf_counter()
+        quiet_kinds, _ = asyncio.run(run_mix(quiet_url, requests, args.concurrency))
+        quiet_statuses = sum((k.statuses for k in quiet_kinds.values()), collections.Counter())
+        print(
+            f"           the same mix from serve with the access log off (pid {quiet.pid}) in "
+            f"{time.perf_counter() - started:.1f} s; statuses "
+            f"{', '.join(f'{s}: {n:,}' for s, n in sorted(quiet_statuses.items()))}; "
+            f"{memory(quiet.pid)}",
+            flush=True,
+        )
+        targets["ours, log off"] = quiet_url
         pids.append(quiet.pid)
     targets["bare"] = f"http://127.0.0.1:{bare_port}"
     pids.append(bare.pid)
@@ -572,11 +599,16 @@ def run(
     best: dict[tuple[str, str], Rate] = {}
     print(
         f"speed      wrk -t2 -c{args.connections} -d{args.wrk_seconds}s /calendar.ics, "
-        f"{args.rounds} rounds of {', '.join(targets)} (pids {', '.join(map(str, pids))})",
+        f"{args.rounds} rounds of {', '.join(targets)} (pids {', '.join(map(str, pids))}), "
+        "each round starting with the next",
         flush=True,
     )
+    order = list(targets.items())
     for round_ in range(1, args.rounds + 1):
-        for name, url in targets.items():
+        # each round starts with the next server: none is always measured first, after the
+        # mix or after another's gzipped bodies
+        turn = (round_ - 1) % len(order)
+        for name, url in order[turn:] + order[:turn]:
             for case, headers in cases.items():
                 rate = wrk(f"{url}/calendar.ics", headers, args.wrk_seconds, args.connections)
                 print(
