@@ -59,8 +59,6 @@ import os
 import random
 import re
 import shutil
-import signal
-import socket
 import statistics
 import string
 import subprocess
@@ -75,6 +73,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 import yaml
+from serve import Server, memory, port_free, proc_status
 
 KB, MB = 1024, 1024 * 1024
 #: the target of every probe's p99, in seconds
@@ -165,16 +164,6 @@ def deleted_files(pid: int, published: Path) -> tuple[list[int], int]:
     return counted, sum(size for size, in_folder in seen.values() if in_folder)
 
 
-def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM of a process, in kB (/proc/PID/status)."""
-    figures = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            figures[name] = int(value.split()[0])
-    return figures
-
-
 def cpu_seconds(pid: int) -> float:
     """User and system CPU time of a process (its threads included)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -202,39 +191,6 @@ class Sampler(threading.Thread):
 
 
 # the server
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def tail(self, lines: int = 30) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def configuration(network: Path, budget_mb: int | None) -> tuple[Path, int, bool]:
@@ -266,7 +222,7 @@ def start(command: list[str], env: dict[str, str], log: Path, port: int) -> tupl
     started = time.perf_counter()
     with log.open("wb") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    server = Server(process, log)
+    server = Server("serve", process, log)
     while time.perf_counter() - started < START_GIVE_UP_S:
         if process.poll() is not None:
             sys.exit(f"serve exited with {process.returncode}:\n{server.tail()}")
@@ -777,11 +733,6 @@ def revision() -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "?"
-
-
-def memory(pid: int) -> str:
-    status = proc_status(pid)
-    return f"VmRSS {status['VmRSS'] / KB:,.0f} MB, VmHWM {status['VmHWM'] / KB:,.0f} MB"
 
 
 def report_phase(phase: Phase) -> None:
