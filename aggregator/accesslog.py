@@ -23,8 +23,9 @@ the 2-core machine, in CPU per 304 (about 37 microseconds with no log at all):
 - entries held for half a second (3 MB at 25,000 a second) cost each 304 another
   microsecond in memory no longer in the cache: they are made into lines every MAKE_S.
 
-In all, about 2 microseconds of a 304's 39 (a 304 at 0.81x to 0.87x a bare aiohttp
-handler's speed with the log, 0.86x to 0.93x without).
+In all, 2 to 3 microseconds of a 304's 39 to 48: bench/serve.py on 2026-12-08 (after its
+mix) had a 304 at 0.78x to 0.82x a bare aiohttp handler's rate with the log, 0.84x to 0.86x
+without it (at 200 and 1,000 members; earlier runs 0.81x to 0.87x and 0.86x to 0.93x).
 
 A line reads like the other lines of `serve`'s log (logging's default format there) and
 says, in order: when the answer was sent, the client's address (the peer: behind a proxy
