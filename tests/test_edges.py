@@ -5,6 +5,8 @@ from a datetime that overflows."""
 from __future__ import annotations
 
 import base64
+import html
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -89,3 +91,14 @@ async def test_a_month_beyond_the_page_years_is_a_400_naming_it(client, month):
 async def test_the_first_and_last_months_of_the_page_are_answered(client, month):
     response = await client.get(f"/?month={month}")
     assert response.status == 200, await response.text()
+
+
+@pytest.mark.parametrize("month", ["1970-01", "1970-02", "2200-11", "2200-12"])
+async def test_every_month_link_of_a_page_is_answered(client, month):
+    """The page links the months before and after it, none beyond the years it shows."""
+    page = await (await client.get(f"/?month={month}")).text()
+    links = set(re.findall(r'href="(/\?month=[^"]*)"', page))
+    assert links, page
+    for link in links:
+        response = await client.get(html.unescape(link))
+        assert response.status == 200, (link, await response.text())

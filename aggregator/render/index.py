@@ -61,9 +61,10 @@ class Period:
     end: datetime
     #: "2027-03" when a month is asked for
     month: str | None
-    #: "YYYY-MM" of the months before and after (the asked month, or now's local month)
-    previous_month: str
-    next_month: str
+    #: "YYYY-MM" of the months before and after (the asked month, or now's local month);
+    #: None beyond YEARS (a link there would be a 400)
+    previous_month: str | None
+    next_month: str | None
 
 
 def page_period(now: datetime, tz: tzinfo, month: str | None) -> Period:
@@ -104,8 +105,9 @@ def _shift(year: int, month: int, by: int) -> tuple[int, int]:
     return index // 12, index % 12 + 1
 
 
-def _month_key(year: int, month: int) -> str:
-    return f"{year:04d}-{month:02d}"
+def _month_key(year: int, month: int) -> str | None:
+    """ "YYYY-MM", or None for a month of a year outside YEARS."""
+    return f"{year:04d}-{month:02d}" if year in YEARS else None
 
 
 def _month_date(key: str) -> date:
@@ -286,19 +288,21 @@ def index_page(
             if period.month
             else _("The coming weeks")
         ),
-        previous=MonthLink(
-            here(month=period.previous_month),
-            month_heading(_month_date(period.previous_month), lang),
-        ),
-        next=MonthLink(
-            here(month=period.next_month), month_heading(_month_date(period.next_month), lang)
-        ),
+        previous=_month_link(here, period.previous_month, lang),
+        next=_month_link(here, period.next_month, lang),
         upcoming_href=here(month=None) if period.month else None,
         later_href=here(after=later) if later else None,
         first_href=here() if after else None,
         empty=_empty(_, month=period.month is not None, searched=bool(words), filtered=filtered),
         **links,
     )
+
+
+def _month_link(here, month: str | None, lang: str) -> MonthLink | None:
+    """The link to `month` (None: none, beyond the months a page shows)."""
+    if month is None:
+        return None
+    return MonthLink(here(month=month), month_heading(_month_date(month), lang))
 
 
 def _stored_order(event: MergedEvent) -> tuple[datetime, str]:
