@@ -26,6 +26,7 @@ from aiohttp.test_utils import make_mocked_request, unused_port
 from aggregator.accesslog import MAX_PATH, AccessLog, LeanAccessLogger
 from aggregator.responses import Body, KeptFile, Payload, answer
 from tests.conftest import ROOT
+from tests.waiting import get_json, until
 
 #: time, client, method, path with query, status, bytes, milliseconds
 LINE = re.compile(
@@ -205,17 +206,12 @@ async def test_serve_logs_each_request_by_default(tmp_path: Path):
         )
     try:
         async with aiohttp.ClientSession() as client:
-            deadline = time.monotonic() + 60
-            while True:
+
+            async def up():
                 assert serve.poll() is None, log.read_text()
-                try:
-                    async with client.get(f"http://127.0.0.1:{port}/healthz?from=test") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                assert time.monotonic() < deadline, log.read_text()
-                await asyncio.sleep(0.1)
+                return await get_json(client, f"http://127.0.0.1:{port}/healthz?from=test")
+
+            await until(up, 60, "serve answering /healthz", every=0.1)
     finally:
         serve.send_signal(signal.SIGTERM)
         serve.wait(timeout=30)

@@ -18,6 +18,7 @@ import aiohttp
 from aiohttp.test_utils import unused_port
 
 from tests.conftest import ROOT
+from tests.waiting import get_json, until
 
 LEASE = 3.0
 #: far longer than the test: a source fetched twice was fetched twice in one interval
@@ -58,25 +59,6 @@ class Process:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
-
-
-async def until(check, seconds: float, what: str, every: float = 0.02):
-    """Ask `check` (a coroutine function) until it gives something true; its answer."""
-    deadline = time.monotonic() + seconds
-    while True:
-        answer = await check()
-        if answer:
-            return answer
-        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
-        await asyncio.sleep(every)
-
-
-async def get_json(client: aiohttp.ClientSession, url: str) -> dict | None:
-    try:
-        async with client.get(url) as response:
-            return await response.json() if response.status == 200 else None
-    except aiohttp.ClientError:
-        return None
 
 
 async def etag(client: aiohttp.ClientSession, process: Process) -> str | None:
