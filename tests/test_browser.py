@@ -375,6 +375,21 @@ async def test_the_event_page_json_ld_parses_and_breaks_no_csp(browser, calendar
     assert "previousStartDate" in moved and moved["startDate"] != moved["previousStartDate"]
 
 
+@pytest.mark.parametrize("lang", ["da", "en"])
+async def test_a_member_of_a_long_name_leaves_the_phone_page_its_width(browser, calendar_url, lang):
+    """At 360 px the filters stay within the page, however long a member's name (a select is
+    as wide as its longest option unless told otherwise)."""
+    page = await (await browser.new_context(viewport={"width": 360, "height": 700})).new_page()
+    await page.goto(f"{calendar_url}/?lang={lang}")
+    select = page.locator("select[name=source]")
+    await select.evaluate(
+        "s => s.add(new Option('Foreningen for ' + 'meget lange navne '.repeat(8), 'long'))"
+    )
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    box = await select.bounding_box()
+    assert width <= 360 and box is not None and box["x"] + box["width"] <= 360, (width, box)
+
+
 async def test_a_hostile_title_cannot_leave_the_json_ld(browser):
     title = '</script><script>alert("title")</script><!--'
     item = network_event("evil", title, location="<!--<script>", description="</script>")
